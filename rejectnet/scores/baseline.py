@@ -1,0 +1,105 @@
+"""Baseline OOD scores over the ``C`` class logits of an ordinary classifier.
+
+These are the usual comparison points for reject-class scores: maximum softmax
+probability (Hendrycks & Gimpel 2017), the energy score (Liu et al. 2020) and the
+maximum logit. Each is negated so that, like every score in :mod:`rejectnet.scores`,
+higher means more likely OOD. To score a wrapped ``C + k`` model with a baseline,
+pass only its first ``C`` columns (or use :func:`rejectnet.scores.compute` with
+``num_classes``).
+
+A tensor in gives a tensor out (same device; float32 for float32/float16/bfloat16
+input, float64 for float64 input); a numpy array in gives a numpy array out.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import torch
+
+from rejectnet._validation import as_logits
+from rejectnet.scores.reject import _like_input, _LogitsT, _shift_to_max
+
+__all__ = ["energy", "max_logit", "msp"]
+
+
+def _class_logits(logits: Any) -> torch.Tensor:
+    z = as_logits(logits)
+    if z.shape[1] < 1:
+        raise ValueError(f"logits must have at least one class column, got shape {tuple(z.shape)}")
+    return z
+
+
+def msp(logits: _LogitsT) -> _LogitsT:
+    """Negative maximum softmax probability, ``-max_c softmax(z)_c``.
+
+    Args:
+        logits: Class logits of shape ``(N, C)`` as a tensor or numpy array.
+
+    Returns:
+        Scores of shape ``(N,)`` in ``[-1, -1/C]``; higher means more likely OOD.
+
+    Raises:
+        TypeError: If ``logits`` is not a tensor or array of numbers.
+        ValueError: If ``logits`` is not 2-D, has no column, or is not finite.
+
+    Example:
+        >>> import torch
+        >>> msp(torch.tensor([[4.0, 0.0, 0.0], [1.0, 1.0, 1.0]])).round(decimals=4)
+        tensor([-0.9647, -0.3333])
+    """
+    z = _class_logits(logits)
+    return _like_input(-torch.log_softmax(_shift_to_max(z), dim=1).amax(dim=1).exp(), logits)
+
+
+def energy(logits: _LogitsT, temperature: float = 1.0) -> _LogitsT:
+    """Energy score, ``-T * logsumexp(z / T)``.
+
+    Args:
+        logits: Class logits of shape ``(N, C)`` as a tensor or numpy array.
+        temperature: The temperature ``T``, a finite number ``> 0``.
+
+    Returns:
+        Scores of shape ``(N,)``; higher means more likely OOD.
+
+    Raises:
+        TypeError: If ``logits`` or ``temperature`` has the wrong type.
+        ValueError: If ``logits`` is not 2-D, has no column, or is not finite, or
+            ``temperature`` is not a finite positive number.
+
+    Example:
+        >>> import torch
+        >>> energy(torch.tensor([[4.0, 0.0, 0.0], [1.0, 1.0, 1.0]])).round(decimals=4)
+        tensor([-4.0360, -2.0986])
+    """
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise TypeError(f"temperature must be a positive number, got {type(temperature).__name__}")
+    t = float(temperature)
+    if not (math.isfinite(t) and t > 0.0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    z = _class_logits(logits)
+    return _like_input(-t * torch.logsumexp(z / t, dim=1), logits)
+
+
+def max_logit(logits: _LogitsT) -> _LogitsT:
+    """Negative maximum logit, ``-max_c z_c``.
+
+    Args:
+        logits: Class logits of shape ``(N, C)`` as a tensor or numpy array.
+
+    Returns:
+        Scores of shape ``(N,)``; higher means more likely OOD.
+
+    Raises:
+        TypeError: If ``logits`` is not a tensor or array of numbers.
+        ValueError: If ``logits`` is not 2-D, has no column, or is not finite.
+
+    Example:
+        >>> import torch
+        >>> max_logit(torch.tensor([[4.0, 0.0, 0.0], [1.0, 1.0, 1.0]]))
+        tensor([-4., -1.])
+    """
+    z = _class_logits(logits)
+    return _like_input(-z.amax(dim=1), logits)
