@@ -1,0 +1,46 @@
+"""rejectnet: make any trained PyTorch classifier say "I don't know".
+
+An implementation of Mohseni et al., *Self-Supervised Learning for Generalizable
+Out-of-Distribution Detection* (AAAI 2020): widen a classifier's last layer with k reject
+classes (:class:`RejectHead`), fine-tune it with unlabeled outliers and self-assigned
+pseudo-labels, and reject inputs whose reject-class probability is high.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> import rejectnet
+    >>> net = rejectnet.RejectHead.wrap(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), k=2)
+    >>> _ = net.calibrate([torch.randn(64, 1, 4, 4)], coverage=0.95)
+    >>> net.predict(torch.randn(5, 1, 4, 4)).labels.shape
+    torch.Size([5])
+"""
+
+from rejectnet import finetune, metrics, scores
+from rejectnet._version import __version__
+from rejectnet.finetune import (
+    OutlierExposureFinetuner,
+    SelfSupervisedOODFinetuner,
+    train_classifier,
+)
+from rejectnet.head import RejectHead, RejectLinear
+from rejectnet.prediction import REJECTED, Prediction
+from rejectnet.scores import ThresholdResult
+from rejectnet.serialization import load, read_metadata, save
+
+__all__ = [
+    "REJECTED",
+    "OutlierExposureFinetuner",
+    "SelfSupervisedOODFinetuner",
+    "Prediction",
+    "RejectHead",
+    "RejectLinear",
+    "ThresholdResult",
+    "__version__",
+    "load",
+    "metrics",
+    "read_metadata",
+    "save",
+    "scores",
+    "train_classifier",
+    "finetune",
+]
