@@ -17,6 +17,7 @@ Example:
 
 from rejectnet import finetune, metrics, scores
 from rejectnet._version import __version__
+from rejectnet.evaluation import Report, evaluate
 from rejectnet.finetune import (
     OutlierExposureFinetuner,
     SelfSupervisedOODFinetuner,
@@ -34,8 +35,10 @@ __all__ = [
     "Prediction",
     "RejectHead",
     "RejectLinear",
+    "Report",
     "ThresholdResult",
     "__version__",
+    "evaluate",
     "load",
     "metrics",
     "read_metadata",

@@ -1,0 +1,157 @@
+"""evaluate(): the paper's protocol, logits computed once, reports."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rejectnet import RejectHead
+from rejectnet.evaluation import DatasetLogits, compute_logits, evaluate
+from rejectnet.metrics import ood_metrics
+from rejectnet.scores import sum_reject
+
+
+class Counting(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.fc(x)
+
+
+def _data(
+    seed: int = 0,
+) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], dict[str, list[torch.Tensor]]]:
+    g = torch.Generator().manual_seed(seed)
+    x_in = torch.randn(60, 4, generator=g)
+    y_in = torch.randint(0, 3, (60,), generator=g)
+    id_loader = [(x_in[:30], y_in[:30]), (x_in[30:], y_in[30:])]
+    ood = {
+        "far": [torch.randn(40, 4, generator=g) * 3 + 4],
+        "near": [torch.randn(25, 4, generator=g) + 0.5, torch.randn(25, 4, generator=g) + 0.5],
+    }
+    return id_loader, ood
+
+
+def test_logits_computed_once_per_dataset() -> None:
+    torch.manual_seed(0)
+    net = RejectHead.wrap(Counting(), k=2, inplace=True)
+    id_loader, ood = _data()
+    evaluate(net, id_loader, ood, n_runs=7)
+    assert net.model.calls == 2 + 1 + 2  # one forward per batch, whatever n_runs
+
+
+def test_equal_sizes_and_agreement_with_metrics() -> None:
+    torch.manual_seed(0)
+    net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+    id_loader, ood = _data()
+    rep = evaluate(net, id_loader, ood, n_runs=4, seed=3)
+    assert rep.ood["far"].n == 40 and rep.ood["near"].n == 50 and rep.ood["far"].n_ood == 40
+    assert rep.ood["mixed"].n == 60 and rep.ood["mixed"].n_ood == 80  # 40 from each set
+    with torch.no_grad():
+        x_in = torch.cat([b[0] for b in id_loader])
+        s_in = sum_reject(net(x_in), 3).double().numpy()
+        s_near = sum_reject(net(torch.cat(ood["near"])), 3).double().numpy()
+    # 'near' has 50 < 60 samples: the in-side is subsampled; with one run per subsample
+    # the mean must lie within the range of metrics over subsamples of s_in
+    rng = np.random.default_rng(0)
+    aurocs = [ood_metrics(rng.choice(s_in, 50, replace=False), s_near)["auroc"] for _ in range(300)]
+    assert min(aurocs) - 1e-12 <= rep.ood["near"].mean["auroc"] <= max(aurocs) + 1e-12
+    assert rep.ood["near"].std["auroc"] > 0
+    # equal sizes -> no subsampling -> exact metrics, zero std
+    same = evaluate(net, [x_in[:40]], {"far": ood["far"]}, n_runs=3, mixed=False)
+    exact = ood_metrics(
+        s_in[:40], sum_reject(net(torch.cat(ood["far"])), 3).detach().double().numpy()
+    )
+    assert same.ood["far"].mean["auroc"] == pytest.approx(exact["auroc"], abs=1e-12)
+    assert same.ood["far"].std["fpr95"] == 0.0
+    assert "mixed" not in same.ood and same.id_accuracy is None
+
+
+def test_accuracy_and_selective() -> None:
+    torch.manual_seed(0)
+    net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+    with torch.no_grad():  # reject units that fire on large inputs: 'far' is detectable
+        net.head.reject.weight.copy_(torch.tensor([[2.0, 2.0, 2.0, 2.0]] * 2))
+        net.head.reject.bias.fill_(-12.0)
+    id_loader, ood = _data()
+    rep = evaluate(net, id_loader, {"far": ood["far"]}, mixed=False)
+    with torch.no_grad():
+        logits = torch.cat([net(b[0]) for b in id_loader])
+    y = torch.cat([b[1] for b in id_loader])
+    assert rep.id_accuracy == pytest.approx(float((logits[:, :3].argmax(1) == y).double().mean()))
+    sel = rep.selective
+    accepted = rep.scores_in <= sel["threshold"]
+    assert sel["coverage"] == pytest.approx(accepted.mean()) and sel["coverage"] > 0.5
+    assert rep.correct is not None
+    assert sel["risk"] == pytest.approx((~rep.correct[accepted]).mean())
+    assert sel["risk_without_rejection"] == pytest.approx(1 - rep.id_accuracy)
+    assert float((rep.scores_out["far"] > sel["threshold"]).mean()) >= 0.95
+    n_out_accepted = int((rep.scores_out["far"] <= sel["threshold"]).sum())
+    errors = int((~rep.correct[accepted]).sum())
+    assert sel["total_misclassification"] == pytest.approx((errors + n_out_accepted) / 60)
+
+
+def test_plain_model_and_precomputed_logits() -> None:
+    torch.manual_seed(0)
+    model = Counting()
+    id_loader, ood = _data()
+    id_logits = compute_logits(model, id_loader)
+    ood_logits = {k: compute_logits(model, v) for k, v in ood.items()}
+    calls = model.calls
+    rep = evaluate(model, id_logits, ood_logits, "energy", name="energy-baseline")
+    assert model.calls == calls and rep.name == "energy-baseline" and rep.score == "energy"
+    assert evaluate(model, id_logits, ood_logits).score == "msp"
+    with pytest.raises(ValueError, match="needs reject units"):
+        evaluate(model, id_logits, ood_logits, "sum")
+    assert isinstance(id_logits, DatasetLogits)
+
+
+def test_reports_serialise() -> None:
+    torch.manual_seed(0)
+    net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+    rep = evaluate(net, *_data(), n_runs=2)
+    d = json.loads(rep.to_json())
+    assert set(d["ood"]) == {"far", "near", "mixed"}
+    assert set(d["ood"]["far"]) >= {"auroc", "aupr_in", "aupr_out", "fpr95", "detection_error"}
+    assert 0 <= d["ood"]["mixed"]["auroc"] <= 1
+    md = rep.to_markdown()
+    assert md.count("\n") == 1 + 3 and "| sum_reject |" in md
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_runs": 0}, "n_runs"),
+        ({"ood_loaders": {}}, "non-empty"),
+        ({"score": "bogus"}, "sum_reject"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, object], match: str) -> None:
+    net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+    id_loader, ood = _data()
+    args: dict[str, object] = {"ood_loaders": ood, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        evaluate(net, id_loader, **args)  # type: ignore[arg-type]
+
+
+def test_plots_written(tmp_path: object) -> None:
+    from pathlib import Path
+
+    torch.manual_seed(0)
+    net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+    id_loader, ood = _data()
+    a = evaluate(net, id_loader, ood, n_runs=1, name="a")
+    b = evaluate(net, id_loader, ood, "max", n_runs=1, name="b")
+    paths = a.plot(Path(str(tmp_path)) / "plots", others=[b])
+    names = sorted(p.name for p in paths)
+    assert names == ["error_vs_tpr.png", "risk_coverage.png", "roc.png", "score_histograms.png"]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
