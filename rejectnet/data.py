@@ -69,7 +69,7 @@ def images_to_tensor(x: npt.NDArray[Any], scale: float | None = None) -> torch.T
         x: Images; uint8 images are divided by 255 unless ``scale`` is given.
         scale: Divide by this instead.
     """
-    t = torch.from_numpy(np.ascontiguousarray(x)).to(torch.float32)
+    t = torch.from_numpy(np.array(x, dtype=np.float32))
     if scale is None:
         scale = 255.0 if x.dtype == np.uint8 else 1.0
     t = t / scale

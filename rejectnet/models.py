@@ -9,7 +9,8 @@ __all__ = ["SmallCNN"]
 
 
 class SmallCNN(nn.Module):
-    """The paper's MNIST network: two 3x3 convolutions, max-pooling, dropout, two Linear.
+    """The paper's MNIST network: two 3x3 convolutions, each followed by 2x2 max-pooling,
+    then dropout and two Linear layers.
 
     Args:
         num_classes: Number of classes C.
@@ -39,13 +40,14 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, c1, 3, padding=1),
             nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
             nn.Conv2d(c1, c2, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
             nn.Dropout(dropout),
             nn.Flatten(),
         )
-        side = image_size // 2
+        side = image_size // 4
         self.fc1 = nn.Linear(c2 * side * side, hidden)
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(hidden, num_classes)
