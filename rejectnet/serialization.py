@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from rejectnet._locate import find_head
+from rejectnet._locate import find_head, replace_module
 from rejectnet._version import __version__
 from rejectnet.head import RejectHead
 from rejectnet.scores import registry
@@ -29,6 +29,7 @@ from rejectnet.scores import registry
 __all__ = ["FORMAT_VERSION", "load", "read_metadata", "save"]
 
 FORMAT_VERSION = 1
+"""The file format :func:`save` writes; :func:`load` refuses files from a newer format."""
 _META_KEY = "rejectnet"
 
 
@@ -54,6 +55,7 @@ def save(net: RejectHead, path: str | os.PathLike[str]) -> Path:
     Raises:
         TypeError: If ``net`` is not a :class:`~rejectnet.RejectHead`.
         FileNotFoundError: If the destination folder does not exist.
+        IsADirectoryError: If ``path`` is a folder.
 
     Example:
         >>> import tempfile, os, torch
@@ -75,6 +77,10 @@ def save(net: RejectHead, path: str | os.PathLike[str]) -> Path:
     dest = _as_path(path)
     if not dest.parent.exists():
         raise FileNotFoundError(f"path's folder {str(dest.parent)!r} does not exist")
+    if dest.is_dir():
+        raise IsADirectoryError(
+            f"path {str(dest)!r} is a folder; give a file name such as 'model.safetensors'"
+        )
     tensors = {
         name: t.detach().to("cpu").contiguous().clone() for name, t in net.state_dict().items()
     }
@@ -146,6 +152,17 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         FileNotFoundError: If the file does not exist.
         ValueError: If the file is not a safetensors file (a pickle, for instance, is
             refused without being opened as one) or its metadata is missing or invalid.
+
+    Example:
+        >>> import tempfile, os
+        >>> from torch import nn
+        >>> import rejectnet
+        >>> net = rejectnet.RejectHead.wrap(nn.Sequential(nn.Linear(4, 3)), k=2)
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+        >>> _ = rejectnet.save(net, path)
+        >>> meta = rejectnet.read_metadata(path)
+        >>> meta["num_classes"], meta["k"], meta["head"], meta["threshold"], meta["score"]
+        (3, 2, '0', None, None)
     """
     src = _as_path(path)
     if not src.is_file():
@@ -165,9 +182,111 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     try:
         meta = json.loads(header[_META_KEY])
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, RecursionError) as err:  # RecursionError: nested too deep
         raise ValueError(f"metadata of {str(src)!r} is not valid JSON: {err}") from None
     return _validate_metadata(meta, src)
+
+
+def _check_map_location(map_location: Any) -> torch.device:
+    if not isinstance(map_location, (str, torch.device)):
+        raise TypeError(
+            "map_location must be a device name such as 'cpu' or 'cuda:0', or a "
+            f"torch.device, got {type(map_location).__name__}"
+        )
+    try:
+        return torch.device(map_location)
+    except RuntimeError:
+        raise ValueError(
+            f"map_location={map_location!r} is not a device; use e.g. 'cpu', 'cuda' or 'cuda:0'"
+        ) from None
+
+
+def _read_tensors(src: Path, device: torch.device) -> dict[str, torch.Tensor]:
+    try:
+        state = load_file(str(src), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(
+            f"path {str(src)!r} is truncated or corrupted: its tensors cannot be read ({err})"
+        ) from None
+    if device.type == "cpu":
+        return state
+    try:
+        return {name: t.to(device) for name, t in state.items()}
+    except (RuntimeError, AssertionError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"cannot move the tensors of {str(src)!r} to map_location={str(device)!r} "
+            f"({first}); pass map_location='cpu' or an available device"
+        ) from None
+
+
+def _check_state(state: dict[str, torch.Tensor], meta: dict[str, Any], path: Path) -> None:
+    """The buffers that steer decisions must agree with the validated metadata."""
+    where = f"{str(path)!r}"
+    thr = state.get("threshold")
+    if thr is not None:
+        if thr.ndim != 0 or not thr.is_floating_point():
+            raise ValueError(
+                f"{where} holds an invalid 'threshold' tensor (shape {tuple(thr.shape)}, dtype "
+                f"{thr.dtype}); it must be a floating-point scalar"
+            )
+        value = float(thr)
+        expected = meta["threshold"]
+        same = math.isnan(value) if expected is None else value == float(expected)
+        if not same:
+            raise ValueError(
+                f"{where} holds a 'threshold' tensor ({value!r}) that disagrees with its "
+                f"metadata (threshold={expected!r}); the file was altered after rejectnet.save"
+            )
+    name_buf = state.get("threshold_score")
+    if name_buf is not None:
+        ok = name_buf.dtype == torch.uint8 and tuple(name_buf.shape) == (registry.MAX_NAME_BYTES,)
+        name = bytes(name_buf.tolist()).rstrip(b"\0") if ok else b""
+        ok = ok and b"\0" not in name and all(33 <= b <= 126 for b in name)
+        if not ok or (name.decode("ascii") or None) != meta["score"]:
+            raise ValueError(
+                f"{where} holds a 'threshold_score' tensor that is not the score named in its "
+                f"metadata (score={meta['score']!r}); the file was altered after rejectnet.save"
+            )
+    weights = state.get("score_weights")
+    if weights is not None:
+        if (
+            not weights.is_floating_point()
+            or weights.shape != (meta["k"],)
+            or not bool(torch.isfinite(weights).all())
+            or bool((weights < 0).any())
+        ):
+            raise ValueError(
+                f"{where} holds an invalid 'score_weights' tensor; it must hold k={meta['k']} "
+                "finite, non-negative weights"
+            )
+
+
+def _fit_error(
+    path: Path, own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
+) -> ValueError | None:
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(n for n in set(own) & set(state) if own[n].shape != state[n].shape)
+    if not (missing or unexpected or wrong):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"missing {missing[:5]}")
+    if unexpected:
+        parts.append(f"unexpected {unexpected[:5]}")
+    if wrong:
+        parts.append(
+            "shape mismatch "
+            + ", ".join(
+                f"{n}: file {tuple(state[n].shape)} vs model {tuple(own[n].shape)}"
+                for n in wrong[:5]
+            )
+        )
+    return ValueError(
+        f"the tensors in {str(path)!r} do not fit the given model ({'; '.join(parts)}); "
+        "pass the same architecture that was saved"
+    )
 
 
 def load(
@@ -179,6 +298,9 @@ def load(
 ) -> RejectHead:
     """Load a file written by :func:`save` into a fresh copy of the architecture.
 
+    Everything in the file is checked before ``model`` is touched; when the file is
+    refused, ``model`` is left exactly as it was (also with ``inplace=True``).
+
     Args:
         path: A ``.safetensors`` file written by :func:`save`.
         model: The un-wrapped architecture (any weights; they are overwritten), or a
@@ -188,21 +310,45 @@ def load(
             itself is left unchanged.
 
     Returns:
-        The wrapped model with the saved weights, threshold and score.
+        The wrapped model with the saved weights, threshold and score, in eval mode
+        (ready for :meth:`~rejectnet.RejectHead.predict`; call ``.train()`` to fine-tune
+        it further).
 
     Raises:
-        ValueError: If the file is not a rejectnet safetensors file, its metadata is
-            invalid, or its C or k differ from the model's (the message names both), or
-            its tensors do not fit the model.
+        TypeError: If ``model`` is not a module, or ``map_location`` or ``inplace`` has
+            the wrong type.
+        ValueError: If the file is not a rejectnet safetensors file, it is truncated, its
+            metadata is invalid or disagrees with its tensors, its C or k differ from the
+            model's (the message names both), its tensors do not fit the model, or
+            ``map_location`` is not an available device.
+        FileNotFoundError: If the file does not exist.
+
+    Example:
+        >>> import tempfile, os, torch
+        >>> from torch import nn
+        >>> import rejectnet
+        >>> def make_model():
+        ...     return nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+        >>> net = rejectnet.RejectHead.wrap(make_model(), k=2)
+        >>> _ = net.calibrate([torch.randn(50, 1, 4, 4)], coverage=0.9)
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+        >>> _ = rejectnet.save(net, path)
+        >>> net2 = rejectnet.load(path, make_model())  # fresh weights, overwritten
+        >>> x = torch.randn(3, 1, 4, 4)
+        >>> torch.equal(net2(x), net(x)), net2.threshold.item() == net.threshold.item()
+        (True, True)
     """
-    meta = read_metadata(path)
+    src = _as_path(path)
+    device = _check_map_location(map_location)
+    if not isinstance(inplace, bool):
+        raise TypeError(f"inplace must be True or False, got {inplace!r}")
+    meta = read_metadata(src)
     c_file, k_file = meta["num_classes"], meta["k"]
     if isinstance(model, RejectHead):
-        net = model
-        if (net.num_classes, net.k) != (c_file, k_file):
+        if (model.num_classes, model.k) != (c_file, k_file):
             raise ValueError(
                 f"{str(path)!r} holds a model with C={c_file} classes and k={k_file} reject "
-                f"classes, but the given model has C={net.num_classes} and k={net.k}"
+                f"classes, but the given model has C={model.num_classes} and k={model.k}"
             )
     else:
         if not isinstance(model, nn.Module):
@@ -215,29 +361,23 @@ def load(
                 f"C={layer.out_features} outputs; build the architecture with "
                 f"num_classes={c_file}"
             )
-        net = RejectHead.wrap(model, k=k_file, head=meta["head"], inplace=inplace)
-    state = load_file(str(path), device=str(map_location))
-    own = net.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(n for n in set(own) & set(state) if own[n].shape != state[n].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:5]}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:5]}")
-        if wrong:
-            parts.append(
-                "shape mismatch "
-                + ", ".join(
-                    f"{n}: file {tuple(state[n].shape)} vs model {tuple(own[n].shape)}"
-                    for n in wrong[:5]
-                )
-            )
-        raise ValueError(
-            f"the tensors in {str(path)!r} do not fit the given model ({'; '.join(parts)}); "
-            "pass the same architecture that was saved"
-        )
-    net.load_state_dict(state)
-    return net
+    state = _read_tensors(src, device)
+    _check_state(state, meta, src)
+    if isinstance(model, RejectHead):
+        net = model
+        error = _fit_error(src, net.state_dict(), state)
+        if error is not None:
+            raise error
+        net.load_state_dict(state)
+        return net.eval()
+    net = RejectHead.wrap(model, k=k_file, head=meta["head"], inplace=inplace)
+    try:
+        error = _fit_error(src, net.state_dict(), state)
+        if error is not None:
+            raise error
+        net.load_state_dict(state)
+    except BaseException:
+        if inplace and net.head_path:  # put the caller's own head layer back
+            replace_module(model, net.head_path, net.head.base)
+        raise
+    return net.eval()

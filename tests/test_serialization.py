@@ -127,3 +127,14 @@ def test_truncated_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError):
         rejectnet.load(path, TinyCNN())
+
+
+def test_load_returns_eval_mode(tmp_path: Path, images: torch.Tensor) -> None:
+    net = _net()
+    net.set_threshold(0.5)
+    path = rejectnet.save(net, tmp_path / "m.safetensors")
+    fresh = TinyCNN().train()
+    loaded = rejectnet.load(path, fresh)
+    assert not loaded.training and fresh.training
+    again = rejectnet.load(path, RejectHead.wrap(TinyCNN(), k=3).train())
+    assert not again.training

@@ -98,8 +98,13 @@ def _reject_log_probs(logits: Any, num_classes: Any) -> tuple[torch.Tensor, int]
 
 
 def _partial_entropy(log_p: torch.Tensor) -> torch.Tensor:
-    """Return ``-sum_j p_j log p_j`` over the columns of ``log_p`` (finite, no NaN)."""
-    return -(log_p.exp() * log_p).sum(dim=1)
+    """Return ``-sum_j p_j log p_j`` over the columns of ``log_p`` (finite, no NaN).
+
+    A probability of exactly 0 has ``log_p = -inf`` (finite logits more than the float
+    range apart, e.g. ``3e38`` and ``-3e38`` in float32); its term is 0, not ``0 * -inf``.
+    """
+    terms = log_p.exp() * log_p
+    return -torch.where(torch.isneginf(log_p), torch.zeros_like(terms), terms).sum(dim=1)
 
 
 def max_reject(logits: _LogitsT, num_classes: int) -> _LogitsT:
@@ -129,7 +134,7 @@ def max_reject(logits: _LogitsT, num_classes: int) -> _LogitsT:
 
 
 def sum_reject(logits: _LogitsT, num_classes: int) -> _LogitsT:
-    """Total reject-unit probability, ``sum_{j in R} p_j`` (the paper's default score).
+    """Total reject-unit probability, ``sum_{j in R} p_j`` (rejectnet's default score).
 
     Computed as ``exp(logsumexp(z_R) - logsumexp(z))``, which is exact and finite
     for any finite logits.

@@ -54,6 +54,17 @@ class ThresholdResult:
         risk_bound: Upper confidence bound on that risk, holding with probability
             at least ``1 - delta`` (``"risk"`` method).
         delta: The confidence parameter of ``risk_bound``.
+
+    Example:
+        >>> r = threshold_at_tpr([0.1, 0.2, 0.3, 0.6], [0.5, 0.7, 0.8, 0.9], tpr=0.75)
+        >>> float(r), r.method, r.coverage, r.risk is None
+        (0.6, 'tpr', 1.0, True)
+        >>> for part in str(r).split("; "):
+        ...     print(part)
+        threshold 0.6 (tpr): flag OOD when score > threshold
+        coverage 100.00% of 4 in-distribution samples
+        TPR 75.00%
+        FPR 0.00%
     """
 
     value: float
@@ -127,12 +138,14 @@ def threshold_for_coverage(s_in: Any, coverage: float = 0.95) -> ThresholdResult
 
 def _just_below(v: float) -> float:
     """A float strictly below ``v``, also when compared in float32 if ``v`` is a float32."""
-    v32 = np.float32(v)
-    if float(v32) == v and np.isfinite(v32):
-        below = float(np.nextafter(v32, np.float32(-np.inf)))
-        if np.isfinite(below):
-            return below
-    return float(np.nextafter(v, -np.inf))
+    if abs(v) <= float(np.finfo(np.float32).max):  # np.float32(v) would overflow (warning)
+        v32 = np.float32(v)
+        if float(v32) == v:
+            below = float(np.nextafter(v32, np.float32(-np.inf)))
+            if np.isfinite(below):
+                return below
+    with np.errstate(over="ignore"):  # -inf below the lowest float; the caller checks
+        return float(np.nextafter(v, -np.inf))
 
 
 def threshold_at_tpr(s_in: Any, s_out: Any, tpr: float = 0.95) -> ThresholdResult:
@@ -156,8 +169,9 @@ def threshold_at_tpr(s_in: Any, s_out: Any, tpr: float = 0.95) -> ThresholdResul
 
     Raises:
         TypeError: If the scores are not numeric or ``tpr`` not a number.
-        ValueError: If a score array is empty, not 1-D or not finite, or ``tpr`` is
-            outside ``(0, 1]``.
+        ValueError: If a score array is empty, not 1-D or not finite, ``tpr`` is
+            outside ``(0, 1]``, or the flagged OOD scores sit at the lowest float so that
+            no finite threshold lies below them.
 
     Example:
         >>> r = threshold_at_tpr([0.1, 0.2, 0.3, 0.6], [0.5, 0.7, 0.8, 0.9], tpr=0.75)
@@ -172,6 +186,11 @@ def threshold_at_tpr(s_in: Any, s_out: Any, tpr: float = 0.95) -> ThresholdResul
     both = np.concatenate([si, so])
     below = both[both < v]
     value = float(below.max()) if below.size else _just_below(v)
+    if not math.isfinite(value):
+        raise ValueError(
+            f"s_out's flagged scores reach the lowest float ({v!r}), so no finite threshold "
+            "lies below them; rescale the scores (every score must be > -1.7e308)"
+        )
     achieved_fpr = float(np.mean(si > value))
     return ThresholdResult(
         value=value,
