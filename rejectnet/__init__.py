@@ -18,6 +18,7 @@ Example:
 from rejectnet import finetune, metrics, scores
 from rejectnet._version import __version__
 from rejectnet.evaluation import Report, evaluate
+from rejectnet.export import DeployedModel, export_onnx
 from rejectnet.finetune import (
     OutlierExposureFinetuner,
     SelfSupervisedOODFinetuner,
@@ -30,6 +31,7 @@ from rejectnet.serialization import load, read_metadata, save
 
 __all__ = [
     "REJECTED",
+    "DeployedModel",
     "OutlierExposureFinetuner",
     "SelfSupervisedOODFinetuner",
     "Prediction",
@@ -39,6 +41,7 @@ __all__ = [
     "ThresholdResult",
     "__version__",
     "evaluate",
+    "export_onnx",
     "load",
     "metrics",
     "read_metadata",

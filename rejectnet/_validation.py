@@ -172,7 +172,9 @@ def as_logits(logits: Any, name: str = "logits") -> torch.Tensor:
         )
     if t.dtype not in (torch.float32, torch.float64):
         t = t.to(torch.float32)
-    if t.numel() and not bool(torch.isfinite(t).all()):
+    # Inside torch.compile / torch.export the check would be a host sync and a
+    # data-dependent branch that cannot be traced; compiled graphs skip it.
+    if not _is_compiling() and t.numel() and not bool(torch.isfinite(t).all()):
         raise ValueError(
             f"{name} holds NaN or infinite values; scores need finite logits "
             "(check the model for overflow, e.g. run it in float32)"
@@ -181,3 +183,9 @@ def as_logits(logits: Any, name: str = "logits") -> torch.Tensor:
 
 
 _INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+def _is_compiling() -> bool:
+    """Whether torch.compile or torch.export is tracing the current call."""
+    fn = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(fn()) if callable(fn) else False

@@ -13,17 +13,22 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rejectnet._inference import collect_logits, eval_mode, module_device
 from rejectnet._locate import find_head, replace_module
 from rejectnet._outputs import extract_logits
+from rejectnet._validation import check_fraction
 from rejectnet.prediction import REJECTED, Prediction
 from rejectnet.scores import registry
 from rejectnet.scores.thresholds import ThresholdResult, threshold_for_coverage
+
+if TYPE_CHECKING:
+    from rejectnet.export import DeployedModel
 
 __all__ = ["RejectHead", "RejectLinear"]
 
@@ -40,6 +45,18 @@ class RejectLinear(nn.Module):
             ``base``, initialised like any fresh ``nn.Linear`` (PyTorch's default
             Kaiming-uniform weights and uniform bias, drawn from the global RNG, so
             ``torch.manual_seed`` makes it reproducible).
+
+    Args:
+        base: The layer to widen; kept as is, not copied.
+        k: Number of reject units.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> base = nn.Linear(8, 3)
+        >>> layer = RejectLinear(base, k=2)
+        >>> layer.base is base, layer(torch.randn(4, 8)).shape
+        (True, torch.Size([4, 5]))
     """
 
     def __init__(self, base: nn.Linear, k: int) -> None:
@@ -54,8 +71,43 @@ class RejectLinear(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Concatenate the C class logits and the k reject logits."""
-        return torch.cat([self.base(x), self.reject(x)], dim=-1)
+        """Concatenate the C class logits and the k reject logits.
+
+        Args:
+            x: Features ``(..., in_features)``, the input of the original layer.
+
+        Returns:
+            ``(..., C + k)`` logits: ``base(x)`` followed by ``reject(x)``.
+        """
+        modules = self._modules
+        base, reject = modules["base"], modules["reject"]
+        assert base is not None and reject is not None
+        if _plain_linear(base) and _plain_linear(reject):
+            # nn.Linear.forward is exactly F.linear on the same tensors, so the class
+            # logits stay bit-exact; calling it directly saves two module calls (a few
+            # microseconds, which matter at batch size 1).
+            pb, pr = base._parameters, reject._parameters
+            class_logits = F.linear(x, pb["weight"], pb["bias"])  # type: ignore[arg-type]
+            reject_logits = F.linear(x, pr["weight"], pr["bias"])  # type: ignore[arg-type]
+            return torch.cat([class_logits, reject_logits], dim=-1)
+        return torch.cat([base(x), reject(x)], dim=-1)
+
+
+def _plain_linear(m: nn.Module) -> bool:
+    """Whether calling ``m`` is the same as ``F.linear(x, m.weight, m.bias)``: an exact
+    ``nn.Linear`` (not a subclass, so not parametrized either: parametrization swaps the
+    class) with no hooks of its own and no global module hooks."""
+    if type(m) is not nn.Linear or "weight" not in m._parameters or "bias" not in m._parameters:
+        return False  # e.g. a subclass, or FSDP swapped the parameters for plain tensors
+    if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
+        return False
+    hooks = nn.modules.module
+    return not (
+        hooks._global_forward_hooks
+        or hooks._global_forward_pre_hooks
+        or hooks._global_backward_hooks
+        or hooks._global_backward_pre_hooks
+    )
 
 
 def _expected_input_ndim(model: nn.Module) -> int | None:
@@ -63,6 +115,25 @@ def _expected_input_ndim(model: nn.Module) -> int | None:
         if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d):
             return len(m.kernel_size) + 2
     return None
+
+
+def _check_finite_logits(logits: torch.Tensor, name: str) -> None:
+    """Raise a ValueError naming the input ``name`` if any logit is NaN or infinite.
+
+    Skipped while torch.compile / torch.export trace (a data-dependent branch).
+    """
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    if callable(is_compiling) and is_compiling():
+        return
+    bad = ~torch.isfinite(logits).all(dim=-1)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten().tolist()
+        shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if len(rows) > 10 else "")
+        raise ValueError(
+            f"the model's logits on {name} hold NaN or infinite values for {len(rows)} of "
+            f"{logits.shape[0]} sample(s) (rows {shown}); {name} must hold finite inputs on "
+            "which the model does not overflow (check for NaN/inf in the data, or run in float32)"
+        )
 
 
 def _encode_name(name: str) -> torch.Tensor:
@@ -84,7 +155,8 @@ class RejectHead(nn.Module):
     first C are exactly the original model's logits. State that travels with the model
     lives in buffers, so it is part of ``state_dict()``: ``threshold`` (float64 scalar,
     NaN until calibrated), ``threshold_score`` (the score's name, as 32 ASCII bytes) and
-    ``score_weights`` (the k weights used by the ``"weighted_reject"`` score).
+    ``score_weights`` (the k weights used by the ``"weighted_reject"`` score, float32).
+    ``.half()`` and ``.to(dtype)`` leave the dtypes of these buffers alone.
 
     Example:
         >>> import torch
@@ -187,6 +259,20 @@ class RejectHead(nn.Module):
 
         The reject units are dropped; whatever fine-tuning did to the rest of the
         network is kept. The returned model shares no tensors with ``self``.
+
+        Returns:
+            A deep copy of the wrapped model whose head is the original C-output
+            ``nn.Linear`` again.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from rejectnet import RejectHead
+            >>> net = RejectHead.wrap(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), k=2)
+            >>> plain = net.unwrap()
+            >>> x = torch.randn(4, 1, 4, 4)
+            >>> plain(x).shape, torch.equal(plain(x), net(x)[:, :3])
+            (torch.Size([4, 3]), True)
         """
         plain = copy.deepcopy(self.model)
         layer = plain.get_submodule(self.head_path)
@@ -220,7 +306,21 @@ class RejectHead(nn.Module):
             raise ValueError(f"x must be {want}, got shape {tuple(x.shape)}{hint}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the ``(N, C + k)`` logits: C class logits, then k reject logits."""
+        """Return the ``(N, C + k)`` logits: C class logits, then k reject logits.
+
+        Args:
+            x: A batch of inputs, shaped as the wrapped model expects.
+
+        Returns:
+            ``(N, C + k)`` logits; the first C equal the original model's logits.
+
+        Raises:
+            TypeError: If ``x`` is not a tensor.
+            ValueError: If ``x`` has the wrong number of dimensions (e.g. a single
+                image without its batch dimension).
+            RuntimeError: If the wrapped model does not return ``(N, C + k)`` logits,
+                i.e. the widened layer is not the model's final layer.
+        """
         self._check_input(x)
         logits = extract_logits(self.model(x))
         width = self.num_classes + self.k
@@ -233,10 +333,13 @@ class RejectHead(nn.Module):
         return logits
 
     def _apply(self, fn: Any, recurse: bool = True) -> RejectHead:
-        # Keep the threshold in float64 through .half()/.to(dtype) so decisions don't drift.
+        # Keep the threshold in float64 and the score weights in float32 through
+        # .half()/.to(dtype), so decisions don't drift and save/load keeps every dtype.
         saved = self.threshold.detach().clone()
+        weights = self.score_weights.detach().clone()
         super()._apply(fn, recurse)
         self.threshold = saved.to(self.threshold.device)
+        self.score_weights = weights.to(self.score_weights.device)
         return self
 
     # ------------------------------------------------------------------ scores
@@ -256,6 +359,19 @@ class RejectHead(nn.Module):
 
         Returns:
             ``(N,)`` scores, higher = more likely OOD.
+
+        Raises:
+            ValueError: If the score name is unknown or the logits are not
+                ``(N, C + k)``.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from rejectnet import RejectHead
+            >>> net = RejectHead.wrap(nn.Linear(8, 3), k=2).eval()
+            >>> logits = net(torch.randn(5, 8))
+            >>> net.score_logits(logits, "max_reject").shape, net.score_logits(logits, "msp").shape
+            (torch.Size([5]), torch.Size([5]))
         """
         name = self._resolve_score(score)
         kwargs: dict[str, Any] = {}
@@ -276,6 +392,13 @@ class RejectHead(nn.Module):
             x: A batch of inputs.
             score: Score name (see :meth:`score_logits`).
 
+        Returns:
+            ``(N,)`` scores; higher = more likely OOD.
+
+        Raises:
+            ValueError: If the score name is unknown, ``x`` has the wrong shape, or the
+                model's logits on ``x`` are NaN or infinite (the message lists the rows).
+
         Example:
             >>> import torch
             >>> from torch import nn
@@ -285,7 +408,9 @@ class RejectHead(nn.Module):
             torch.Size([5])
         """
         with torch.no_grad():
-            return self.score_logits(self(x), score)
+            logits = self(x)
+            _check_finite_logits(logits, "x")
+            return self.score_logits(logits, score)
 
     # ------------------------------------------------------------------ threshold
     @property
@@ -307,9 +432,28 @@ class RejectHead(nn.Module):
             score: The score the threshold applies to.
 
         Raises:
+            TypeError: If ``value`` is not a real number.
             ValueError: If ``value`` is not finite or ``score`` is unknown.
+
+        Example:
+            >>> from torch import nn
+            >>> from rejectnet import RejectHead
+            >>> net = RejectHead.wrap(nn.Linear(8, 3), k=2)
+            >>> net.is_calibrated
+            False
+            >>> net.set_threshold(0.5, score="max_reject")
+            >>> net.is_calibrated, net.calibrated_score
+            (True, 'max_reject')
         """
-        v = float(value)
+        if isinstance(value, (str, bytes, bool)):
+            raise TypeError(f"value must be a finite real threshold, got {value!r}")
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"value must be a finite real threshold (a float, a 0-d tensor or a "
+                f"ThresholdResult), got {type(value).__name__}"
+            ) from None
         if not math.isfinite(v):
             raise ValueError(f"value must be a finite threshold, got {value!r}")
         name = registry.spec(score).name
@@ -338,12 +482,32 @@ class RejectHead(nn.Module):
             The threshold and what it achieves on the calibration data.
 
         Raises:
-            ValueError: If the loader is empty, ``coverage`` is not in ``(0, 1]`` or the
-                score is unknown.
+            TypeError: If ``loader`` is not an iterable of batches.
+            ValueError: If the loader is empty, ``coverage`` is not in ``(0, 1]``, the
+                score is unknown, or the model's outputs on the loader are NaN or
+                infinite. The threshold is then left as it was.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from rejectnet import RejectHead
+            >>> net = RejectHead.wrap(nn.Linear(8, 3), k=2)
+            >>> val = [torch.randn(100, 8), torch.randn(100, 8)]  # held-out in-distribution
+            >>> result = net.calibrate(val, coverage=0.95)
+            >>> result.coverage, float(net.threshold) == result.value
+            (0.95, True)
         """
         name = registry.spec(score).name
+        check_fraction(coverage, "coverage")
+        if isinstance(loader, (torch.Tensor, str, bytes)) or not hasattr(loader, "__iter__"):
+            raise TypeError(
+                "loader must be an iterable of batches (a DataLoader or a list of tensors, "
+                f"(x, y) tuples or dicts; wrap a single tensor as [x]), got "
+                f"{type(loader).__name__}"
+            )
         with eval_mode(self):
             logits, _ = collect_logits(self, loader, self.device, name="loader")
+        _check_finite_logits(logits, "loader")
         scores = self.score_logits(logits, name)
         result = threshold_for_coverage(scores, coverage=coverage)
         self.set_threshold(result.value, name)
@@ -362,6 +526,18 @@ class RejectHead(nn.Module):
         Raises:
             RuntimeError: If no threshold has been set (call :meth:`calibrate` or
                 :meth:`set_threshold` first).
+            ValueError: If ``x`` has the wrong shape, or the model's logits on ``x`` are
+                NaN or infinite (the message lists the rows).
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from rejectnet import RejectHead
+            >>> net = RejectHead.wrap(nn.Linear(8, 3), k=2).eval()
+            >>> net.set_threshold(0.0)  # every input has sum_reject > 0: all rejected
+            >>> pred = net.predict(torch.randn(4, 8))
+            >>> pred.labels.tolist(), pred.probs.shape
+            ([-1, -1, -1, -1], torch.Size([4, 3]))
         """
         if not self.is_calibrated:
             raise RuntimeError(
@@ -371,6 +547,7 @@ class RejectHead(nn.Module):
         name = self.calibrated_score or DEFAULT_SCORE
         with torch.no_grad():
             logits = self(x)
+            _check_finite_logits(logits, "x")
             score = self.score_logits(logits, name)
             class_logits = logits[:, : self.num_classes].float()
             probs = torch.softmax(class_logits, dim=-1)
@@ -380,7 +557,40 @@ class RejectHead(nn.Module):
             labels = torch.where(is_ood, torch.full_like(classes, REJECTED), classes)
         return Prediction(labels, classes, probs, score, is_ood, thr, name)
 
+    def deployable(self) -> DeployedModel:
+        """A frozen, calibrated copy for deployment: images in, decisions out.
+
+        The returned plain ``nn.Module`` maps a batch ``x`` to ``(labels, ood_score,
+        is_ood)``, computing exactly what :meth:`predict` computes (the same forward and
+        score function, ``is_ood = ood_score > threshold``, label ``-1`` for rejected
+        inputs), with the threshold baked in as a buffer. It holds a deep copy of the
+        network in eval mode, has no Python-side state, and works under
+        ``torch.inference_mode()``, ``torch.compile`` and ``torch.export.export``; write
+        it as ONNX with :func:`rejectnet.export_onnx`.
+
+        Returns:
+            A :class:`rejectnet.export.DeployedModel`.
+
+        Raises:
+            RuntimeError: If no threshold has been set (call :meth:`calibrate` first).
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from rejectnet import RejectHead
+            >>> net = RejectHead.wrap(nn.Linear(8, 3), k=2).eval()
+            >>> _ = net.calibrate([torch.randn(64, 8)], coverage=0.95)
+            >>> x = torch.randn(5, 8)
+            >>> labels, score, is_ood = net.deployable()(x)
+            >>> torch.equal(labels, net.predict(x).labels)
+            True
+        """
+        from rejectnet.export import DeployedModel
+
+        return DeployedModel(self)
+
     def extra_repr(self) -> str:
+        """C, k, the head path, the threshold and its score, for ``repr(net)``."""
         thr = f"{float(self.threshold):.6g}" if self.is_calibrated else "unset"
         return (
             f"num_classes={self.num_classes}, k={self.k}, head={self.head_path!r}, "
@@ -388,7 +598,18 @@ class RejectHead(nn.Module):
         )
 
     def named_reject_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
-        """The parameters of the k reject units (for separate learning rates)."""
+        """The parameters of the k reject units (for separate learning rates).
+
+        Returns:
+            An iterator of ``(name, parameter)`` pairs, named as in ``named_parameters()``.
+
+        Example:
+            >>> from torch import nn
+            >>> from rejectnet import RejectHead
+            >>> net = RejectHead.wrap(nn.Sequential(nn.Linear(8, 3)), k=2)
+            >>> [name for name, _ in net.named_reject_parameters()]
+            ['model.0.reject.weight', 'model.0.reject.bias']
+        """
         prefix = f"model.{self.head_path}.reject"
         for name, p in self.head.reject.named_parameters():
             yield f"{prefix}.{name}", p

@@ -4,7 +4,10 @@ Both streams remember the global torch RNG state from just before they called ``
 on the user's loader, and how many batches they have drawn since. A shuffled
 ``DataLoader`` draws its permutation seed from the global RNG at ``iter()`` time, so
 restoring that state and skipping the batches already drawn puts a resumed run on exactly
-the same data order as an uninterrupted one.
+the same data order as an uninterrupted one. A loader whose sampler has ``set_epoch``
+(a ``DistributedSampler``) gets ``set_epoch(epoch)`` before every pass over the
+in-distribution data and ``set_epoch(pass)`` before every pass over the outliers, which
+makes its order a pure function of (seed, epoch) as well.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import torch
 
 from rejectnet._batches import split_batch
+from rejectnet.finetune.distributed import set_epoch
 
 __all__ = ["EpochStream", "OutlierStream"]
 
@@ -32,8 +36,9 @@ class EpochStream:
         self.start_rng: torch.Tensor | None = None
         self.position = 0
 
-    def start(self, skip: int = 0, start_rng: torch.Tensor | None = None) -> None:
-        """Begin an epoch; when resuming, replay ``start_rng`` and skip ``skip`` batches."""
+    def start(self, skip: int = 0, start_rng: torch.Tensor | None = None, epoch: int = 0) -> None:
+        """Begin (0-based) ``epoch``; when resuming, replay ``start_rng`` and skip ``skip``."""
+        set_epoch(self.loader, epoch)
         if start_rng is not None:
             current = torch.random.get_rng_state()
             _restore_rng(start_rng)
@@ -69,11 +74,14 @@ class OutlierStream:
         self.position = 0
         self.passes = 0
         self.leftover: torch.Tensor | None = None
+        self._rows = 0
 
     def _restart(self) -> None:
+        set_epoch(self.loader, self.passes)
         self.start_rng = torch.random.get_rng_state()
         self._iter = iter(self.loader)
         self.position = 0
+        self._rows = 0
         self.passes += 1
 
     def _next_batch(self) -> torch.Tensor:
@@ -85,10 +93,17 @@ class OutlierStream:
         except StopIteration:
             if self.position == 0:
                 raise ValueError("outlier_loader yielded no batches; it needs outliers") from None
+            if self._rows == 0:
+                raise ValueError(
+                    "outlier_loader yielded only empty batches (under torch.distributed, "
+                    "each rank keeps every world_size-th row of a batch: use batches with "
+                    "at least world_size rows)"
+                ) from None
             self._restart()
             return self._next_batch()
         self.position += 1
         x, _ = split_batch(batch, "outlier_loader batch")
+        self._rows += int(x.shape[0])
         return x
 
     def take(self, n: int) -> torch.Tensor:
@@ -131,9 +146,12 @@ class OutlierStream:
             return
         current = torch.random.get_rng_state()
         _restore_rng(start_rng)
+        set_epoch(self.loader, self.passes - 1)
         self.start_rng = torch.random.get_rng_state()
         self._iter = iter(self.loader)
+        self._rows = 0
         for _ in range(int(state["position"])):
-            next(self._iter)
+            x, _ = split_batch(next(self._iter), "outlier_loader batch")
+            self._rows += int(x.shape[0])
             self.position += 1
         _restore_rng(current)

@@ -80,8 +80,32 @@ class SelfSupervisedOODFinetuner(_Trainer):
         checkpoint_dir: Folder for crash-safe checkpoints (written atomically at every
             epoch end and every ``checkpoint_every`` steps). Required for ``resume``.
         checkpoint_every: Also checkpoint every this many steps.
-        progress: Show a tqdm progress bar.
-        callbacks: :class:`~rejectnet.finetune.Callback` instances.
+        progress: Show a tqdm progress bar (on rank 0 only under torch.distributed).
+        callbacks: :class:`~rejectnet.finetune.Callback` instances. Under
+            torch.distributed they run on every rank (``loop.rank``, ``loop.is_main``
+            tell them apart); one that raises ``StopTraining`` must do so on every rank
+            at the same step.
+        sync_batchnorm: Under torch.distributed on CUDA, synchronise batch-norm
+            statistics across the ranks (``SyncBatchNorm``) while training; the original
+            layers, holding the trained statistics, are put back afterwards. No effect
+            in a single process.
+        channels_last: Convert the model (permanently) and every input batch to the
+            ``channels_last`` memory format, which is faster for convolutions on recent
+            GPUs with mixed precision.
+
+    Distributed training:
+        Launch the same script with ``torchrun --nproc_per_node=N script.py``. The
+        trainer uses the process group if one is initialised, or initialises one from
+        torchrun's environment variables (``nccl`` on CUDA, else ``gloo``); on CUDA each
+        rank trains on ``cuda:LOCAL_RANK``. The model is wrapped in
+        ``DistributedDataParallel`` for the forward and backward passes, a
+        ``DataLoader`` with the default sampler is re-created with a
+        ``DistributedSampler`` (each rank gets ``batch_size`` samples per step; the
+        global batch is N times larger), each rank reads a disjoint share of the
+        outliers, ranks are seeded ``seed + rank``, epoch statistics are averaged over
+        all ranks, and rank 0 alone logs and writes checkpoints, which hold every rank's
+        RNG and stream state so that ``resume=True`` continues exactly (with the same
+        number of processes). See :mod:`rejectnet.finetune.distributed` for the rules.
 
     Raises:
         TypeError: If ``model`` is not a module, or ``k`` is missing for an unwrapped model.
@@ -123,6 +147,8 @@ class SelfSupervisedOODFinetuner(_Trainer):
         checkpoint_every: int | None = None,
         progress: bool = True,
         callbacks: Sequence[Callback] = (),
+        sync_batchnorm: bool = False,
+        channels_last: bool = False,
     ) -> None:
         self.lam = _check_lam(lam, "lam")
         if isinstance(model, RejectHead):
@@ -161,6 +187,8 @@ class SelfSupervisedOODFinetuner(_Trainer):
                 checkpoint_every=checkpoint_every,
                 progress=progress,
                 callbacks=callbacks,
+                sync_batchnorm=sync_batchnorm,
+                channels_last=channels_last,
             ),
         )
 
@@ -197,6 +225,18 @@ class SelfSupervisedOODFinetuner(_Trainer):
                 inputs of different shapes, labels outside ``[0, C)`` or a model whose
                 logits are not C + k wide.
             FloatingPointError: If the loss becomes NaN or infinite (with the step number).
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from rejectnet import RejectHead, SelfSupervisedOODFinetuner
+            >>> net = RejectHead.wrap(nn.Linear(8, 3), k=2)
+            >>> x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+            >>> ft = SelfSupervisedOODFinetuner(net, epochs=1, progress=False)
+            >>> history = ft.fit([(x, y)], [torch.randn(80, 8) * 3], val_loader=[(x, y)])
+            >>> stats = history[-1]
+            >>> stats.steps, 0.0 <= stats.out_on_reject <= 1.0, stats.val_accuracy is not None
+            (1, True, True)
         """
         return self.loop.fit(in_loader, outlier_loader, val_loader, resume=resume)
 
@@ -212,6 +252,11 @@ class OutlierExposureFinetuner(_Trainer):
         model: A plain C-class classifier (trained in place).
         lam: Weight of the uniform-target loss (OE's default, 0.5).
         **kwargs: Every other keyword of :class:`SelfSupervisedOODFinetuner` except ``k``.
+
+    Raises:
+        TypeError: If ``model`` is already wrapped by ``RejectHead``, or ``k`` or an
+            unknown keyword is given.
+        ValueError: If ``lam < 0`` or any other argument is out of range.
 
     Example:
         >>> import torch
@@ -247,7 +292,38 @@ class OutlierExposureFinetuner(_Trainer):
         *,
         resume: bool = False,
     ) -> History:
-        """Fine-tune with Outlier Exposure; arguments as :meth:`SelfSupervisedOODFinetuner.fit`."""
+        """Fine-tune with Outlier Exposure; arguments as :meth:`SelfSupervisedOODFinetuner.fit`.
+
+        Args:
+            in_loader: Labeled in-distribution batches ``(x, y)`` (or dicts); its length
+                defines an epoch.
+            outlier_loader: Unlabeled outliers (a Tensor, ``(x,)``, ``(x, anything)`` or
+                a dict per batch; labels are ignored), re-cut to ``outlier_ratio`` times
+                the in-batch size.
+            val_loader: Optional labeled in-distribution data; accuracy is reported per
+                epoch.
+            resume: Continue from the latest valid checkpoint in ``checkpoint_dir``.
+
+        Returns:
+            Per-epoch statistics.
+
+        Raises:
+            ValueError: Before any weight changes, for empty loaders, in- and outlier
+                inputs of different shapes or labels outside ``[0, C)``.
+            FloatingPointError: If the loss becomes NaN or infinite.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from rejectnet import OutlierExposureFinetuner
+            >>> model = nn.Linear(8, 3)
+            >>> x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+            >>> history = OutlierExposureFinetuner(model, epochs=2, progress=False).fit(
+            ...     [(x, y)], [torch.randn(80, 8)]
+            ... )
+            >>> len(history), history[-1].out_on_reject is None
+            (2, True)
+        """
         return self.loop.fit(in_loader, outlier_loader, val_loader, resume=resume)
 
 
@@ -278,6 +354,8 @@ def _defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
         checkpoint_every=None,
         progress=True,
         callbacks=(),
+        sync_batchnorm=False,
+        channels_last=False,
     )
     unknown = sorted(set(kwargs) - set(opts))
     if unknown:
@@ -309,11 +387,20 @@ def train_classifier(
         resume: Continue from the latest checkpoint in ``checkpoint_dir``.
         **kwargs: ``lr``, ``momentum``, ``weight_decay``, ``nesterov``, ``optimizer``,
             ``scheduler``, ``device``, ``amp``, ``seed``, ``grad_clip``,
-            ``checkpoint_dir``, ``checkpoint_every``, ``progress``, ``callbacks``, as in
-            :class:`SelfSupervisedOODFinetuner`.
+            ``checkpoint_dir``, ``checkpoint_every``, ``progress``, ``callbacks``,
+            ``sync_batchnorm``, ``channels_last``, as in
+            :class:`SelfSupervisedOODFinetuner` (which also describes distributed
+            training with ``torchrun``).
 
     Returns:
         Per-epoch statistics.
+
+    Raises:
+        TypeError: If ``outlier_ratio`` or an unknown keyword is given, or ``loader``
+            has no length.
+        ValueError: If the loader is empty, its labels are not class indices in
+            ``[0, C)``, or an option is out of range.
+        FloatingPointError: If the loss becomes NaN or infinite.
 
     Example:
         >>> import torch

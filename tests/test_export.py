@@ -1,0 +1,183 @@
+"""Deployment: the deployable module, torch.compile, torch.export and ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import rejectnet
+from rejectnet import DeployedModel, RejectHead
+from rejectnet.models import SmallCNN
+
+
+def _net(score: str = "sum_reject") -> RejectHead:
+    torch.manual_seed(0)
+    model = SmallCNN(num_classes=4, image_size=8, channels=(4, 8), hidden=16)
+    net = RejectHead.wrap(model, k=3).eval()
+    if score == "weighted_reject":
+        net.score_weights.copy_(torch.tensor([0.5, 2.0, 1.0]))
+    g = torch.Generator().manual_seed(1)
+    net.calibrate([torch.randn(64, 1, 8, 8, generator=g)], coverage=0.6, score=score)
+    return net
+
+
+def _images(n: int, seed: int = 2) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 8, 8, generator=g) * 1.5
+
+
+def _assert_matches_predict(
+    net: RejectHead, out: tuple[torch.Tensor, ...], x: torch.Tensor
+) -> None:
+    pred = net.predict(x)
+    labels, score, is_ood = out
+    assert torch.equal(labels, pred.labels)
+    assert torch.equal(score, pred.ood_score)
+    assert torch.equal(is_ood, pred.is_ood)
+    assert bool(is_ood.any()) and bool((~is_ood).any()), "the test should see both decisions"
+
+
+@pytest.mark.parametrize(
+    "score", ["sum_reject", "max_reject", "weighted_reject", "entropy_reject", "msp", "energy"]
+)
+def test_deployable_computes_what_predict_computes(score: str) -> None:
+    net = _net(score)
+    dep = net.deployable()
+    x = _images(40)
+    with torch.inference_mode():
+        out = dep(x)
+    assert out[0].dtype == torch.int64 and out[2].dtype == torch.bool
+    assert dep.score == score and float(dep.threshold) == float(net.threshold)
+    _assert_matches_predict(net, out, x)
+
+
+def test_deployable_is_a_frozen_copy_in_eval_mode() -> None:
+    net = _net()
+    net.train()
+    dep = net.deployable()
+    assert isinstance(dep, DeployedModel) and not dep.training and not dep.net.training
+    assert net.training, "making a deployable leaves the original's mode alone"
+    thr = float(net.threshold)
+    net.set_threshold(thr + 1.0)
+    with torch.no_grad():
+        next(net.parameters()).add_(1.0)
+    assert float(dep.threshold) == thr
+    assert not torch.equal(next(dep.parameters()), next(net.parameters()))
+    assert "threshold=" in repr(dep)
+
+
+def test_deployable_needs_a_threshold() -> None:
+    net = RejectHead.wrap(nn.Linear(8, 3), k=2)
+    with pytest.raises(RuntimeError, match="calibrate"):
+        net.deployable()
+
+
+def test_non_finite_logits_raise_in_eager_mode() -> None:
+    net = _net()
+    x = _images(4)
+    x[1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        net.deployable()(x)
+    with pytest.raises(ValueError, match="NaN"):
+        net.predict(x)
+
+
+def test_predict_and_ood_score_under_inference_mode() -> None:
+    net = _net()
+    x = _images(16)
+    with torch.no_grad():
+        ref = net.predict(x)
+        ref_score = net.ood_score(x)
+    with torch.inference_mode():
+        pred = net.predict(x)
+        s = net.ood_score(x)
+    assert torch.equal(pred.labels, ref.labels) and torch.equal(pred.probs, ref.probs)
+    assert torch.equal(s, ref_score)
+
+
+def test_torch_compile_of_head_and_deployable() -> None:
+    net = _net()
+    dep = net.deployable()
+    x = _images(12)
+    compiled_net = torch.compile(net, backend="aot_eager")
+    compiled_dep = torch.compile(dep, backend="aot_eager")
+
+    def scores_of(m: RejectHead, inp: torch.Tensor) -> torch.Tensor:
+        return m.ood_score(inp)
+
+    with torch.no_grad():
+        assert torch.allclose(compiled_net(x), net(x), rtol=0.0, atol=1e-6)
+        got = compiled_dep(x)
+        want = dep(x)
+        score = torch.compile(scores_of, backend="aot_eager")(net, x)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[2], want[2])
+    assert torch.allclose(got[1], want[1], rtol=0.0, atol=1e-6)
+    assert torch.allclose(score, net.ood_score(x), rtol=0.0, atol=1e-6)
+
+
+def test_torch_export_with_dynamic_batch() -> None:
+    net = _net()
+    dep = net.deployable()
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(dep, (_images(4),), dynamic_shapes={"x": {0: batch}})
+    x = _images(9, seed=5)
+    got = program.module()(x)
+    _assert_matches_predict(net, tuple(got), x)
+    # a graph cannot raise: a non-finite input gets a NaN score and is rejected
+    x[2] = float("nan")
+    labels, score, is_ood = program.module()(x)
+    assert bool(score[2].isnan()) and bool(is_ood[2]) and int(labels[2]) == rejectnet.REJECTED
+    assert torch.equal(is_ood[3:], got[2][3:])
+
+
+def test_export_onnx_matches_torch(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    net = _net()
+    path = rejectnet.export_onnx(net, tmp_path / "model.onnx", _images(4))
+    assert path.exists()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    assert [o.name for o in session.get_outputs()] == ["labels", "ood_score", "is_ood"]
+    for n in (1, 7, 33):  # other batch sizes than the example's
+        x = _images(n, seed=10 + n)
+        labels, score, is_ood = (
+            torch.from_numpy(a) for a in session.run(None, {"images": x.numpy()})
+        )
+        want = net.predict(x)
+        assert labels.shape == (n,) and labels.dtype == torch.int64
+        assert torch.allclose(score, want.ood_score, rtol=0.0, atol=1e-5)
+        clear = (want.ood_score.double() - float(net.threshold)).abs() > 1e-5
+        assert torch.equal(is_ood[clear], want.is_ood[clear])
+        assert torch.equal(labels[clear], want.labels[clear])
+
+
+def test_export_onnx_arguments(tmp_path: Path) -> None:
+    pytest.importorskip("onnxscript")
+    with pytest.raises(RuntimeError, match="calibrate"):
+        rejectnet.export_onnx(
+            RejectHead.wrap(nn.Linear(8, 3), k=2), tmp_path / "m.onnx", torch.randn(4, 8)
+        )
+    with pytest.raises(TypeError, match="RejectHead or a DeployedModel"):
+        rejectnet.export_onnx(nn.Linear(8, 3), tmp_path / "m.onnx", torch.randn(4, 8))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least 2"):
+        rejectnet.export_onnx(_net(), tmp_path / "m.onnx", _images(1))
+
+
+def test_head_fast_path_keeps_hooks_and_subclasses_working() -> None:
+    torch.manual_seed(0)
+    base = nn.Linear(8, 3)
+    net = RejectHead.wrap(nn.Sequential(base), k=2, inplace=True)
+    x = torch.randn(4, 8)
+    fast = net(x)
+    calls: list[int] = []
+    handle = net.head.base.register_forward_hook(lambda m, a, o: calls.append(1))
+    assert torch.equal(net(x), fast) and calls == [1]
+    handle.remove()
+    handle = net.head.base.register_forward_hook(lambda m, a, o: o * 0)
+    assert torch.equal(net(x)[:, :3], torch.zeros(4, 3)), "a hook that edits the output applies"
+    handle.remove()
+    assert torch.equal(net(x)[:, :3], base(x))
