@@ -11,7 +11,16 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``rejectnet`` command."""
+    """The argument parser of the ``rejectnet`` command.
+
+    Returns:
+        A parser with the subcommands (``demo``, ...) and ``--version``.
+
+    Example:
+        >>> args = build_parser().parse_args(["demo", "--seed", "3", "--quiet"])
+        >>> args.command, args.seed, args.quiet
+        ('demo', 3, True)
+    """
     parser = argparse.ArgumentParser(
         prog="rejectnet",
         description="Self-supervised out-of-distribution detection with reject classes.",
@@ -68,7 +77,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rejectnet`` command; returns the exit status."""
+    """Entry point of the ``rejectnet`` command; returns the exit status.
+
+    Args:
+        argv: The arguments, without the program name; ``None`` reads ``sys.argv``.
+
+    Returns:
+        0 on success, 2 for a usage error (no command) or a failed command.
+
+    Raises:
+        SystemExit: From argparse, for unknown options or ``--help``.
+
+    Example:
+        >>> import contextlib, io
+        >>> import rejectnet
+        >>> out = io.StringIO()
+        >>> with contextlib.redirect_stdout(out):
+        ...     status = main(["--version"])
+        >>> status, out.getvalue().strip() == rejectnet.__version__
+        (0, True)
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:

@@ -44,6 +44,15 @@ def load_npz(path: str | Path, *, keys: tuple[str, ...] = ()) -> dict[str, npt.N
     Raises:
         FileNotFoundError: If the file does not exist.
         ValueError: If it is not an ``.npz`` of plain arrays, or a key is missing.
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> path = os.path.join(tempfile.mkdtemp(), "tiny.npz")
+        >>> np.savez(path, x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.array([3, 7]))
+        >>> arrays = load_npz(path, keys=("x_test",))
+        >>> arrays["x_test"].shape, arrays["y_test"].tolist()
+        ((2, 28, 28), [3, 7])
     """
     p = Path(path)
     if not p.is_file():
@@ -68,6 +77,15 @@ def images_to_tensor(x: npt.NDArray[Any], scale: float | None = None) -> torch.T
     Args:
         x: Images; uint8 images are divided by 255 unless ``scale`` is given.
         scale: Divide by this instead.
+
+    Returns:
+        A new float32 tensor ``(N, C, H, W)``; ``(N, H, W)`` input gets ``C = 1``.
+
+    Example:
+        >>> import numpy as np
+        >>> t = images_to_tensor(np.full((2, 28, 28), 255, dtype=np.uint8))
+        >>> t.shape, t.dtype, float(t.max())
+        (torch.Size([2, 1, 28, 28]), torch.float32, 1.0)
     """
     t = torch.from_numpy(np.array(x, dtype=np.float32))
     if scale is None:
@@ -97,6 +115,13 @@ def random_crops(
 
     Returns:
         ``(n, 1, size, size)`` float32 crops in ``[0, 1]``.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> photo = rng.integers(0, 256, size=(64, 64, 3))
+        >>> random_crops(photo, n=5, size=8, rng=rng).shape
+        torch.Size([5, 1, 8, 8])
     """
     img = np.asarray(image, dtype=np.float32)
     if img.ndim == 3:
@@ -118,8 +143,19 @@ def random_crops(
 def rendered_letters(n: int, size: int, rng: np.random.Generator) -> torch.Tensor:
     """Letters A-Z / a-z drawn white on black with Pillow's built-in font (needs Pillow).
 
+    Args:
+        n: Number of images.
+        size: Output side.
+        rng: Random generator (picks the letters and small shifts).
+
     Returns:
         ``(n, 1, size, size)`` float32 images in ``[0, 1]``.
+
+    Example:
+        >>> import numpy as np
+        >>> x = rendered_letters(3, 28, np.random.default_rng(0))
+        >>> x.shape, float(x.max())
+        (torch.Size([3, 1, 28, 28]), 1.0)
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -141,7 +177,20 @@ def rendered_letters(n: int, size: int, rng: np.random.Generator) -> torch.Tenso
 
 @dataclass
 class DemoData:
-    """The demo's datasets (all tensors ``(N, 1, 8, 8)`` in ``[0, 1]``)."""
+    """The demo's datasets (all tensors ``(N, 1, 8, 8)`` in ``[0, 1]``).
+
+    Attributes:
+        train: Labeled digits for stage one and fine-tuning.
+        val: Held-out labeled digits, for calibration.
+        test: Labeled digits for the evaluation.
+        outliers: Unlabeled training outliers.
+        ood_test: OOD test set name -> images, never used in training.
+
+    Example:
+        >>> data = demo_data(n_outliers=10, n_ood=5)
+        >>> len(data.train), data.outliers.shape, sorted(data.ood_test)
+        (1078, torch.Size([10, 1, 8, 8]), ['letters', 'noise', 'photo'])
+    """
 
     train: TensorDataset
     val: TensorDataset
@@ -157,6 +206,21 @@ def demo_data(seed: int = 0, n_outliers: int = 6000, n_ood: int = 600) -> DemoDa
     (for calibration) and test, stratified. Training outliers: crops of ``china.jpg``.
     OOD test sets, disjoint from the training outliers: crops of ``flower.jpg``
     (``"photo"``), rendered letters (``"letters"``) and uniform noise (``"noise"``).
+
+    Args:
+        seed: Seed of the split and of the crops, letters and noise.
+        n_outliers: Number of training outliers.
+        n_ood: Size of each OOD test set.
+
+    Returns:
+        The datasets; see :class:`DemoData`.
+
+    Example:
+        >>> data = demo_data(seed=0, n_outliers=20, n_ood=10)
+        >>> len(data.train), len(data.val), len(data.test)
+        (1078, 269, 450)
+        >>> {name: len(x) for name, x in data.ood_test.items()}
+        {'photo': 10, 'letters': 10, 'noise': 10}
     """
     from sklearn.datasets import load_digits, load_sample_images
     from sklearn.model_selection import train_test_split

@@ -30,7 +30,27 @@ __all__ = ["DemoConfig", "format_table", "run_demo"]
 
 @dataclass
 class DemoConfig:
-    """Settings of the demo (chosen on validation digits and training outliers only)."""
+    """Settings of the demo (chosen on validation digits and training outliers only).
+
+    Attributes:
+        seed: Seed of the data, the initial weights and the training order.
+        stage_one_epochs: Epochs of plain supervised training.
+        stage_one_lr: Learning rate of stage one.
+        finetune_epochs: Epochs of Outlier Exposure and of rejectnet's stage two.
+        finetune_lr: Learning rate of both fine-tunings.
+        k: Reject classes.
+        lam: Weight of rejectnet's outlier loss.
+        oe_lam: Weight of Outlier Exposure's uniform-target loss.
+        batch_size: In-distribution batch size.
+        outlier_ratio: Outlier batch size over in-distribution batch size.
+        n_runs: Subsampling runs of the evaluation.
+        progress: Show progress bars and print the table.
+
+    Example:
+        >>> quick = DemoConfig(stage_one_epochs=2, finetune_epochs=1, progress=False)
+        >>> quick.k, quick.lam, quick.outlier_ratio
+        (5, 5.0, 5.0)
+    """
 
     seed: int = 0
     stage_one_epochs: int = 30
@@ -47,7 +67,23 @@ class DemoConfig:
 
 
 def format_table(reports: list[Report]) -> str:
-    """One plain-text table: ID accuracy, then AUROC and FPR@95%TPR per OOD set (%)."""
+    """One plain-text table: ID accuracy, then AUROC and FPR@95%TPR per OOD set (%).
+
+    Args:
+        reports: Reports with the same OOD sets, one row each.
+
+    Returns:
+        The table, a header line, a rule and one line per report.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from rejectnet import RejectHead, evaluate
+        >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+        >>> report = evaluate(net, [torch.randn(20, 4)], {"far": [torch.randn(20, 4) + 5]})
+        >>> print(format_table([report]).splitlines()[0])
+        method        ID acc      far AUROC   FPR95    mixed AUROC   FPR95
+    """
     sets = list(reports[0].ood)
     head = f"{'method':<12}{'ID acc':>8}" + "".join(f"{s + ' AUROC':>15}{'FPR95':>8}" for s in sets)
     lines = [head, "-" * len(head)]
@@ -69,6 +105,10 @@ def run_demo(config: DemoConfig | None = None) -> list[Report]:
 
     Returns:
         Reports for ``"msp"``, ``"oe"`` and ``"rejectnet"``, in that order.
+
+    Example:
+        >>> reports = run_demo(DemoConfig(progress=False))  # doctest: +SKIP
+        >>> print(format_table(reports))  # doctest: +SKIP
     """
     cfg = config or DemoConfig()
     t0 = time.perf_counter()

@@ -28,22 +28,49 @@ from rejectnet.head import RejectHead
 from rejectnet.metrics import ood_metrics, total_misclassification_rate
 from rejectnet.scores import registry, threshold_at_tpr
 
-__all__ = ["METRIC_NAMES", "DatasetLogits", "OODResult", "Report", "compute_logits", "evaluate"]
+__all__ = [
+    "METRIC_NAMES",
+    "DatasetLogits",
+    "OODResult",
+    "Report",
+    "compute_logits",
+    "evaluate",
+    "reports_to_markdown",
+]
 
 METRIC_NAMES = ("auroc", "aupr_in", "aupr_out", "fpr95", "detection_error")
+"""The metrics of every :class:`OODResult`, in table order (``fpr95`` is FPR at the TPR)."""
 MIXED = "mixed"
 
 
 @dataclass(frozen=True)
 class DatasetLogits:
-    """Logits of one model on one dataset (computed once, reused for every score)."""
+    """Logits of one model on one dataset (computed once, reused for every score).
+
+    Pass it to :func:`evaluate` in place of a loader to score the same logits several
+    times without running the model again.
+
+    Attributes:
+        logits: ``(N, W)`` logits on the CPU (``W = C + k`` for a wrapped model).
+        labels: ``(N,)`` labels, or ``None`` when the batches had none.
+
+    Example:
+        >>> import torch
+        >>> data = DatasetLogits(torch.randn(6, 5), torch.tensor([0, 1, 2, 0, 1, 2]))
+        >>> data.logits.shape, data.labels.shape
+        (torch.Size([6, 5]), torch.Size([6]))
+    """
 
     logits: torch.Tensor
     labels: torch.Tensor | None
 
 
 def compute_logits(
-    model: nn.Module, loader: Iterable[Any], *, device: str | torch.device | None = None
+    model: nn.Module,
+    loader: Iterable[Any],
+    *,
+    device: str | torch.device | None = None,
+    name: str = "loader",
 ) -> DatasetLogits:
     """Run ``model`` over ``loader`` in eval mode without gradients.
 
@@ -51,9 +78,28 @@ def compute_logits(
         model: A :class:`~rejectnet.RejectHead` or a plain classifier.
         loader: Batches (tensor, ``(x, y)`` or dict).
         device: Where to run; defaults to the model's device.
+        name: What to call the loader in error messages.
 
     Returns:
         The logits (on the CPU) and labels (``None`` if the batches had none).
+
+    Raises:
+        ValueError: If the loader yields no batches.
+        TypeError: If a batch has none of the accepted forms or the model's output
+            holds no logits tensor.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from rejectnet import RejectHead
+        >>> net = RejectHead.wrap(nn.Linear(8, 3), k=2)
+        >>> loader = [
+        ...     (torch.randn(4, 8), torch.tensor([0, 1, 2, 0])),
+        ...     (torch.randn(2, 8), torch.tensor([1, 1])),
+        ... ]
+        >>> data = compute_logits(net, loader)
+        >>> data.logits.shape, data.labels.tolist()
+        (torch.Size([6, 5]), [0, 1, 2, 0, 1, 1])
     """
     dev = torch.device(device) if device is not None else module_device(model)
 
@@ -61,7 +107,7 @@ def compute_logits(
         return extract_logits(model(x))
 
     with eval_mode(model):
-        logits, labels = collect_logits(forward, loader, dev)
+        logits, labels = collect_logits(forward, loader, dev, name=name)
     return DatasetLogits(logits, labels)
 
 
@@ -74,6 +120,17 @@ class OODResult:
         std: Metric name -> standard deviation over runs.
         n: Samples per side in each run.
         n_ood: Size of the OOD set.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from rejectnet import RejectHead, evaluate
+        >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+        >>> ood = {"far": [torch.randn(50, 4) + 5]}
+        >>> report = evaluate(net, [torch.randn(30, 4)], ood, n_runs=2)
+        >>> result = report.ood["far"]
+        >>> result.n, result.n_ood, sorted(result.mean) == sorted(METRIC_NAMES)
+        (30, 50, True)
     """
 
     mean: dict[str, float]
@@ -100,6 +157,20 @@ class Report:
         scores_in: In-distribution scores (for plots).
         scores_out: OOD set name -> scores (for plots).
         correct: Per in-distribution sample, whether the class prediction was right.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from rejectnet import RejectHead, evaluate
+        >>> torch.manual_seed(0) and None
+        >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+        >>> id_test = [(torch.randn(40, 4), torch.randint(0, 3, (40,)))]
+        >>> ood = {"a": [torch.randn(40, 4) + 3], "b": [torch.rand(40, 4)]}
+        >>> report = evaluate(net, id_test, ood, n_runs=2, name="rejectnet")
+        >>> report.name, list(report.ood), sorted(report.selective)[:2]
+        ('rejectnet', ['a', 'b', 'mixed'], ['coverage', 'risk'])
+        >>> 0.0 <= report.ood["mixed"].mean["auroc"] <= 1.0
+        True
     """
 
     name: str
@@ -118,6 +189,23 @@ class Report:
 
         ``ood`` maps each set to its mean metrics (``auroc``, ``aupr_in``, ``aupr_out``,
         ``fpr95``, ``detection_error``) plus ``std`` and ``n``; values are fractions.
+
+        Returns:
+            A dict of plain Python values with the keys ``name``, ``score``,
+            ``id_accuracy``, ``n_runs``, ``tpr``, ``ood`` and ``selective``; the score
+            arrays are left out.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from rejectnet import RejectHead, evaluate
+            >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+            >>> report = evaluate(net, [torch.randn(20, 4)], {"far": [torch.randn(20, 4) + 5]})
+            >>> d = report.to_dict()
+            >>> list(d)
+            ['name', 'score', 'id_accuracy', 'n_runs', 'tpr', 'ood', 'selective']
+            >>> sorted(d["ood"]["far"])
+            ['aupr_in', 'aupr_out', 'auroc', 'detection_error', 'fpr95', 'n', 'n_ood', 'std']
         """
         return {
             "name": self.name,
@@ -132,17 +220,69 @@ class Report:
         }
 
     def to_json(self, **kwargs: Any) -> str:
-        """The :meth:`to_dict` view as a JSON string."""
+        """The :meth:`to_dict` view as a JSON string.
+
+        Args:
+            **kwargs: Passed to ``json.dumps`` (e.g. ``indent=2``).
+
+        Returns:
+            The JSON text.
+
+        Example:
+            >>> import json, torch
+            >>> from torch import nn
+            >>> from rejectnet import RejectHead, evaluate
+            >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+            >>> report = evaluate(net, [torch.randn(20, 4)], {"far": [torch.randn(20, 4) + 5]})
+            >>> json.loads(report.to_json(indent=2))["score"]
+            'sum_reject'
+        """
         return json.dumps(self.to_dict(), **kwargs)
 
     def to_markdown(self) -> str:
-        """A Markdown table in percentages: one row per OOD set, mean ± std."""
+        """A Markdown table in percentages: one row per OOD set, mean ± std.
+
+        Returns:
+            The table, with the columns method, score, ID accuracy, OOD set, AUROC,
+            AUPR-in, AUPR-out, FPR@95%TPR and detection error.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from rejectnet import RejectHead, evaluate
+            >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+            >>> report = evaluate(net, [torch.randn(20, 4)], {"far": [torch.randn(20, 4) + 5]})
+            >>> table = report.to_markdown().splitlines()
+            >>> len(table), table[2].startswith("| sum_reject | sum_reject | - | far |")
+            (4, True)
+        """
         return reports_to_markdown([self])
 
     def plot(self, out_dir: str | Path, *, others: Sequence[Report] = ()) -> list[Path]:
         """Write PNG plots (needs matplotlib: ``pip install "rejectnet[plot]"``).
 
         See :func:`rejectnet.plotting.plot_reports`; ``others`` are drawn on the same axes.
+
+        Args:
+            out_dir: Folder for the PNG files (created if missing).
+            others: Further reports (other methods, same OOD sets) to compare with.
+
+        Returns:
+            The paths written: ``roc.png``, ``score_histograms.png``,
+            ``error_vs_tpr.png`` and ``risk_coverage.png``.
+
+        Raises:
+            ImportError: If matplotlib is not installed.
+
+        Example:
+            >>> import tempfile, torch
+            >>> from torch import nn
+            >>> from rejectnet import RejectHead, evaluate
+            >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+            >>> id_test = [(torch.randn(30, 4), torch.randint(0, 3, (30,)))]
+            >>> report = evaluate(net, id_test, {"far": [torch.randn(30, 4) + 5]}, n_runs=1)
+            >>> [p.name for p in report.plot(tempfile.mkdtemp())]
+            ['roc.png', 'score_histograms.png', 'error_vs_tpr.png', 'risk_coverage.png']
         """
         from rejectnet.plotting import plot_reports
 
@@ -156,7 +296,14 @@ def _fmt(mean: float, std: float, pct: bool = True) -> str:
 
 
 def reports_to_markdown(reports: Sequence[Report]) -> str:
-    """One Markdown table comparing several reports (methods), in percentages."""
+    """One Markdown table comparing several reports (methods), in percentages.
+
+    Args:
+        reports: Reports from :func:`evaluate`, one row per report and OOD set.
+
+    Returns:
+        The table, as :meth:`Report.to_markdown` but with every report's rows.
+    """
     lines = [
         "| method | score | ID acc | OOD set | AUROC | AUPR-in | AUPR-out | FPR@95%TPR "
         "| det. err |",
@@ -257,6 +404,8 @@ def evaluate(
         >>> sorted(report.ood), report.score
         (['mixed', 'shifted'], 'sum_reject')
     """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
     if isinstance(n_runs, bool) or not isinstance(n_runs, int) or n_runs < 1:
         raise ValueError(f"n_runs must be an int >= 1, got {n_runs!r}")
     if not isinstance(ood_loaders, Mapping) or not ood_loaders:
@@ -270,10 +419,12 @@ def evaluate(
             score = "msp"
     score = registry.spec(score).name
 
-    def logits_of(src: Iterable[Any] | DatasetLogits) -> DatasetLogits:
-        return src if isinstance(src, DatasetLogits) else compute_logits(model, src, device=device)
+    def logits_of(src: Iterable[Any] | DatasetLogits, what: str) -> DatasetLogits:
+        if isinstance(src, DatasetLogits):
+            return src
+        return compute_logits(model, src, device=device, name=what)
 
-    id_data = logits_of(id_loader)
+    id_data = logits_of(id_loader, "id_loader")
     s_in = _scores(model, id_data.logits, score)
     num_classes = model.num_classes if isinstance(model, RejectHead) else id_data.logits.shape[1]
     correct = None
@@ -283,7 +434,10 @@ def evaluate(
         correct = (pred == id_data.labels).numpy()
         accuracy = float(correct.mean())
 
-    scores_out = {k: _scores(model, logits_of(v).logits, score) for k, v in ood_loaders.items()}
+    scores_out = {
+        k: _scores(model, logits_of(v, f"ood_loaders[{k!r}]").logits, score)
+        for k, v in ood_loaders.items()
+    }
     results = {
         k: _summarise(s_in, s, n_runs, seed + i, tpr) for i, (k, s) in enumerate(scores_out.items())
     }

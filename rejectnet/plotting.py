@@ -58,6 +58,18 @@ def plot_reports(reports: Sequence[Report], out_dir: str | Path) -> list[Path]:
     Raises:
         ValueError: If ``reports`` is empty.
         ImportError: If matplotlib is not installed.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from torch import nn
+        >>> from rejectnet import RejectHead, evaluate
+        >>> from rejectnet.plotting import plot_reports
+        >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+        >>> id_test = [(torch.randn(30, 4), torch.randint(0, 3, (30,)))]
+        >>> ood = {"far": [torch.randn(30, 4) + 5]}
+        >>> reports = [evaluate(net, id_test, ood, s, n_runs=1) for s in ("sum", "max")]
+        >>> len(plot_reports(reports, tempfile.mkdtemp()))
+        4
     """
     if not reports:
         raise ValueError("reports is empty; pass at least one Report")

@@ -25,6 +25,18 @@ class Prediction:
         is_ood: ``(N,)`` bool, ``ood_score > threshold``.
         threshold: The threshold that was applied.
         score: The name of the score that was computed.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from rejectnet import REJECTED, RejectHead
+        >>> net = RejectHead.wrap(nn.Linear(8, 3), k=2).eval()
+        >>> net.set_threshold(1.0)  # sum_reject <= 1 always: nothing is rejected
+        >>> pred = net.predict(torch.randn(4, 8))
+        >>> len(pred), bool(pred.accepted.all()), bool((pred.labels == REJECTED).any())
+        (4, True, False)
+        >>> torch.equal(pred.labels, pred.classes), pred.score
+        (True, 'sum_reject')
     """
 
     labels: torch.Tensor

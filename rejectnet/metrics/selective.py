@@ -33,6 +33,11 @@ class RiskCoverage:
         coverage: Fraction of samples accepted (``score <= thresholds[j]``).
         risk: Fraction of the accepted samples that are misclassified.
         thresholds: The distinct score values, ascending.
+
+    Example:
+        >>> rc = risk_coverage([0.3, 0.1, 0.2], [False, True, True])
+        >>> rc.thresholds.tolist(), rc.coverage.round(3).tolist(), rc.risk.round(3).tolist()
+        ([0.1, 0.2, 0.3], [0.333, 0.667, 1.0], [0.0, 0.0, 0.333])
     """
 
     coverage: npt.NDArray[np.float64]

@@ -3,7 +3,7 @@
 Every score is "higher = more likely OOD".
 
 - Reject scores over the ``(N, C + k)`` logits of a model with ``k`` reject units
-  (Mohseni et al., AAAI 2020): :func:`max_reject`, :func:`sum_reject` (the paper's
+  (Mohseni et al., AAAI 2020): :func:`max_reject`, :func:`sum_reject` (rejectnet's
   default), :func:`weighted_reject` (weights from :func:`fit_reject_weights`),
   :func:`entropy_reject` and :func:`entropy_diff`.
 - Baselines over ``(N, C)`` class logits: :func:`msp`, :func:`energy`,

@@ -63,6 +63,11 @@ class ScoreSpec:
         kind: ``"reject"`` (takes ``(logits, num_classes, **kwargs)``) or
             ``"baseline"`` (takes ``(logits, **kwargs)`` on class logits).
         description: A one-line human-readable description.
+
+    Example:
+        >>> s = spec("entropy")
+        >>> s.name, s.kind, s.fn.__name__
+        ('entropy_reject', 'reject', 'entropy_reject')
     """
 
     name: str
