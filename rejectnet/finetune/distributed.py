@@ -136,8 +136,20 @@ def context(device: torch.device) -> DistContext:
     return DistContext(rank, world, local_rank, str(dist.get_backend()))
 
 
-def resolve_device(device: torch.device, ctx: DistContext) -> torch.device:
+def resolve_device(
+    device: torch.device, ctx: DistContext, *, explicit: bool = True
+) -> torch.device:
     """Give each rank its own GPU: ``"cuda"`` without an index becomes ``cuda:LOCAL_RANK``.
+
+    Args:
+        device: The device asked for, or the one the model's parameters are on.
+        ctx: The distributed context.
+        explicit: Whether the caller passed ``device=``. When it did not, a CUDA device
+            inferred from the model (typically ``cuda:0`` after ``model.cuda()`` on every
+            rank) is replaced by ``cuda:LOCAL_RANK`` so ranks do not share one GPU.
+
+    Returns:
+        The device this rank trains on.
 
     Raises:
         ValueError: If the backend is ``nccl`` but the device is not CUDA.
@@ -145,7 +157,7 @@ def resolve_device(device: torch.device, ctx: DistContext) -> torch.device:
     if not ctx.enabled:
         return device
     if device.type == "cuda":
-        if device.index is None:
+        if device.index is None or not explicit:
             count = max(torch.cuda.device_count(), 1)
             device = torch.device("cuda", ctx.local_rank % count)
         torch.cuda.set_device(device)

@@ -214,6 +214,7 @@ class TrainingLoop:
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.outlier_ratio = ratio
+        self._device_explicit = device is not None
         self.device = torch.device(device) if device is not None else module_device(model)
         self.amp = amp
         self.seed = seed
@@ -464,7 +465,9 @@ class TrainingLoop:
     # ------------------------------------------------------------------ distributed
     def _setup_distributed(self) -> None:
         self._ctx = dist_utils.context(self.device)
-        self.device = dist_utils.resolve_device(self.device, self._ctx)
+        self.device = dist_utils.resolve_device(
+            self.device, self._ctx, explicit=self._device_explicit
+        )
         self._defer_nan_check = self.device.type == "cuda" or self._ctx.enabled
 
     def _shard(

@@ -186,3 +186,16 @@ def test_deferred_nan_check_stops_at_the_next_checkpoint(tmp_path: Path) -> None
 def test_deferred_nan_check_stops_at_the_epoch_end() -> None:
     with pytest.raises(FloatingPointError, match="at step 3 .*noticed at step 6"):
         train_classifier(DropoutCNN(), _nan_loader(), epochs=2, progress=False)
+
+
+def test_inferred_cuda_device_maps_to_local_rank(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model on cuda:0 on every rank must not make all ranks share cuda:0."""
+    from rejectnet.finetune import distributed as dist_utils
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: None)
+    ctx = dist_utils.DistContext(rank=1, world_size=2, local_rank=1, backend="gloo")
+    cuda0 = torch.device("cuda", 0)
+    assert dist_utils.resolve_device(cuda0, ctx, explicit=False) == torch.device("cuda", 1)
+    assert dist_utils.resolve_device(cuda0, ctx, explicit=True) == cuda0
+    assert dist_utils.resolve_device(torch.device("cuda"), ctx) == torch.device("cuda", 1)
