@@ -1,0 +1,222 @@
+"""rejectnet's stage two inside a PyTorch Lightning ``Trainer``.
+
+:class:`RejectNetModule` is a ``LightningModule`` around a :class:`~rejectnet.RejectHead`:
+its ``training_step`` runs ONE forward pass over ``torch.cat([x_in, x_out])`` and
+minimises :class:`~rejectnet.losses.SelfSupervisedRejectLoss`, the loss rejectnet's own
+fine-tuner optimises. Feed it :class:`~rejectnet.integrations.OutlierPairs`, which pairs
+each in-distribution batch with an outlier batch (5x larger by default). Everything else
+(devices, ``precision="bf16-mixed"``, ``accumulate_grad_batches``, ``strategy="ddp"``,
+logging, checkpoints) is the ``Trainer``'s.
+
+Requires ``lightning>=2.0`` (``pip install "rejectnet[lightning]"``).
+
+Example:
+    >>> import torch, lightning
+    >>> from torch import nn
+    >>> from rejectnet.integrations import OutlierPairs
+    >>> from rejectnet.integrations.lightning import RejectNetModule
+    >>> model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    >>> module = RejectNetModule(model, k=2)
+    >>> x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+    >>> pairs = OutlierPairs([(x[i : i + 8], y[i : i + 8]) for i in range(0, 32, 8)],
+    ...                      [torch.randn(40, 8) + 3])
+    >>> trainer = lightning.Trainer(max_epochs=1, accelerator="cpu", logger=False,
+    ...     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    >>> trainer.fit(module, pairs)
+    >>> module.net.num_classes, module.net.k, trainer.global_step
+    (3, 2, 4)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from rejectnet._batches import split_batch
+from rejectnet.head import RejectHead
+from rejectnet.losses import LossTerms, PseudoLabeler, SelfSupervisedRejectLoss
+
+try:
+    import lightning.pytorch as pl
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "rejectnet.integrations.lightning needs Lightning 2.x: pip install 'rejectnet[lightning]'"
+    ) from exc
+
+__all__ = ["OptimizerFactory", "RejectNetModule"]
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+"""``params -> torch.optim.Optimizer``, e.g. ``lambda p: torch.optim.AdamW(p, lr=1e-4)``."""
+
+
+class RejectNetModule(pl.LightningModule):
+    """Fine-tune a model with k reject classes (the paper's stage two) in a ``Trainer``.
+
+    Each training batch is ``(x_in, y, x_out)`` (what
+    :class:`~rejectnet.integrations.OutlierPairs` yields). The step concatenates
+    ``x_in`` and ``x_out``, runs the network once, and minimises
+    ``CE(logits_in, y) + lam * CE(logits_out, pseudo-labels)`` over all C + k outputs;
+    it logs ``train/loss``, ``train/in_loss`` and ``train/out_loss``. A
+    ``validation_step`` on labeled in-distribution batches logs ``val/loss`` and
+    ``val/acc`` (accuracy over the C classes).
+
+    **Train mode.** The whole network is put in train mode when fitting starts and at
+    every training epoch, and every submodule gets its own mode back when fitting ends.
+    ``RejectHead.wrap`` keeps the model's mode and Lightning 2.x keeps the modes of
+    submodules, so without this a model that was evaluated before wrapping would be
+    fine-tuned in eval mode (batch-norm statistics frozen, dropout off), which trains a
+    measurably worse detector.
+
+    Args:
+        net: A :class:`~rejectnet.RejectHead`, or a plain classifier together with
+            ``k`` (it is then wrapped with ``RejectHead.wrap(net, k=k)``, a copy).
+        k: Number of reject classes when ``net`` is not wrapped yet.
+        lam: Weight of the outlier loss (the paper's lambda, 5).
+        pseudo_labels: ``"random"`` (Algorithm 1) or a callable
+            ``(logits_out, num_classes) -> targets``; see
+            :class:`~rejectnet.losses.SelfSupervisedRejectLoss`.
+        lr: Initial learning rate of the default optimizer.
+        optimizer: Optional factory ``params -> Optimizer`` replacing the default, which
+            is rejectnet's fine-tuner's: SGD with Nesterov momentum 0.9, weight decay
+            5e-4 and a per-step cosine decay of ``lr`` to 0 over
+            ``trainer.estimated_stepping_batches``. With a factory there is no
+            scheduler; override :meth:`configure_optimizers` for anything else.
+        calibration_loader: Optional held-out in-distribution batches; when given, the
+            threshold is calibrated on them when fitting ends
+            (:meth:`~rejectnet.RejectHead.calibrate`, on every process, so the
+            threshold is part of every rank's and every checkpoint's ``state_dict``).
+        coverage: Fraction of the calibration inputs to keep, in ``(0, 1]``.
+        score: The score to calibrate (default: ``"sum_reject"``).
+
+    Raises:
+        TypeError: If ``net`` is not a module, ``k`` is missing for an unwrapped model,
+            or ``optimizer`` is not callable.
+        ValueError: If ``k`` is given for an already wrapped model, ``lam`` is negative,
+            or ``lr`` is not a finite number > 0.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        k: int | None = None,
+        lam: float = 5.0,
+        pseudo_labels: Literal["random"] | PseudoLabeler = "random",
+        lr: float = 0.01,
+        optimizer: OptimizerFactory | None = None,
+        calibration_loader: Iterable[Any] | None = None,
+        coverage: float = 0.95,
+        score: str | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(net, RejectHead):
+            if k is not None and k != net.k:
+                raise ValueError(
+                    f"k={k} was given but net is already wrapped with k={net.k}; omit k"
+                )
+            wrapped = net
+        elif isinstance(net, nn.Module):
+            if k is None:
+                raise TypeError(
+                    "net is not wrapped: pass k= (number of reject classes) or wrap it "
+                    "first with RejectHead.wrap(model, k)"
+                )
+            wrapped = RejectHead.wrap(net, k=k)
+        else:
+            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+            raise TypeError(f"lr must be a number > 0, got {type(lr).__name__}")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        if optimizer is not None and not callable(optimizer):
+            raise TypeError(
+                "optimizer must be None (SGD) or a factory params -> Optimizer, e.g. "
+                f"lambda p: torch.optim.AdamW(p, lr=1e-4); got {type(optimizer).__name__}"
+            )
+        self.net = wrapped
+        self.loss = SelfSupervisedRejectLoss(
+            wrapped.num_classes, lam=lam, pseudo_labels=pseudo_labels
+        )
+        self.lr = float(lr)
+        self.optimizer_factory = optimizer
+        self.calibration_loader = calibration_loader
+        self.coverage = coverage
+        self.score = score
+        self._modes: dict[str, bool] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The wrapped network's ``(N, C + k)`` logits."""
+        return self.net(x)  # type: ignore[no-any-return]
+
+    def step_terms(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> LossTerms:
+        """The loss of one ``(x_in, y, x_out)`` batch, from one forward pass over both parts.
+
+        Args:
+            batch: In-distribution inputs, their labels, and outlier inputs.
+
+        Returns:
+            The loss and its parts (see :class:`~rejectnet.losses.LossTerms`).
+        """
+        x_in, y, x_out = batch
+        n_in = int(x_in.shape[0])
+        logits = self.net(torch.cat([x_in, x_out.to(x_in.dtype)]))
+        return self.loss.terms(logits[:n_in], y, logits[n_in:])
+
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        """One step of Algorithm 1; returns the loss for Lightning to minimise."""
+        terms = self.step_terms(batch)
+        n_in = int(batch[0].shape[0])
+        self.log("train/loss", terms.loss.detach(), prog_bar=True, batch_size=n_in)
+        self.log("train/in_loss", terms.in_loss, batch_size=n_in)
+        if terms.out_loss is not None:
+            self.log("train/out_loss", terms.out_loss, batch_size=n_in)
+        return terms.loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """Log the in-distribution loss and accuracy of a labeled batch."""
+        x, y = split_batch(batch, "validation batch")
+        if y is None:
+            raise ValueError("validation batches must carry labels: (x, y)")
+        logits = self.net(x)[:, : self.net.num_classes].float()
+        n = int(x.shape[0])
+        self.log("val/loss", nn.functional.cross_entropy(logits, y), batch_size=n, sync_dist=True)
+        acc = (logits.argmax(dim=-1) == y).float().mean()
+        self.log("val/acc", acc, prog_bar=True, batch_size=n, sync_dist=True)
+
+    def configure_optimizers(self) -> Any:
+        """The optimizer (and the default's per-step cosine schedule)."""
+        if self.optimizer_factory is not None:
+            return self.optimizer_factory(self.net.parameters())
+        opt = torch.optim.SGD(
+            self.net.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4, nesterov=True
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_fit_start(self) -> None:
+        """Remember every submodule's mode, then put the whole network in train mode."""
+        self._modes = {name: m.training for name, m in self.net.named_modules()}
+        self.net.train()
+
+    def on_train_epoch_start(self) -> None:
+        """Train mode for the whole network at every epoch (see the class docstring)."""
+        self.net.train()
+
+    def on_fit_end(self) -> None:
+        """Calibrate when a calibration loader was given; give every submodule its mode back."""
+        if self.calibration_loader is not None:
+            kwargs = {} if self.score is None else {"score": self.score}
+            self.net.calibrate(self.calibration_loader, coverage=self.coverage, **kwargs)
+        if self._modes is not None:
+            for name, m in self.net.named_modules():
+                m.training = self._modes.get(name, m.training)
+            self._modes = None
