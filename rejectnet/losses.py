@@ -112,6 +112,8 @@ def _check_in(logits_in: torch.Tensor, targets: torch.Tensor) -> None:
             "logits_in must be a 2-D (N, outputs) tensor, got "
             f"{getattr(logits_in, 'shape', type(logits_in).__name__)}"
         )
+    if not logits_in.dtype.is_floating_point:
+        raise ValueError(f"logits_in must be a floating-point tensor, got {logits_in.dtype}")
     if (
         not isinstance(targets, torch.Tensor)
         or targets.ndim != 1
@@ -135,6 +137,8 @@ def _check_out(logits_out: torch.Tensor | None, width: int) -> None:
             "logits_out must be a 2-D (M, outputs) tensor or None, got "
             f"{getattr(logits_out, 'shape', type(logits_out).__name__)}"
         )
+    if not logits_out.dtype.is_floating_point:
+        raise ValueError(f"logits_out must be a floating-point tensor, got {logits_out.dtype}")
     if logits_out.shape[1] != width:
         raise ValueError(
             f"logits_out has {logits_out.shape[1]} outputs but logits_in has {width}; both "
