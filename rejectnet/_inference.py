@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rejectnet._batches import split_batch
+from rejectnet._batches import BatchKeys, split_batch
 
 __all__ = ["collect_logits", "eval_mode", "module_device"]
 
@@ -23,18 +23,41 @@ def module_device(module: nn.Module) -> torch.device:
 
 
 class eval_mode:
-    """Context manager: put a module in eval mode and restore its previous mode after."""
+    """Context manager: every submodule in eval mode, each one's own mode restored after.
+
+    ``module.train(flag)`` sets one flag for the whole tree; a model whose parts are in
+    different modes (a frozen batch-norm backbone in eval mode under a head in training
+    mode, say) would lose that. This records each submodule's ``training`` flag on
+    entry and puts exactly those back on exit, also when the body raises. When every
+    submodule is already in eval mode it changes nothing.
+
+    Example:
+        >>> from torch import nn
+        >>> m = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+        >>> _ = m[1].eval()  # the batch norm frozen, the rest training
+        >>> with eval_mode(m):
+        ...     print([s.training for s in m.modules()])
+        [False, False, False]
+        >>> [s.training for s in m.modules()]
+        [True, True, False]
+    """
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module
         self.was_training = module.training
+        self._saved: list[tuple[nn.Module, bool]] = []
 
     def __enter__(self) -> nn.Module:
-        self.module.eval()
+        mods = list(self.module.modules())
+        self._saved = [(m, m.training) for m in mods if m.training]
+        for m, _ in self._saved:
+            m.training = False
         return self.module
 
     def __exit__(self, *exc: object) -> None:
-        self.module.train(self.was_training)
+        for m, flag in self._saved:
+            m.training = flag
+        self._saved = []
 
 
 def collect_logits(
@@ -43,6 +66,8 @@ def collect_logits(
     device: torch.device,
     *,
     name: str = "loader",
+    keys: BatchKeys | None = None,
+    labels: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run ``forward`` over every batch of ``loader`` without gradients.
 
@@ -51,23 +76,26 @@ def collect_logits(
         loader: Yields batches in any form :func:`rejectnet._batches.split_batch` reads.
         device: Where to move inputs.
         name: What to call the loader in error messages.
+        keys: ``(input_key, label_key)`` of mapping batches (see
+            :func:`~rejectnet._batches.split_batch`).
+        labels: Whether to read labels; when ``False`` they are ignored, whatever type.
 
     Returns:
         The concatenated logits on the CPU, and the concatenated labels (``None`` if the
-        batches carried none).
+        batches carried none, or ``labels=False``).
 
     Raises:
         ValueError: If the loader yields no batch.
     """
     outs: list[torch.Tensor] = []
-    labels: list[torch.Tensor] = []
+    ys: list[torch.Tensor] = []
     with torch.no_grad():
         for batch in loader:
-            x, y = split_batch(batch, f"{name} batch")
+            x, y = split_batch(batch, f"{name} batch", keys=keys, labels=labels)
             outs.append(forward(x.to(device)).detach().to("cpu"))
             if y is not None:
-                labels.append(y.detach().to("cpu"))
+                ys.append(y.detach().to("cpu"))
     if not outs:
         raise ValueError(f"{name} yielded no batches; it needs at least one sample")
-    y_all = torch.cat(labels) if labels and len(labels) == len(outs) else None
+    y_all = torch.cat(ys) if ys and len(ys) == len(outs) else None
     return torch.cat(outs), y_all

@@ -1,11 +1,14 @@
 """Deploying a calibrated model: a plain module with the threshold baked in, and ONNX.
 
 :meth:`rejectnet.RejectHead.deployable` returns a :class:`DeployedModel`: an ordinary
-``nn.Module`` that maps a batch of images to ``(labels, ood_score, is_ood)``, computing
-exactly what :meth:`~rejectnet.RejectHead.predict` computes (the same forward, the same
-score function, ``is_ood = ood_score > threshold`` in float64, label ``-1`` for rejected
-inputs) with no Python-side state, so that it runs under ``torch.compile``, goes
-through ``torch.export.export`` and exports to ONNX with :func:`export_onnx`.
+``nn.Module`` that maps a batch of images to ``(labels, ood_score, is_ood)`` with the
+decision functions of :mod:`rejectnet.decision` (the ones
+:meth:`~rejectnet.RejectHead.predict` uses), and no Python-side state, so that it runs
+under ``torch.compile``, goes through ``torch.export.export`` and exports to ONNX with
+:func:`export_onnx`.
+
+This module does not import :mod:`rejectnet.head` (the head imports it): it takes the
+network by what it provides, the :class:`Calibrated` protocol.
 """
 
 from __future__ import annotations
@@ -13,20 +16,42 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from rejectnet.prediction import REJECTED
-from rejectnet.scores import registry
-from rejectnet.scores.reject import _check_weights, _reject_log_probs
+from rejectnet import decision
+from rejectnet._outputs import extract_logits
 
-if TYPE_CHECKING:
-    from rejectnet.head import RejectHead
+__all__ = ["Calibrated", "DeployedModel", "export_onnx"]
 
-__all__ = ["DeployedModel", "export_onnx"]
+
+@runtime_checkable
+class Calibrated(Protocol):
+    """What :class:`DeployedModel` needs of a network (a :class:`~rejectnet.RejectHead`)."""
+
+    model: nn.Module
+    num_classes: int
+    k: int
+    threshold: torch.Tensor
+    temperature: torch.Tensor
+    score_weights: torch.Tensor
+
+    @property
+    def calibrated_score(self) -> str | None: ...
+
+    @property
+    def is_calibrated(self) -> bool: ...
+
+    def deployable(self) -> DeployedModel: ...
+
+
+def _is_tracing() -> bool:
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(callable(is_compiling) and is_compiling()) or bool(torch.jit.is_tracing())  # type: ignore[attr-defined]
 
 
 class DeployedModel(nn.Module):
@@ -36,11 +61,24 @@ class DeployedModel(nn.Module):
     network (later training or re-calibration of the original does not affect it), in
     eval mode, and the threshold as a float64 buffer.
 
+    Its forward is the decision of :meth:`~rejectnet.RejectHead.predict` in as few
+    tensor ops as it takes: the wrapped model's forward (without the wrapper's Python
+    checks), ``logits / temperature`` only when the temperature is not 1, the fused
+    score of :func:`rejectnet.decision.compute_score`, one comparison against the
+    threshold rounded down to the score's dtype (:func:`rejectnet.decision.threshold_for`),
+    the arg-max and the label mask. It never raises on bad values: a row whose input
+    (or logits) hold NaN or infinity gets a NaN score and is rejected, in eager mode,
+    compiled, exported and in ONNX alike. In eager mode one reduction over the batch
+    checks the input; only when it is not finite does the per-row guard
+    (:func:`rejectnet.decision.nan_if_nonfinite`) run, which a traced graph always
+    contains.
+
     Attributes:
         net: The copied network.
         score: Name of the OOD score.
         num_classes: C.
         threshold: The decision threshold (0-d float64 buffer).
+        temperature: The temperature (0-d float32 buffer).
 
     Example:
         >>> import torch
@@ -54,9 +92,11 @@ class DeployedModel(nn.Module):
     """
 
     threshold: torch.Tensor
+    temperature: torch.Tensor
     weights: torch.Tensor
+    thr32: torch.Tensor
 
-    def __init__(self, net: RejectHead) -> None:
+    def __init__(self, net: Calibrated) -> None:
         super().__init__()
         if not net.is_calibrated:
             raise RuntimeError(
@@ -64,25 +104,35 @@ class DeployedModel(nn.Module):
                 "on held-out in-distribution data (or net.set_threshold(value, score)) before "
                 "net.deployable()"
             )
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net must be a calibrated RejectHead, got {type(net).__name__}")
         self.net = copy.deepcopy(net).eval()
-        self.score = net.calibrated_score or registry.spec("sum_reject").name
-        self.num_classes = net.num_classes
-        self.register_buffer("threshold", net.threshold.detach().clone().to(torch.float64))
-        weights = torch.empty(0, dtype=torch.float64)
-        if self.score == "weighted_reject":
-            k = net.k
-            w = _check_weights(net.score_weights, k, net.num_classes + k, net.num_classes)
-            weights = torch.as_tensor(w, dtype=torch.float64)
-        self.register_buffer("weights", weights.to(net.threshold.device))
+        self.score = net.calibrated_score or "sum_reject"
+        self.num_classes = int(net.num_classes)
+        device = net.threshold.device
+        thr = float(net.threshold)
+        temp = float(net.temperature)
+        self.register_buffer("threshold", torch.tensor(thr, dtype=torch.float64, device=device))
+        self.register_buffer("thr32", torch.tensor(decision.threshold_for(thr, torch.float32)))
+        self.register_buffer("temperature", torch.tensor(temp, dtype=torch.float32))
+        w = decision.column_weights(
+            self.score, self.num_classes, int(net.k), net.score_weights, torch.float64, device
+        )
+        self.register_buffer("weights", w if w is not None else torch.empty(0, dtype=torch.float64))
+        self._unit_temperature = temp == 1.0
+        self._guard_logits = not decision.propagates_nonfinite(self.score)
         self.eval()
 
-    def _score(self, logits: torch.Tensor) -> torch.Tensor:
-        if self.score == "weighted_reject":
-            # weighted_reject with its (already validated) weights, in traceable form
-            log_p, c = _reject_log_probs(logits, self.num_classes)
-            w = self.weights.to(device=log_p.device, dtype=log_p.dtype)
-            return (log_p[:, c:].exp() * w).sum(dim=1)
-        return self.net.score_logits(logits, self.score)
+    def _apply(self, fn: Any, recurse: bool = True) -> DeployedModel:
+        # the decision constants keep their dtypes through .half() / .to(dtype)
+        kept = {
+            n: getattr(self, n).detach().clone()
+            for n in ("threshold", "thr32", "temperature", "weights")
+        }
+        super()._apply(fn, recurse)
+        for n, t in kept.items():
+            setattr(self, n, t.to(getattr(self, n).device))
+        return self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Classify a batch and reject what scores above the threshold.
@@ -92,29 +142,46 @@ class DeployedModel(nn.Module):
 
         Returns:
             ``labels`` (``(N,)`` int64, ``-1`` for rejected inputs), ``ood_score``
-            (``(N,)``, higher = more likely OOD) and ``is_ood`` (``(N,)`` bool,
-            ``ood_score > threshold``).
-
-        Raises:
-            ValueError: In eager mode, like :meth:`~rejectnet.RejectHead.predict`, if
-                the model's logits are NaN or infinite. A compiled or exported graph
-                cannot raise: there such inputs get a NaN score and count as OOD.
+            (``(N,)``, higher = more likely OOD; NaN for non-finite inputs) and
+            ``is_ood`` (``(N,)`` bool, ``ood_score > threshold`` or NaN).
         """
-        logits = self.net(x)
-        score = self._score(logits)
-        classes = logits[:, : self.num_classes].float().argmax(dim=-1)
-        s64 = score.double()
-        is_ood = (s64 > self.threshold) | torch.isnan(s64)
-        labels = torch.where(is_ood, torch.full_like(classes, REJECTED), classes)
+        out = self.net.model(x)
+        logits = out if type(out) is torch.Tensor else extract_logits(out)
+        z = logits if self._unit_temperature else logits / self.temperature
+        buffers = self._buffers
+        sdt = decision.score_dtype(z.dtype)
+        w = buffers["weights"]
+        score = decision.compute_score(
+            z, self.score, self.num_classes, w.to(sdt) if w is not None and w.numel() else None
+        )
+        guarded = (x, logits) if self._guard_logits else (x,)
+        if _is_tracing() or not all(_finite_total(t) for t in guarded):
+            score = decision.nan_if_nonfinite(score, *guarded)
+        thr = buffers["threshold"] if sdt == torch.float64 else buffers["thr32"]
+        assert thr is not None
+        is_ood = decision.decide(score, thr)
+        labels = decision.labels_for(decision.class_of(logits, self.num_classes), is_ood)
         return labels, score, is_ood
 
     def extra_repr(self) -> str:
         """The score and threshold, for ``repr()``."""
-        return f"score={self.score!r}, threshold={float(self.threshold):.6g}"
+        temp = float(self.temperature)
+        return f"score={self.score!r}, threshold={float(self.threshold):.6g}" + (
+            f", temperature={temp:.6g}" if temp != 1.0 else ""
+        )
+
+
+def _finite_total(t: torch.Tensor) -> bool:
+    """Whether the sum of ``t`` is finite (True for non-floating tensors)."""
+    if not t.is_floating_point() or t.numel() == 0:
+        return True
+    t = t.detach()
+    total = t.sum(dtype=torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t.sum()
+    return math.isfinite(float(total))
 
 
 def export_onnx(
-    net: RejectHead | DeployedModel,
+    net: Calibrated | DeployedModel,
     path: str | Path,
     example_input: torch.Tensor,
     *,
@@ -124,7 +191,8 @@ def export_onnx(
     """Write a calibrated model as ONNX: images in, ``(labels, ood_score, is_ood)`` out.
 
     Uses ``torch.onnx.export(..., dynamo=True)`` (needs the ``onnx`` and ``onnxscript``
-    packages: ``pip install rejectnet[export]``). The outputs are named ``labels``,
+    packages: ``pip install rejectnet[export]``) on :meth:`~rejectnet.RejectHead.deployable`,
+    with the exporter's graph optimisation on. The outputs are named ``labels``,
     ``ood_score`` and ``is_ood``; the input is ``images``, with a dynamic batch
     dimension unless ``dynamic_batch=False``.
 
@@ -156,12 +224,10 @@ def export_onnx(
         >>> out.suffix
         '.onnx'
     """
-    from rejectnet.head import RejectHead
-
-    if isinstance(net, RejectHead):
-        model = net.deployable()
-    elif isinstance(net, DeployedModel):
+    if isinstance(net, DeployedModel):
         model = net.eval()
+    elif isinstance(net, nn.Module) and isinstance(net, Calibrated):
+        model = net.deployable().eval()
     else:
         raise TypeError(
             f"net must be a calibrated RejectHead or a DeployedModel, got {type(net).__name__}"
@@ -185,6 +251,7 @@ def export_onnx(
         output_names=["labels", "ood_score", "is_ood"],
         dynamo=True,
         external_data=False,
+        optimize=True,
         verbose=False,
     )
     if dynamic_batch:

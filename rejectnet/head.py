@@ -12,23 +12,26 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rejectnet import decision
+from rejectnet._batches import BatchKeys, check_keys
 from rejectnet._inference import collect_logits, eval_mode, module_device
 from rejectnet._locate import find_head, replace_module
 from rejectnet._outputs import extract_logits
 from rejectnet._validation import check_fraction
-from rejectnet.prediction import REJECTED, Prediction
+from rejectnet.export import DeployedModel
+from rejectnet.input_spec import InputSpec, check_input_against_spec, missing_dim_hint
+from rejectnet.prediction import Prediction
 from rejectnet.scores import registry
 from rejectnet.scores.thresholds import ThresholdResult, threshold_for_coverage
-
-if TYPE_CHECKING:
-    from rejectnet.export import DeployedModel
+from rejectnet.temperature import fit_temperature_to
 
 __all__ = ["RejectHead", "RejectLinear"]
 
@@ -117,23 +120,81 @@ def _expected_input_ndim(model: nn.Module) -> int | None:
     return None
 
 
+def _first_conv_channels(model: nn.Module) -> int | None:
+    for m in model.modules():
+        if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+            return int(m.in_channels)
+    return None
+
+
+def _float_dtype(model: nn.Module) -> torch.dtype | None:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
+def _autocasting() -> bool:
+    return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
+
+
+def _is_tracing() -> bool:
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(callable(is_compiling) and is_compiling()) or bool(torch.jit.is_tracing())  # type: ignore[attr-defined]
+
+
+def _rows_text(bad: torch.Tensor) -> tuple[int, str]:
+    rows = bad.nonzero().flatten().tolist()
+    shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if len(rows) > 10 else "")
+    return len(rows), shown
+
+
+def _nonfinite_rows(t: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` bool: rows of ``t`` holding a NaN or infinite value."""
+    if t.ndim == 1:
+        return ~torch.isfinite(t)
+    return ~torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """Whether ``t`` holds only finite values, with one reduction and one sync.
+
+    The sum of a finite tensor is finite unless it overflows; only then (or when a
+    value really is NaN/inf) does the exact per-element test run.
+    """
+    if not t.is_floating_point() or t.numel() == 0:
+        return True
+    t = t.detach()
+    total = t.sum(dtype=torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t.sum()
+    if math.isfinite(float(total)):
+        return True
+    return not bool(_nonfinite_rows(t).any())
+
+
+def _check_finite_inputs(bad_in: torch.Tensor, name: str) -> None:
+    if bool(bad_in.any()):
+        n, shown = _rows_text(bad_in)
+        raise ValueError(
+            f"{name} holds NaN or infinite values for {n} of {bad_in.shape[0]} sample(s) "
+            f"(rows {shown}); {name} must hold finite inputs (check the data: a NaN the model "
+            "never reads would otherwise pass unnoticed)"
+        )
+
+
 def _check_finite_logits(logits: torch.Tensor, name: str) -> None:
     """Raise a ValueError naming the input ``name`` if any logit is NaN or infinite.
 
     Skipped while torch.compile / torch.export trace (a data-dependent branch).
     """
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    if callable(is_compiling) and is_compiling():
+    if _is_tracing() or _all_finite(logits):
         return
-    bad = ~torch.isfinite(logits).all(dim=-1)
-    if bool(bad.any()):
-        rows = bad.nonzero().flatten().tolist()
-        shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if len(rows) > 10 else "")
-        raise ValueError(
-            f"the model's logits on {name} hold NaN or infinite values for {len(rows)} of "
-            f"{logits.shape[0]} sample(s) (rows {shown}); {name} must hold finite inputs on "
-            "which the model does not overflow (check for NaN/inf in the data, or run in float32)"
-        )
+    bad = _nonfinite_rows(logits)
+    n, shown = _rows_text(bad)
+    raise ValueError(
+        f"the model's logits on {name} hold NaN or infinite values for {n} of "
+        f"{logits.shape[0]} sample(s) (rows {shown}); {name} must hold finite inputs on "
+        "which the model does not overflow (check for NaN/inf in the data, or run in float32)"
+    )
 
 
 def _encode_name(name: str) -> torch.Tensor:
@@ -148,15 +209,46 @@ def _decode_name(buf: torch.Tensor) -> str:
     return raw.decode("ascii")
 
 
+def _check_real(value: Any, name: str, noun: str) -> float:
+    """``value`` as a finite float, or a TypeError / ValueError naming ``name``."""
+    if isinstance(value, (str, bytes, bool)):
+        raise TypeError(f"{name} must be a finite real {noun}, got {value!r:.60}")
+    try:
+        v = float(value)
+    except OverflowError:
+        raise ValueError(
+            f"{name} must be a finite {noun}; got an integer too large for a float "
+            f"({len(str(abs(int(value))))} digits)"
+        ) from None
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name} must be a finite real {noun} (a float, a 0-d tensor or a "
+            f"ThresholdResult), got {type(value).__name__}"
+        ) from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite {noun}, got {v!r}")
+    return v
+
+
 class RejectHead(nn.Module):
     """A classifier with k extra reject classes, an OOD score and a calibrated threshold.
 
     Create one with :meth:`wrap`. The wrapped model returns ``(N, C + k)`` logits; the
     first C are exactly the original model's logits. State that travels with the model
     lives in buffers, so it is part of ``state_dict()``: ``threshold`` (float64 scalar,
-    NaN until calibrated), ``threshold_score`` (the score's name, as 32 ASCII bytes) and
-    ``score_weights`` (the k weights used by the ``"weighted_reject"`` score, float32).
-    ``.half()`` and ``.to(dtype)`` leave the dtypes of these buffers alone.
+    NaN until calibrated), ``threshold_score`` (the score's name, as 32 ASCII bytes),
+    ``score_weights`` (the k weights used by the ``"weighted_reject"`` score, float32)
+    and ``temperature`` (float32 scalar, 1.0 unless fitted: scores and probabilities are
+    computed on ``logits / temperature``). ``.half()`` and ``.to(dtype)`` leave the dtypes
+    of these buffers alone. ``input_spec`` (the shape and dtype of the calibration
+    inputs) is a plain attribute, not in ``state_dict()``.
+
+    Inference (:meth:`predict`, :meth:`ood_score`, :meth:`calibrate`,
+    :meth:`fit_temperature`) always runs every submodule in eval mode, whatever mode the
+    model is in, and puts each submodule's own mode back afterwards: batch-norm running
+    statistics are never updated by inference, dropout is off, and the decision for one
+    input never depends on the rest of the batch. Call ``net(x)`` directly to run the
+    model in its current mode (as a training loop does).
 
     Example:
         >>> import torch
@@ -174,6 +266,7 @@ class RejectHead(nn.Module):
     threshold: torch.Tensor
     threshold_score: torch.Tensor
     score_weights: torch.Tensor
+    temperature: torch.Tensor
 
     def __init__(self, model: nn.Module, head_path: str, k: int) -> None:
         super().__init__()
@@ -188,9 +281,17 @@ class RejectHead(nn.Module):
         self.num_classes = int(layer.base.out_features)
         self.k = int(k)
         self.expected_input_ndim = _expected_input_ndim(model)
+        self._in_channels = _first_conv_channels(model)
+        self._takes_integers = any(
+            isinstance(m, nn.Embedding | nn.EmbeddingBag) for m in model.modules()
+        )
+        self._param_dtype = _float_dtype(model)
+        self._input_spec: InputSpec | None = None
+        self._cache: dict[Any, torch.Tensor] = {}
         self.register_buffer("threshold", torch.tensor(math.nan, dtype=torch.float64))
         self.register_buffer("threshold_score", torch.zeros(_NAME_BYTES, dtype=torch.uint8))
         self.register_buffer("score_weights", torch.ones(self.k, dtype=torch.float32))
+        self.register_buffer("temperature", torch.tensor(1.0, dtype=torch.float32))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -291,19 +392,78 @@ class RejectHead(nn.Module):
         """The device of the model's parameters."""
         return module_device(self.model)
 
+    # ------------------------------------------------------------------ input spec
+    @property
+    def input_spec(self) -> InputSpec | None:
+        """The shape (after the batch dimension) and dtype of the calibration inputs.
+
+        Set by :meth:`calibrate` (dimensions that differ between calibration batches are
+        recorded as ``None``, any size); :meth:`predict` and :meth:`ood_score` then refuse
+        batches of another shape or dtype with an error naming ``x``, the shape received
+        and the shape expected. Assign an :class:`~rejectnet.input_spec.InputSpec` to set
+        it by hand, or ``None`` to clear it (then only the number of dimensions and the
+        dtype are checked). It is not part of ``state_dict()``: :func:`rejectnet.save`
+        stores it in the file's metadata. Its floating dtype follows the model through
+        ``.half()`` / ``.to(dtype)``.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from rejectnet import RejectHead
+            >>> from rejectnet.input_spec import InputSpec
+            >>> net = RejectHead.wrap(nn.Linear(8, 3), k=2)
+            >>> net.input_spec is None
+            True
+            >>> _ = net.calibrate([torch.randn(32, 8)])
+            >>> net.input_spec.describe()
+            '(N, 8) float32'
+            >>> net.input_spec = None  # accept any shape again
+        """
+        return self._input_spec
+
+    @input_spec.setter
+    def input_spec(self, spec: InputSpec | None) -> None:
+        if spec is not None and not isinstance(spec, InputSpec):
+            raise TypeError(
+                "input_spec must be a rejectnet.input_spec.InputSpec or None, got "
+                f"{type(spec).__name__}; build one with InputSpec(shape, dtype) or "
+                "InputSpec.from_dict(...)"
+            )
+        self._input_spec = spec
+
     # ------------------------------------------------------------------ forward
     def _check_input(self, x: Any) -> None:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor batch, got {type(x).__name__}")
-        exp = self.expected_input_ndim
+        spec = self._input_spec
+        exp = len(spec.shape) + 1 if spec is not None else self.expected_input_ndim
         if x.ndim < 2 or (exp is not None and x.ndim != exp):
-            want = f"{exp}-D (batch, channels, ...)" if exp is not None else "at least 2-D"
-            hint = (
-                "; add a batch dimension with x.unsqueeze(0)"
-                if exp is not None and x.ndim == exp - 1
-                else ""
+            want = (
+                f"{exp}-D {spec.describe().rsplit(' ', 1)[0]}"
+                if spec is not None
+                else f"{exp}-D (batch, channels, ...)"
+                if exp is not None
+                else "at least 2-D"
             )
+            hint = ""
+            if exp is not None and x.ndim == exp - 1:
+                hint = missing_dim_hint(
+                    tuple(x.shape), spec.shape if spec is not None else (), self._in_channels
+                )
             raise ValueError(f"x must be {want}, got shape {tuple(x.shape)}{hint}")
+        want_dtype = spec.dtype if spec is not None else self._param_dtype
+        if want_dtype is None or x.dtype == want_dtype:
+            return
+        if x.is_floating_point() and want_dtype.is_floating_point and _autocasting():
+            return  # autocast converts floating inputs
+        if not x.is_floating_point() and spec is None and self._takes_integers:
+            return  # token ids for an embedding layer
+        raise TypeError(
+            f"x has dtype {str(x.dtype).removeprefix('torch.')} but the model expects "
+            f"{str(want_dtype).removeprefix('torch.')}; convert it first (e.g. "
+            f"x.to(torch.{str(want_dtype).removeprefix('torch.')}), scaled as the training "
+            "data were, e.g. uint8 images / 255)"
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the ``(N, C + k)`` logits: C class logits, then k reject logits.
@@ -315,14 +475,21 @@ class RejectHead(nn.Module):
             ``(N, C + k)`` logits; the first C equal the original model's logits.
 
         Raises:
-            TypeError: If ``x`` is not a tensor.
+            TypeError: If ``x`` is not a tensor, or its dtype is not the model's (a
+                floating ``x`` of another precision, or an integer ``x`` for a model
+                without an embedding layer; under autocast any floating ``x`` passes).
             ValueError: If ``x`` has the wrong number of dimensions (e.g. a single
-                image without its batch dimension).
+                image without its batch dimension; the message says which
+                ``x.unsqueeze(d)`` fixes it where that is clear).
             RuntimeError: If the wrapped model does not return ``(N, C + k)`` logits,
                 i.e. the widened layer is not the model's final layer.
         """
         self._check_input(x)
-        logits = extract_logits(self.model(x))
+        return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        logits = out if type(out) is torch.Tensor else extract_logits(out)
         width = self.num_classes + self.k
         if logits.ndim != 2 or logits.shape[-1] != width:
             raise RuntimeError(
@@ -333,13 +500,22 @@ class RejectHead(nn.Module):
         return logits
 
     def _apply(self, fn: Any, recurse: bool = True) -> RejectHead:
-        # Keep the threshold in float64 and the score weights in float32 through
-        # .half()/.to(dtype), so decisions don't drift and save/load keeps every dtype.
+        # Keep the threshold in float64 and the score weights and temperature in float32
+        # through .half()/.to(dtype), so decisions don't drift and save/load keeps every
+        # dtype. The input spec's floating dtype follows the model's.
         saved = self.threshold.detach().clone()
         weights = self.score_weights.detach().clone()
+        temp = self.temperature.detach().clone()
+        old_dtype = self._param_dtype
         super()._apply(fn, recurse)
         self.threshold = saved.to(self.threshold.device)
         self.score_weights = weights.to(self.score_weights.device)
+        self.temperature = temp.to(self.temperature.device)
+        self._param_dtype = _float_dtype(self.model)
+        spec = self._input_spec
+        if spec is not None and spec.dtype == old_dtype and self._param_dtype is not None:
+            self._input_spec = InputSpec(spec.shape, self._param_dtype)
+        self._cache = {}
         return self
 
     # ------------------------------------------------------------------ scores
@@ -348,8 +524,36 @@ class RejectHead(nn.Module):
             score = self.calibrated_score or DEFAULT_SCORE
         return registry.spec(score).name
 
+    def _column_weights(self, name: str, dtype: torch.dtype, device: torch.device) -> Any:
+        w = self.score_weights
+        key = ("w", name, dtype, device, id(w), w._version if not w.is_inference() else 0)
+        found = self._cache.get(key)
+        if found is None:
+            found = decision.column_weights(name, self.num_classes, self.k, w, dtype, device)
+            if found is None:
+                return None
+            if len(self._cache) > 32:
+                self._cache.clear()
+            self._cache[key] = found
+        return found
+
+    def _scaled(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits / temperature``, or ``logits`` itself (bit for bit) at 1.0."""
+        t = float(self.temperature)
+        return logits if t == 1.0 else logits / t
+
+    def _score(self, logits: torch.Tensor, name: str) -> torch.Tensor:
+        z = self._scaled(logits)
+        w = self._column_weights(name, decision.score_dtype(z.dtype), z.device)
+        return decision.compute_score(z, name, self.num_classes, w)
+
     def score_logits(self, logits: torch.Tensor, score: str | None = None) -> torch.Tensor:
         """Compute an OOD score from ``(N, C + k)`` logits already produced by this model.
+
+        The score is computed on ``logits / temperature`` (see :meth:`fit_temperature`),
+        by the same function :meth:`predict` and :meth:`deployable` use
+        (:func:`rejectnet.decision.compute_score`); it agrees with the functions of
+        :mod:`rejectnet.scores` to float32 rounding.
 
         Args:
             logits: Output of ``self(x)``.
@@ -361,8 +565,9 @@ class RejectHead(nn.Module):
             ``(N,)`` scores, higher = more likely OOD.
 
         Raises:
-            ValueError: If the score name is unknown or the logits are not
-                ``(N, C + k)``.
+            TypeError: If ``logits`` is not a tensor.
+            ValueError: If the score name is unknown, the logits are not ``(N, C + k)``
+                or hold NaN or infinite values.
 
         Example:
             >>> import torch
@@ -374,19 +579,41 @@ class RejectHead(nn.Module):
             (torch.Size([5]), torch.Size([5]))
         """
         name = self._resolve_score(score)
-        kwargs: dict[str, Any] = {}
-        if name == "weighted_reject":
-            kwargs["weights"] = self.score_weights.to(logits.device)
-        scores: torch.Tensor = registry.compute(
-            name, logits, num_classes=self.num_classes, **kwargs
-        )
-        return scores
+        if not isinstance(logits, torch.Tensor):
+            raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+        width = self.num_classes + self.k
+        if logits.ndim != 2 or logits.shape[1] != width or not logits.is_floating_point():
+            raise ValueError(
+                f"logits must be floating (N, C + k) = (N, {width}) outputs of this model, "
+                f"got {str(logits.dtype).removeprefix('torch.')} of shape {tuple(logits.shape)}"
+            )
+        if not _all_finite(logits):
+            n, shown = _rows_text(_nonfinite_rows(logits))
+            raise ValueError(f"logits hold NaN or infinite values in {n} row(s) ({shown})")
+        return self._score(logits.detach(), name)
+
+    def _infer(self, x: Any) -> torch.Tensor:
+        """Logits of ``x`` in eval mode, after checking the input and its finiteness."""
+        self._check_input(x)
+        spec = self._input_spec
+        if spec is not None:
+            check_input_against_spec(x, spec, "x")
+        if not _all_finite(x):
+            _check_finite_inputs(_nonfinite_rows(x), "x")
+        if any(m.training for m in self.modules()):
+            with eval_mode(self):
+                logits = self._logits(x)
+        else:
+            logits = self._logits(x)
+        _check_finite_logits(logits, "x")
+        return logits
 
     def ood_score(self, x: torch.Tensor, score: str | None = None) -> torch.Tensor:
         """Return ``(N,)`` OOD scores for a batch (higher = more likely OOD).
 
-        Runs without gradients and does not change the train/eval mode: call
-        ``net.eval()`` first for deterministic scores.
+        Runs without gradients, in eval mode whatever the model's mode (each
+        submodule's own mode is restored afterwards; batch-norm statistics are not
+        touched), on ``logits / temperature``.
 
         Args:
             x: A batch of inputs.
@@ -396,8 +623,10 @@ class RejectHead(nn.Module):
             ``(N,)`` scores; higher = more likely OOD.
 
         Raises:
-            ValueError: If the score name is unknown, ``x`` has the wrong shape, or the
-                model's logits on ``x`` are NaN or infinite (the message lists the rows).
+            TypeError: If ``x`` is not a tensor or has the wrong dtype.
+            ValueError: If the score name is unknown, ``x`` has the wrong shape (see
+                :attr:`input_spec`), or ``x`` or the model's logits on it hold NaN or
+                infinite values (the message lists the rows).
 
         Example:
             >>> import torch
@@ -407,10 +636,9 @@ class RejectHead(nn.Module):
             >>> net.ood_score(torch.randn(5, 8), score="sum").shape
             torch.Size([5])
         """
+        name = self._resolve_score(score)
         with torch.no_grad():
-            logits = self(x)
-            _check_finite_logits(logits, "x")
-            return self.score_logits(logits, score)
+            return self._score(self._infer(x), name)
 
     # ------------------------------------------------------------------ threshold
     @property
@@ -433,7 +661,8 @@ class RejectHead(nn.Module):
 
         Raises:
             TypeError: If ``value`` is not a real number.
-            ValueError: If ``value`` is not finite or ``score`` is unknown.
+            ValueError: If ``value`` is not finite (also an integer beyond the float
+                range, e.g. ``10**400``) or ``score`` is unknown.
 
         Example:
             >>> from torch import nn
@@ -445,47 +674,58 @@ class RejectHead(nn.Module):
             >>> net.is_calibrated, net.calibrated_score
             (True, 'max_reject')
         """
-        if isinstance(value, (str, bytes, bool)):
-            raise TypeError(f"value must be a finite real threshold, got {value!r}")
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"value must be a finite real threshold (a float, a 0-d tensor or a "
-                f"ThresholdResult), got {type(value).__name__}"
-            ) from None
-        if not math.isfinite(v):
-            raise ValueError(f"value must be a finite threshold, got {value!r}")
+        v = _check_real(value, "value", "threshold")
         name = registry.spec(score).name
         self.threshold.fill_(v)
         self.threshold_score.copy_(_encode_name(name))
+
+    def _threshold_tensor(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        thr = float(self.threshold)
+        key = ("t", thr, dtype, device)
+        found = self._cache.get(key)
+        if found is None:
+            found = torch.tensor(decision.threshold_for(thr, dtype), dtype=dtype, device=device)
+            if len(self._cache) > 32:
+                self._cache.clear()
+            self._cache[key] = found
+        return found
 
     def calibrate(
         self,
         loader: Iterable[Any],
         coverage: float = 0.95,
         score: str = DEFAULT_SCORE,
+        *,
+        keys: BatchKeys | None = None,
     ) -> ThresholdResult:
         """Set the threshold from held-out in-distribution data only.
 
         The threshold is the smallest score that keeps at least ``coverage`` of the
         loader's samples (they score at or below it); no OOD data is needed. The model
-        runs in eval mode for the pass and returns to its previous mode afterwards.
+        runs in eval mode for the pass (each submodule's mode is restored afterwards).
+        The scores are computed at the current :attr:`temperature`: fit the temperature
+        first (:meth:`fit_temperature`), then calibrate. The shape and dtype of the
+        inputs are recorded in :attr:`input_spec`.
 
         Args:
             loader: Held-out in-distribution batches (a tensor, ``(x, y)`` or dict per
-                batch; labels are ignored). Never use the test set.
+                batch; labels are ignored, whatever their type). Never use the test set.
             coverage: Fraction of in-distribution inputs to keep, in ``(0, 1]``.
             score: The score to threshold (see :func:`rejectnet.scores.available`).
+            keys: ``(input_key, label_key)`` for dict batches whose keys are not among
+                the accepted ones (e.g. ``("img", "cls")``).
 
         Returns:
             The threshold and what it achieves on the calibration data.
 
         Raises:
-            TypeError: If ``loader`` is not an iterable of batches.
-            ValueError: If the loader is empty, ``coverage`` is not in ``(0, 1]``, the
-                score is unknown, or the model's outputs on the loader are NaN or
-                infinite. The threshold is then left as it was.
+            TypeError: If ``loader`` is not an iterable of batches or ``keys`` is not a
+                pair of keys.
+            ValueError: If the loader is empty or yields only empty batches,
+                ``coverage`` is not in ``(0, 1]``, the score is unknown, the batches
+                differ in dtype or number of dimensions, or the inputs or the model's
+                outputs on them are NaN or infinite. The threshold (and the input spec)
+                is then left as it was.
 
         Example:
             >>> import torch
@@ -499,22 +739,53 @@ class RejectHead(nn.Module):
         """
         name = registry.spec(score).name
         check_fraction(coverage, "coverage")
-        if isinstance(loader, (torch.Tensor, str, bytes)) or not hasattr(loader, "__iter__"):
-            raise TypeError(
-                "loader must be an iterable of batches (a DataLoader or a list of tensors, "
-                f"(x, y) tuples or dicts; wrap a single tensor as [x]), got "
-                f"{type(loader).__name__}"
-            )
+        keys = check_keys(keys)
+        _check_loader(loader)
+        specs: list[InputSpec] = []
+        bad_inputs: list[torch.Tensor] = []
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            specs.append(InputSpec.of(x))
+            bad_inputs.append(_nonfinite_rows(x) if not _all_finite(x) else _no_rows(x))
+            self._check_input_basic(x)
+            return self._logits(x)
+
         with eval_mode(self):
-            logits, _ = collect_logits(self, loader, self.device, name="loader")
+            logits, _ = collect_logits(
+                forward, loader, self.device, name="loader", keys=keys, labels=False
+            )
+        if logits.shape[0] == 0:
+            raise ValueError(
+                "loader yielded only empty batches (0 samples); it needs at least one "
+                "held-out in-distribution sample"
+            )
+        _check_finite_inputs(torch.cat(bad_inputs), "loader")
         _check_finite_logits(logits, "loader")
-        scores = self.score_logits(logits, name)
+        merged = specs[0]
+        for s in specs[1:]:
+            merged = merged.merge(s)
+        scores = self._score(logits, name)
         result = threshold_for_coverage(scores, coverage=coverage)
         self.set_threshold(result.value, name)
+        self._input_spec = merged
         return result
+
+    def _check_input_basic(self, x: torch.Tensor) -> None:
+        """Type, rank and dtype checks, ignoring the recorded input spec."""
+        spec, self._input_spec = self._input_spec, None
+        try:
+            self._check_input(x)
+        finally:
+            self._input_spec = spec
 
     def predict(self, x: torch.Tensor) -> Prediction:
         """Classify a batch, rejecting inputs whose OOD score exceeds the threshold.
+
+        Runs in eval mode whatever the model's mode (see the class docs), computes the
+        calibrated score on ``logits / temperature`` and decides
+        ``is_ood = ood_score > threshold`` exactly as the float64 comparison would
+        (see :mod:`rejectnet.decision`). Class probabilities are computed only when
+        ``.probs`` is read.
 
         Args:
             x: A batch of inputs.
@@ -526,8 +797,12 @@ class RejectHead(nn.Module):
         Raises:
             RuntimeError: If no threshold has been set (call :meth:`calibrate` or
                 :meth:`set_threshold` first).
-            ValueError: If ``x`` has the wrong shape, or the model's logits on ``x`` are
-                NaN or infinite (the message lists the rows).
+            TypeError: If ``x`` is not a tensor or has the wrong dtype (the message
+                names ``x``, its dtype and the expected one).
+            ValueError: If ``x`` has the wrong shape (the message gives the shape
+                received and the one expected, see :attr:`input_spec`), or ``x`` or
+                the model's logits on it hold NaN or infinite values (the message lists
+                the rows).
 
         Example:
             >>> import torch
@@ -539,34 +814,144 @@ class RejectHead(nn.Module):
             >>> pred.labels.tolist(), pred.probs.shape
             ([-1, -1, -1, -1], torch.Size([4, 3]))
         """
-        if not self.is_calibrated:
+        thr = float(self.threshold)
+        if math.isnan(thr):
             raise RuntimeError(
                 "no threshold set: call net.calibrate(id_val_loader, coverage=0.95) on "
                 "held-out in-distribution data, or net.set_threshold(value, score) first"
             )
         name = self.calibrated_score or DEFAULT_SCORE
         with torch.no_grad():
-            logits = self(x)
-            _check_finite_logits(logits, "x")
-            score = self.score_logits(logits, name)
-            class_logits = logits[:, : self.num_classes].float()
-            probs = torch.softmax(class_logits, dim=-1)
-            classes = class_logits.argmax(dim=-1)
-            thr = float(self.threshold)
-            is_ood = score.double() > thr
-            labels = torch.where(is_ood, torch.full_like(classes, REJECTED), classes)
-        return Prediction(labels, classes, probs, score, is_ood, thr, name)
+            logits = self._infer(x)
+            score = self._score(logits, name)
+            is_ood = decision.decide(score, self._threshold_tensor(score.dtype, score.device))
+            classes = decision.class_of(logits, self.num_classes)
+            labels = decision.labels_for(classes, is_ood)
+        return Prediction(
+            labels,
+            classes,
+            score,
+            is_ood,
+            thr,
+            name,
+            class_logits=logits.narrow(1, 0, self.num_classes),
+            temperature=float(self.temperature),
+        )
 
+    # ------------------------------------------------------------------ temperature
+    def set_temperature(self, value: float) -> None:
+        """Set the temperature T by hand: scores and probabilities use ``logits / T``.
+
+        A threshold belongs to the scores at one temperature: changing the temperature
+        of a calibrated model clears its threshold (with a ``UserWarning``), so that
+        :meth:`predict` asks for a new :meth:`calibrate` instead of deciding with a
+        stale threshold. Setting the same value again changes nothing.
+
+        Args:
+            value: A finite temperature ``> 0``; 1.0 is the plain softmax.
+
+        Raises:
+            TypeError: If ``value`` is not a real number.
+            ValueError: If ``value`` is not finite and positive.
+
+        Example:
+            >>> from torch import nn
+            >>> from rejectnet import RejectHead
+            >>> net = RejectHead.wrap(nn.Linear(8, 3), k=2)
+            >>> net.set_temperature(2.0)
+            >>> float(net.temperature)
+            2.0
+        """
+        v = _check_real(value, "temperature", "temperature > 0")
+        if v <= 0.0:
+            raise ValueError(f"temperature must be a finite temperature > 0, got {v!r}")
+        new = torch.tensor(v, dtype=torch.float32)
+        if float(new) == float(self.temperature):
+            return
+        if self.is_calibrated:
+            warnings.warn(
+                f"the temperature changed from {float(self.temperature):.6g} to "
+                f"{float(new):.6g}: the threshold calibrated at the old temperature is "
+                "cleared; call net.calibrate(id_val_loader) again",
+                UserWarning,
+                stacklevel=2,
+            )
+            self.threshold.fill_(math.nan)
+            self.threshold_score.zero_()
+        self.temperature.fill_(float(new))
+
+    def fit_temperature(self, loader: Iterable[Any], *, keys: BatchKeys | None = None) -> float:
+        """Fit the temperature T on held-out, labeled in-distribution data.
+
+        Temperature scaling (Guo et al. 2017; the paper's future work): the single
+        scalar T minimising the negative log-likelihood of the labels under the softmax
+        over **all C + k logits divided by T** (the softmax every reject score is
+        computed from; the labels are class indices in ``[0, C)``). The problem is
+        convex in ``1 / T`` and is solved to machine precision by bisection on its
+        derivative, with T kept in ``[0.01, 100]``. The result is stored in the
+        ``temperature`` buffer (and so in ``state_dict()``) and used by
+        :meth:`predict`, :meth:`ood_score`, :meth:`deployable` and ONNX. Fit it
+        before :meth:`calibrate`: a threshold calibrated at another temperature is
+        cleared (see :meth:`set_temperature`).
+
+        Args:
+            loader: Held-out in-distribution ``(x, y)`` batches (or dicts) with integer
+                labels in ``[0, C)``. Not the test set, and not the calibration batches
+                of the threshold if you can spare separate ones.
+            keys: ``(input_key, label_key)`` for dict batches with other key names.
+
+        Returns:
+            The fitted temperature.
+
+        Raises:
+            TypeError: If ``loader`` is not an iterable of batches.
+            ValueError: If the batches carry no labels, labels are out of range, the
+                loader is empty, or the logits are not finite. Nothing is changed then.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from rejectnet import RejectHead
+            >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+            <torch._C.Generator object at ...>
+            >>> net = RejectHead.wrap(nn.Linear(8, 3), k=2)
+            >>> x = torch.randn(200, 8)
+            >>> y = net(x)[:, :3].argmax(1)  # labels the model gets right
+            >>> t = net.fit_temperature([(x, y)])
+            >>> t < 1.0  # confident and right: a sharper softmax fits better
+            True
+        """
+        keys = check_keys(keys)
+        _check_loader(loader)
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            self._check_input_basic(x)
+            return self._logits(x)
+
+        with eval_mode(self):
+            logits, y = collect_logits(forward, loader, self.device, name="loader", keys=keys)
+        if y is None:
+            raise ValueError(
+                "loader batches carry no labels; fit_temperature needs (x, y) batches of "
+                "held-out in-distribution data with class indices y in [0, C)"
+            )
+        _check_finite_logits(logits, "loader")
+        t = fit_temperature_to(logits, y, self.num_classes)
+        self.set_temperature(t)
+        return float(self.temperature)
+
+    # ------------------------------------------------------------------ deployment
     def deployable(self) -> DeployedModel:
         """A frozen, calibrated copy for deployment: images in, decisions out.
 
         The returned plain ``nn.Module`` maps a batch ``x`` to ``(labels, ood_score,
-        is_ood)``, computing exactly what :meth:`predict` computes (the same forward and
-        score function, ``is_ood = ood_score > threshold``, label ``-1`` for rejected
-        inputs), with the threshold baked in as a buffer. It holds a deep copy of the
-        network in eval mode, has no Python-side state, and works under
-        ``torch.inference_mode()``, ``torch.compile`` and ``torch.export.export``; write
-        it as ONNX with :func:`rejectnet.export_onnx`.
+        is_ood)``, computing what :meth:`predict` computes (the same forward, the same
+        score function on ``logits / temperature``, the same threshold test, label
+        ``-1`` for rejected inputs), with the threshold baked in as a buffer. It holds
+        a deep copy of the network in eval mode, has no Python-side state, and works
+        under ``torch.inference_mode()``, ``torch.compile`` and ``torch.export.export``;
+        write it as ONNX with :func:`rejectnet.export_onnx`. It never raises on NaN or
+        infinite inputs: those rows get a NaN score and are rejected.
 
         Returns:
             A :class:`rejectnet.export.DeployedModel`.
@@ -585,16 +970,16 @@ class RejectHead(nn.Module):
             >>> torch.equal(labels, net.predict(x).labels)
             True
         """
-        from rejectnet.export import DeployedModel
-
         return DeployedModel(self)
 
     def extra_repr(self) -> str:
         """C, k, the head path, the threshold and its score, for ``repr(net)``."""
         thr = f"{float(self.threshold):.6g}" if self.is_calibrated else "unset"
+        temp = float(self.temperature)
         return (
             f"num_classes={self.num_classes}, k={self.k}, head={self.head_path!r}, "
             f"threshold={thr}, score={self.calibrated_score}"
+            + (f", temperature={temp:.6g}" if temp != 1.0 else "")
         )
 
     def named_reject_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
@@ -613,3 +998,16 @@ class RejectHead(nn.Module):
         prefix = f"model.{self.head_path}.reject"
         for name, p in self.head.reject.named_parameters():
             yield f"{prefix}.{name}", p
+
+
+def _no_rows(x: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(x.shape[0] if x.ndim else 0, dtype=torch.bool)
+
+
+def _check_loader(loader: Any) -> None:
+    if isinstance(loader, (torch.Tensor, str, bytes)) or not hasattr(loader, "__iter__"):
+        raise TypeError(
+            "loader must be an iterable of batches (a DataLoader or a list of tensors, "
+            f"(x, y) tuples or dicts; wrap a single tensor as [x]), got "
+            f"{type(loader).__name__}"
+        )

@@ -75,14 +75,21 @@ def test_deployable_needs_a_threshold() -> None:
         net.deployable()
 
 
-def test_non_finite_logits_raise_in_eager_mode() -> None:
+def test_non_finite_inputs_raise_in_predict_and_are_rejected_when_deployed() -> None:
+    # predict() refuses non-finite input with a clear error; the deployed module (like the
+    # exported graph, which cannot raise) rejects those rows and decides the others as usual
     net = _net()
-    x = _images(4)
+    x = _images(6)
     x[1] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
-        net.deployable()(x)
-    with pytest.raises(ValueError, match="NaN"):
+    x[4, 0, 2, 3] = float("inf")
+    with pytest.raises(ValueError, match=r"rows 1, 4"):
         net.predict(x)
+    labels, score, is_ood = net.deployable()(x)
+    assert bool(score[1].isnan()) and bool(score[4].isnan())
+    assert bool(is_ood[1]) and bool(is_ood[4]) and int(labels[1]) == rejectnet.REJECTED
+    keep = torch.tensor([0, 2, 3, 5])
+    ref = net.predict(x[keep])
+    assert torch.equal(labels[keep], ref.labels) and torch.equal(score[keep], ref.ood_score)
 
 
 def test_predict_and_ood_score_under_inference_mode() -> None:

@@ -1,0 +1,265 @@
+"""The input a model was calibrated on: the shape after the batch dimension, and the dtype.
+
+:meth:`rejectnet.RejectHead.calibrate` records an :class:`InputSpec` from its calibration
+inputs in ``net.input_spec``; :meth:`~rejectnet.RejectHead.predict` and
+:meth:`~rejectnet.RejectHead.ood_score` then check every batch against it, so that a
+missing channel dimension, a wrong channel count, a wrong image size or a wrong dtype
+gives a ``ValueError`` / ``TypeError`` naming ``x``, the shape (or dtype) received and the
+one expected, instead of a raw torch error from deep inside the model. The spec is not
+part of ``state_dict()``; :func:`rejectnet.save` writes it in the file's metadata
+(:meth:`InputSpec.to_dict`) and :func:`rejectnet.load` sets it back
+(:meth:`InputSpec.from_dict`).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["InputSpec", "check_input_against_spec", "missing_dim_hint"]
+
+_DTYPES: dict[str, torch.dtype] = {
+    str(d).removeprefix("torch."): d
+    for d in (
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+        torch.float64,
+        torch.uint8,
+        torch.int8,
+        torch.int16,
+        torch.int32,
+        torch.int64,
+        torch.bool,
+    )
+}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The shape of one sample (after the batch dimension) and the dtype of a batch.
+
+    Attributes:
+        shape: One entry per dimension after the batch dimension; ``None`` where any
+            size is accepted (calibration batches that differed in that dimension).
+        dtype: The dtype the batches must have.
+
+    Example:
+        >>> import torch
+        >>> spec = InputSpec((1, 28, 28), torch.float32)
+        >>> spec.to_dict()
+        {'shape': [1, 28, 28], 'dtype': 'float32'}
+        >>> InputSpec.from_dict(spec.to_dict()) == spec
+        True
+        >>> spec.describe()
+        '(N, 1, 28, 28) float32'
+    """
+
+    shape: tuple[int | None, ...]
+    dtype: torch.dtype
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.shape, tuple) or any(
+            d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 0)
+            for d in self.shape
+        ):
+            raise ValueError(
+                f"shape must be a tuple of sizes >= 0 (or None for any size), got {self.shape!r}"
+            )
+        if not isinstance(self.dtype, torch.dtype):
+            raise TypeError(f"dtype must be a torch.dtype, got {self.dtype!r}")
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> InputSpec:
+        """The spec of one batch ``x``: ``x.shape[1:]`` and ``x.dtype``.
+
+        Example:
+            >>> import torch
+            >>> InputSpec.of(torch.zeros(4, 3, 8, 8)).describe()
+            '(N, 3, 8, 8) float32'
+        """
+        return cls(tuple(int(d) for d in x.shape[1:]), x.dtype)
+
+    def merge(self, other: InputSpec) -> InputSpec:
+        """The spec accepting both: dimensions that differ become ``None``.
+
+        Raises:
+            ValueError: If the two differ in the number of dimensions or the dtype.
+
+        Example:
+            >>> import torch
+            >>> a = InputSpec((3, 32, 32), torch.float32)
+            >>> a.merge(InputSpec((3, 64, 64), torch.float32)).describe()
+            '(N, 3, *, *) float32'
+        """
+        if len(self.shape) != len(other.shape) or self.dtype != other.dtype:
+            raise ValueError(
+                f"batches of shape {other.describe()} and {self.describe()} cannot be mixed; "
+                "every batch must have the same number of dimensions and the same dtype"
+            )
+        return InputSpec(
+            tuple(a if a == b else None for a, b in zip(self.shape, other.shape, strict=True)),
+            self.dtype,
+        )
+
+    def matches(self, x: torch.Tensor) -> bool:
+        """Whether the batch ``x`` has this spec's shape (after the batch dim) and dtype."""
+        if x.dtype != self.dtype or x.ndim != len(self.shape) + 1:
+            return False
+        return all(d is None or d == s for d, s in zip(self.shape, x.shape[1:], strict=True))
+
+    def describe(self) -> str:
+        """The batch shape and dtype as text, e.g. ``'(N, 1, 28, 28) float32'``."""
+        dims = ", ".join("*" if d is None else str(d) for d in self.shape)
+        return f"(N{', ' if dims else ''}{dims}) {_dtype_name(self.dtype)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: ``{"shape": [...], "dtype": "float32"}`` (``None`` stays)."""
+        return {"shape": list(self.shape), "dtype": _dtype_name(self.dtype)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InputSpec:
+        """Rebuild a spec from :meth:`to_dict`'s output, validating every field.
+
+        Raises:
+            ValueError: If ``data`` lacks ``shape`` or ``dtype``, the shape is not a list
+                of sizes (at most 16 dimensions, each ``None`` or an int in
+                ``[0, 2**31)``), or the dtype is not one of the supported names.
+
+        Example:
+            >>> InputSpec.from_dict({"shape": [3, None, None], "dtype": "float16"}).describe()
+            '(N, 3, *, *) float16'
+        """
+        if not isinstance(data, Mapping) or set(data) != {"shape", "dtype"}:
+            raise ValueError(
+                f"input_spec must be a mapping with exactly the keys 'shape' and 'dtype', "
+                f"got {data!r:.200}"
+            )
+        shape, dtype = data["shape"], data["dtype"]
+        if not isinstance(shape, Sequence) or isinstance(shape, (str, bytes)) or len(shape) > 16:
+            raise ValueError(
+                f"input_spec shape must be a list of at most 16 sizes, got {shape!r:.200}"
+            )
+        dims: list[int | None] = []
+        for d in shape:
+            if d is None:
+                dims.append(None)
+                continue
+            if isinstance(d, bool):
+                raise ValueError(f"input_spec shape entries must be ints or None, got {d!r}")
+            try:
+                v = operator.index(d)
+            except TypeError:
+                raise ValueError(
+                    f"input_spec shape entries must be ints or None, got {d!r:.50}"
+                ) from None
+            if not 0 <= v < 2**31:
+                raise ValueError(f"input_spec shape entries must be in [0, 2**31), got {v}")
+            dims.append(v)
+        if not isinstance(dtype, str) or dtype not in _DTYPES:
+            raise ValueError(
+                f"input_spec dtype must be one of {sorted(_DTYPES)}, got {dtype!r:.50}"
+            )
+        return cls(tuple(dims), _DTYPES[dtype])
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def missing_dim_hint(
+    shape: tuple[int, ...], sample: Sequence[int | None], in_channels: int | None = None
+) -> str:
+    """Advice for a batch with one dimension too few: which ``x.unsqueeze(d)`` fixes it.
+
+    Args:
+        shape: The batch's shape (one dimension short).
+        sample: The expected shape after the batch dimension (``None`` = any size), if
+            known; else an empty sequence.
+        in_channels: The channel count the model's first convolution expects, if known.
+
+    Returns:
+        A hint starting with ``"; "``, or ``""`` when no single fix can be named.
+
+    Example:
+        >>> missing_dim_hint((4, 28, 28), (1, 28, 28))
+        '; the channel dimension seems to be missing: use x.unsqueeze(1)'
+        >>> missing_dim_hint((1, 28, 28), (1, 28, 28))
+        '; x looks like a single sample: add a batch dimension with x.unsqueeze(0)'
+    """
+    if sample:
+        if len(shape) == len(sample) and all(
+            e is None or e == s for e, s in zip(sample, shape, strict=True)
+        ):
+            return "; x looks like a single sample: add a batch dimension with x.unsqueeze(0)"
+        fits = [
+            d
+            for d in range(1, len(shape) + 1)
+            if all(
+                e is None or e == s
+                for e, s in zip(sample, (*shape[:d], 1, *shape[d:])[1:], strict=True)
+            )
+        ]
+        if fits:
+            d = fits[0]
+            what = "the channel dimension" if d == 1 else f"dimension {d}"
+            return f"; {what} seems to be missing: use x.unsqueeze({d})"
+        return ""
+    if in_channels is not None and len(shape) >= 1:
+        if shape[0] == in_channels:
+            return "; x looks like a single sample: add a batch dimension with x.unsqueeze(0)"
+        if in_channels == 1:
+            return "; the channel dimension seems to be missing: use x.unsqueeze(1)"
+    return "; add the missing dimension (x.unsqueeze(0) for a single sample)"
+
+
+def check_input_against_spec(x: torch.Tensor, spec: InputSpec, name: str = "x") -> None:
+    """Raise a clear error if the batch ``x`` does not have the recorded shape or dtype.
+
+    Args:
+        x: The batch.
+        spec: The recorded spec (``net.input_spec``).
+        name: The argument's name in the message.
+
+    Raises:
+        ValueError: If the number of dimensions or a size differs (the message gives the
+            shape received, the one expected, and a fix where one is clear).
+        TypeError: If the dtype differs.
+
+    Example:
+        >>> import torch
+        >>> spec = InputSpec((1, 28, 28), torch.float32)
+        >>> try:
+        ...     check_input_against_spec(torch.rand(4, 28, 28), spec)
+        ... except ValueError as err:
+        ...     print(str(err).split("; ")[1])
+        the channel dimension seems to be missing: use x.unsqueeze(1)
+    """
+    if spec.matches(x):
+        return
+    shape = tuple(int(d) for d in x.shape)
+    want = spec.describe().rsplit(" ", 1)[0]
+    if x.ndim != len(spec.shape) + 1 or not all(
+        d is None or d == s for d, s in zip(spec.shape, x.shape[1:], strict=False)
+    ):
+        hint = ""
+        if x.ndim == len(spec.shape):
+            hint = missing_dim_hint(shape, spec.shape)
+        elif x.ndim == len(spec.shape) + 1 and spec.shape and spec.shape[0] is not None:
+            if x.shape[1] != spec.shape[0]:
+                hint = f"; x has {x.shape[1]} channels, the model was calibrated on {spec.shape[0]}"
+            else:
+                hint = "; resize or crop the inputs to the calibrated size"
+        raise ValueError(
+            f"{name} must have shape {want} (net.input_spec, recorded by calibrate), got "
+            f"{shape}{hint}"
+        )
+    raise TypeError(
+        f"{name} has dtype {_dtype_name(x.dtype)} but the model expects "
+        f"{_dtype_name(spec.dtype)} (net.input_spec); convert it, e.g. "
+        f"x.to(torch.{_dtype_name(spec.dtype)}), with the same scaling as the training data"
+    )
