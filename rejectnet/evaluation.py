@@ -1,29 +1,36 @@
 """`evaluate`: how well a model separates in-distribution data from several OOD sets.
 
 Measured as the paper measures: equal numbers of in- and out-of-distribution samples
-(a random subsample of the larger side, repeated ``n_runs`` times), OOD as the positive
-class, AUROC / AUPR-in / AUPR-out / FPR at 95% TPR / detection error as mean and std,
-plus a "mixed" set (an equal mix of every OOD set) and selective classification on the
-in-distribution test set at the 95%-TPR threshold. Logits are computed once per model and
-dataset and reused for every score and run.
+(a random subsample of the larger side, repeated ``n_runs`` times; one exact run when
+both sides already have the same size), OOD as the positive class, AUROC / AUPR-in /
+AUPR-out / FPR at 95% TPR / detection error as mean and std, plus a "mixed" set (an
+equal mix of every OOD set, when there are at least two) and selective classification
+on the in-distribution test set at the 95%-TPR threshold. Logits are computed once per
+model and dataset and reused for every score and run.
+
+Besides wrapped and plain classifiers, :func:`evaluate` takes any scorer ``x -> score``
+(higher = more OOD), e.g. a post-hoc peer from :mod:`rejectnet.peers`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
 
+from rejectnet import _report_table, plotting, report_html
+from rejectnet._batches import split_batch
 from rejectnet._inference import collect_logits, eval_mode, module_device
 from rejectnet._outputs import extract_logits
+from rejectnet._validation import as_score_array
 from rejectnet.head import RejectHead
 from rejectnet.metrics import ood_metrics, total_misclassification_rate
 from rejectnet.scores import registry, threshold_at_tpr
@@ -31,16 +38,24 @@ from rejectnet.scores import registry, threshold_at_tpr
 __all__ = [
     "METRIC_NAMES",
     "DatasetLogits",
+    "DatasetScores",
     "OODResult",
     "Report",
+    "Scorer",
     "compute_logits",
+    "compute_scores",
     "evaluate",
+    "reports_to_html",
     "reports_to_markdown",
 ]
 
-METRIC_NAMES = ("auroc", "aupr_in", "aupr_out", "fpr95", "detection_error")
+METRIC_NAMES = _report_table.METRIC_NAMES
 """The metrics of every :class:`OODResult`, in table order (``fpr95`` is FPR at the TPR)."""
 MIXED = "mixed"
+
+Scorer: TypeAlias = Callable[[torch.Tensor], Any]
+"""Any callable mapping a batch of inputs to one OOD score per input (higher = more OOD),
+as a tensor, array or list of shape ``(N,)``."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,79 @@ class DatasetLogits:
 
     logits: torch.Tensor
     labels: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class DatasetScores:
+    """OOD scores of one method on one dataset, computed beforehand.
+
+    Pass it to :func:`evaluate` in place of a loader, e.g. when several detectors share
+    one forward pass (see :func:`rejectnet.peers.evaluate_peers`).
+
+    Attributes:
+        scores: ``(N,)`` scores, higher = more OOD (tensor, array or list).
+        labels: ``(N,)`` class labels, or ``None``.
+        predictions: ``(N,)`` predicted classes, or ``None``; with ``labels`` they give
+            the accuracy and the selective-classification risk.
+
+    Example:
+        >>> import torch
+        >>> labels, predicted = torch.tensor([0, 1, 1, 0]), torch.tensor([0, 1, 0, 0])
+        >>> data = DatasetScores(torch.rand(4), labels, predicted)
+        >>> data.scores.shape
+        torch.Size([4])
+    """
+
+    scores: Any
+    labels: torch.Tensor | None = None
+    predictions: torch.Tensor | None = None
+
+
+def compute_scores(scorer: Scorer, loader: Iterable[Any], *, name: str = "loader") -> DatasetScores:
+    """Run a scorer over a loader.
+
+    The scorer gets each batch's inputs as they come (it moves them where it needs) and
+    is called with autograd enabled, since some detectors (ODIN) need input gradients.
+
+    Args:
+        scorer: ``x -> (N,)`` scores, higher = more OOD.
+        loader: Batches (tensor, ``(x, y)`` or dict).
+        name: What to call the loader in error messages.
+
+    Returns:
+        The scores (float64) and labels (``None`` without labels); no predictions.
+
+    Raises:
+        ValueError: If the loader yields no batch, or the scorer returns the wrong number
+            of scores or non-finite ones.
+        TypeError: If a batch has none of the accepted forms.
+
+    Example:
+        >>> import torch
+        >>> data = compute_scores(lambda x: x.abs().sum(1), [torch.ones(3, 2), torch.zeros(1, 2)])
+        >>> data.scores.tolist(), data.labels
+        ([2.0, 2.0, 2.0, 0.0], None)
+    """
+    parts: list[np.ndarray[Any, np.dtype[np.float64]]] = []
+    labels: list[torch.Tensor] = []
+    for batch in loader:
+        x, y = split_batch(batch, f"{name} batch")
+        out = scorer(x)
+        if isinstance(out, torch.Tensor):
+            out = out.detach().to("cpu", torch.float64)
+        s = as_score_array(out, f"scores returned for a batch of {name}")
+        if len(s) != len(x):
+            raise ValueError(
+                f"the scorer returned {len(s)} scores for a batch of {name} with {len(x)} inputs; "
+                "it must return one score per input, shape (N,)"
+            )
+        parts.append(s)
+        if y is not None:
+            labels.append(y.detach().to("cpu"))
+    if not parts:
+        raise ValueError(f"{name} yielded no batches; it needs at least one sample")
+    y_all = torch.cat(labels) if labels and len(labels) == len(parts) else None
+    return DatasetScores(torch.from_numpy(np.concatenate(parts)), y_all, None)
 
 
 def compute_logits(
@@ -117,9 +205,12 @@ class OODResult:
 
     Attributes:
         mean: Metric name -> mean over runs (fractions).
-        std: Metric name -> standard deviation over runs.
+        std: Metric name -> standard deviation over runs (0 for a single run).
         n: Samples per side in each run.
         n_ood: Size of the OOD set.
+        n_in: Size of the in-distribution set.
+        runs: Distinct runs the mean is over: ``n_runs`` when a side was subsampled,
+            1 when both sides have the same size (nothing to subsample).
 
     Example:
         >>> import torch
@@ -129,14 +220,21 @@ class OODResult:
         >>> ood = {"far": [torch.randn(50, 4) + 5]}
         >>> report = evaluate(net, [torch.randn(30, 4)], ood, n_runs=2)
         >>> result = report.ood["far"]
-        >>> result.n, result.n_ood, sorted(result.mean) == sorted(METRIC_NAMES)
-        (30, 50, True)
+        >>> result.n, result.n_ood, result.runs, sorted(result.mean) == sorted(METRIC_NAMES)
+        (30, 50, 2, True)
     """
 
     mean: dict[str, float]
     std: dict[str, float]
     n: int
     n_ood: int
+    n_in: int = 0
+    runs: int = 1
+
+    @property
+    def subsampled(self) -> bool:
+        """Whether a side was randomly subsampled to ``n``."""
+        return self.n_in != self.n_ood
 
 
 @dataclass
@@ -148,15 +246,19 @@ class Report:
         score: The score that was evaluated.
         id_accuracy: Accuracy over the C classes on the in-distribution set (``None``
             without labels).
-        ood: OOD set name (and ``"mixed"``) -> :class:`OODResult`.
-        selective: Selective classification at the ``tpr`` threshold on the mixed set:
-            ``threshold``, ``coverage``, ``risk`` (error on accepted in-distribution
-            samples), ``risk_without_rejection`` and ``total_misclassification``.
-        n_runs: Subsampling runs per OOD set.
+        ood: OOD set name (and ``"mixed"`` with two or more sets) -> :class:`OODResult`.
+        selective: Selective classification at the ``tpr`` threshold on the mixed set
+            (on the only set, with one): ``threshold``, ``coverage``, ``risk`` (error on
+            accepted in-distribution samples), ``risk_without_rejection`` and
+            ``total_misclassification``.
+        n_runs: Subsampling runs requested per OOD set (see :attr:`OODResult.runs` for
+            the runs done).
         tpr: The TPR of the FPR metric and of the selective threshold.
         scores_in: In-distribution scores (for plots).
         scores_out: OOD set name -> scores (for plots).
         correct: Per in-distribution sample, whether the class prediction was right.
+        notes: What was done, in words: the subsampling of each set, the mixed set (or
+            why there is none), the set the selective threshold was set on.
 
     Example:
         >>> import torch
@@ -171,6 +273,8 @@ class Report:
         ('rejectnet', ['a', 'b', 'mixed'], ['coverage', 'risk'])
         >>> 0.0 <= report.ood["mixed"].mean["auroc"] <= 1.0
         True
+        >>> report.notes[0]
+        'a: 40 in-distribution vs 40 OOD samples, no subsampling (equal sizes)'
     """
 
     name: str
@@ -183,17 +287,19 @@ class Report:
     scores_in: npt.NDArray[np.float64] = field(repr=False)
     scores_out: dict[str, npt.NDArray[np.float64]] = field(repr=False)
     correct: npt.NDArray[np.bool_] | None = field(repr=False, default=None)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict: ``{"name", "score", "id_accuracy", "ood": {...}, ...}``.
 
         ``ood`` maps each set to its mean metrics (``auroc``, ``aupr_in``, ``aupr_out``,
-        ``fpr95``, ``detection_error``) plus ``std`` and ``n``; values are fractions.
+        ``fpr95``, ``detection_error``) plus ``std``, ``n`` (per side and run),
+        ``n_in``, ``n_ood`` and ``runs``; values are fractions.
 
         Returns:
             A dict of plain Python values with the keys ``name``, ``score``,
-            ``id_accuracy``, ``n_runs``, ``tpr``, ``ood`` and ``selective``; the score
-            arrays are left out.
+            ``id_accuracy``, ``n_runs``, ``tpr``, ``ood``, ``selective`` and ``notes``;
+            the score arrays are left out.
 
         Example:
             >>> import torch
@@ -203,9 +309,10 @@ class Report:
             >>> report = evaluate(net, [torch.randn(20, 4)], {"far": [torch.randn(20, 4) + 5]})
             >>> d = report.to_dict()
             >>> list(d)
-            ['name', 'score', 'id_accuracy', 'n_runs', 'tpr', 'ood', 'selective']
-            >>> sorted(d["ood"]["far"])
-            ['aupr_in', 'aupr_out', 'auroc', 'detection_error', 'fpr95', 'n', 'n_ood', 'std']
+            ['name', 'score', 'id_accuracy', 'n_runs', 'tpr', 'ood', 'selective', 'notes']
+            >>> sorted(d["ood"]["far"])  # doctest: +NORMALIZE_WHITESPACE
+            ['aupr_in', 'aupr_out', 'auroc', 'detection_error', 'fpr95', 'n', 'n_in', 'n_ood',
+             'runs', 'std']
         """
         return {
             "name": self.name,
@@ -214,9 +321,18 @@ class Report:
             "n_runs": self.n_runs,
             "tpr": self.tpr,
             "ood": {
-                k: {**v.mean, "std": v.std, "n": v.n, "n_ood": v.n_ood} for k, v in self.ood.items()
+                k: {
+                    **v.mean,
+                    "std": v.std,
+                    "n": v.n,
+                    "n_in": v.n_in,
+                    "n_ood": v.n_ood,
+                    "runs": v.runs,
+                }
+                for k, v in self.ood.items()
             },
             "selective": self.selective,
+            "notes": list(self.notes),
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -240,11 +356,12 @@ class Report:
         return json.dumps(self.to_dict(), **kwargs)
 
     def to_markdown(self) -> str:
-        """A Markdown table in percentages: one row per OOD set, mean ± std.
+        """A Markdown table in percentages: one row per OOD set, then what was done.
 
         Returns:
-            The table, with the columns method, score, ID accuracy, OOD set, AUROC,
-            AUPR-in, AUPR-out, FPR@95%TPR and detection error.
+            The table (columns method, score, ID accuracy, OOD set, AUROC, AUPR-in,
+            AUPR-out, FPR@95%TPR and detection error; ``mean ± std`` over runs, a bare
+            number for a single run) followed by the :attr:`notes` as a list.
 
         Example:
             >>> import torch
@@ -253,10 +370,39 @@ class Report:
             >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
             >>> report = evaluate(net, [torch.randn(20, 4)], {"far": [torch.randn(20, 4) + 5]})
             >>> table = report.to_markdown().splitlines()
-            >>> len(table), table[2].startswith("| sum_reject | sum_reject | - | far |")
-            (4, True)
+            >>> table[2].startswith("| RejectHead | sum_reject | - | far |")
+            True
+            >>> print("\\n".join(table[4:]))
+            - far: 20 in-distribution vs 20 OOD samples, no subsampling (equal sizes)
+            - one OOD set, so no mixed row
+            - selective threshold: 95% TPR on far
         """
         return reports_to_markdown([self])
+
+    def to_html(self, *, others: Sequence[Report] = (), title: str | None = None) -> str:
+        """One self-contained HTML page: the table, the notes and the plots (inline PNG).
+
+        See :func:`rejectnet.report_html.reports_to_html`; the plots need matplotlib
+        (``pip install "rejectnet[plot]"``) and are left out without it.
+
+        Args:
+            others: Further reports (other methods, same OOD sets) to compare with.
+            title: The page title; defaults to the method names.
+
+        Returns:
+            The HTML text.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from rejectnet import RejectHead, evaluate
+            >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+            >>> report = evaluate(net, [torch.randn(20, 4)], {"far": [torch.randn(20, 4) + 5]})
+            >>> page = report.to_html()
+            >>> page.startswith("<!DOCTYPE html>"), "<table>" in page
+            (True, True)
+        """
+        return reports_to_html([self, *others], title=title)
 
     def plot(self, out_dir: str | Path, *, others: Sequence[Report] = ()) -> list[Path]:
         """Write PNG plots (needs matplotlib: ``pip install "rejectnet[plot]"``).
@@ -284,15 +430,7 @@ class Report:
             >>> [p.name for p in report.plot(tempfile.mkdtemp())]
             ['roc.png', 'score_histograms.png', 'error_vs_tpr.png', 'risk_coverage.png']
         """
-        from rejectnet.plotting import plot_reports
-
-        written: list[Path] = plot_reports([self, *others], out_dir)
-        return written
-
-
-def _fmt(mean: float, std: float, pct: bool = True) -> str:
-    f = 100.0 if pct else 1.0
-    return f"{f * mean:.2f} ± {f * std:.2f}"
+        return plotting.plot_reports([self, *others], out_dir)
 
 
 def reports_to_markdown(reports: Sequence[Report]) -> str:
@@ -302,19 +440,32 @@ def reports_to_markdown(reports: Sequence[Report]) -> str:
         reports: Reports from :func:`evaluate`, one row per report and OOD set.
 
     Returns:
-        The table, as :meth:`Report.to_markdown` but with every report's rows.
+        The table, as :meth:`Report.to_markdown` but with every report's rows, followed
+        by the notes of all reports (each distinct note once).
     """
-    lines = [
-        "| method | score | ID acc | OOD set | AUROC | AUPR-in | AUPR-out | FPR@95%TPR "
-        "| det. err |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in reports:
-        acc = f"{100 * r.id_accuracy:.2f}" if r.id_accuracy is not None else "-"
-        for name, res in r.ood.items():
-            cells = [_fmt(res.mean[m], res.std[m]) for m in METRIC_NAMES]
-            lines.append(f"| {r.name} | {r.score} | {acc} | {name} | " + " | ".join(cells) + " |")
+    header = _report_table.HEADER
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in _report_table.rows(reports)]
+    notes = _report_table.notes_of(reports)
+    if notes:
+        lines.append("")
+        lines += [f"- {n}" for n in notes]
     return "\n".join(lines)
+
+
+def reports_to_html(reports: Sequence[Report], *, title: str | None = None) -> str:
+    """One self-contained HTML page comparing several reports.
+
+    See :func:`rejectnet.report_html.reports_to_html`.
+
+    Args:
+        reports: Reports from :func:`evaluate` (same OOD sets).
+        title: The page title; defaults to the method names.
+
+    Returns:
+        The HTML text.
+    """
+    return report_html.reports_to_html(reports, title=title)
 
 
 def _subsample(
@@ -331,16 +482,31 @@ def _summarise(
     tpr: float,
 ) -> OODResult:
     n = min(len(s_in), len(s_out))
+    runs_done = n_runs if len(s_in) != len(s_out) else 1  # equal sizes: every run is the same
     rng = np.random.default_rng(seed)
     runs: dict[str, list[float]] = {m: [] for m in METRIC_NAMES}
-    for _ in range(n_runs):
+    for _ in range(runs_done):
         m = ood_metrics(_subsample(rng, s_in, n), _subsample(rng, s_out, n), tpr=tpr)
         m["fpr95"] = m["fpr_at_tpr"]
         for key in METRIC_NAMES:
             runs[key].append(m[key])
     mean = {k: float(np.mean(v)) for k, v in runs.items()}
     std = {k: float(np.std(v)) for k, v in runs.items()}
-    return OODResult(mean, std, n, len(s_out))
+    return OODResult(mean, std, n, len(s_out), len(s_in), runs_done)
+
+
+def _describe(name: str, res: OODResult) -> str:
+    if not res.subsampled:
+        return (
+            f"{name}: {res.n_in} in-distribution vs {res.n_ood} OOD samples, "
+            "no subsampling (equal sizes)"
+        )
+    side = "in-distribution" if res.n_in > res.n_ood else "OOD"
+    total = max(res.n_in, res.n_ood)
+    runs = (
+        "one random subsample" if res.runs == 1 else f"mean ± std over {res.runs} random subsamples"
+    )
+    return f"{name}: {side} side subsampled to {res.n} of {total} samples, {runs}"
 
 
 def _scores(model: nn.Module, logits: torch.Tensor, score: str) -> npt.NDArray[np.float64]:
@@ -356,10 +522,33 @@ def _scores(model: nn.Module, logits: torch.Tensor, score: str) -> npt.NDArray[n
     return np.asarray(s.detach().cpu().double().numpy())
 
 
+@dataclass(frozen=True)
+class _Scored:
+    scores: npt.NDArray[np.float64]
+    correct: npt.NDArray[np.bool_] | None
+
+
+def _default_name(model: Any) -> str:
+    found = getattr(model, "name", None)
+    if isinstance(found, str) and found:
+        return found
+    if isinstance(model, nn.Module):
+        return type(model).__name__
+    fn_name = getattr(model, "__name__", None)
+    if isinstance(fn_name, str) and fn_name and fn_name != "<lambda>":
+        return fn_name
+    kind = type(model).__name__
+    return (
+        "scorer"
+        if kind in ("function", "method", "builtin_function_or_method", "partial")
+        else kind
+    )
+
+
 def evaluate(
-    model: nn.Module,
-    id_loader: Iterable[Any] | DatasetLogits,
-    ood_loaders: Mapping[str, Iterable[Any] | DatasetLogits],
+    model: nn.Module | Scorer,
+    id_loader: Iterable[Any] | DatasetLogits | DatasetScores,
+    ood_loaders: Mapping[str, Iterable[Any] | DatasetLogits | DatasetScores],
     score: str | None = None,
     *,
     n_runs: int = 10,
@@ -372,26 +561,34 @@ def evaluate(
     """Evaluate OOD detection and selective classification, as the paper does.
 
     Args:
-        model: A :class:`~rejectnet.RejectHead` (reject scores) or a plain classifier
-            (baseline scores: ``"msp"``, ``"energy"``, ``"max_logit"``).
+        model: A :class:`~rejectnet.RejectHead` (reject scores), a plain classifier
+            (baseline scores: ``"msp"``, ``"energy"``, ``"max_logit"``), or any scorer
+            ``x -> (N,)`` scores, higher = more OOD (e.g. a :class:`rejectnet.peers.Peer`).
         id_loader: In-distribution test batches (labels give the accuracy), or
-            precomputed :class:`DatasetLogits`.
-        ood_loaders: OOD set name -> loader (or :class:`DatasetLogits`).
-        score: Score name; defaults to the model's calibrated score, else ``"sum_reject"``
-            for a RejectHead and ``"msp"`` for a plain model.
-        n_runs: Random equal-size subsamples per OOD set.
+            precomputed :class:`DatasetLogits` (for a model) or :class:`DatasetScores`.
+        ood_loaders: OOD set name -> loader (or :class:`DatasetLogits` /
+            :class:`DatasetScores`).
+        score: Score name, for a model only; defaults to the model's calibrated score,
+            else ``"sum_reject"`` for a RejectHead and ``"msp"`` for a plain model. A
+            scorer's "score" column is its ``score`` attribute if it is a string.
+        n_runs: Random equal-size subsamples per OOD set; a set of the same size as the
+            in-distribution set is measured once, exactly (nothing to subsample).
         seed: Seed of the subsampling.
-        mixed: Add a ``"mixed"`` row: an equal mix of every OOD set.
+        mixed: Add a ``"mixed"`` row, an equal mix of every OOD set, when there are at
+            least two sets (with one, it would repeat that set).
         tpr: TPR for the FPR metric and the selective-classification threshold.
-        name: Method name for tables; defaults to the score name.
-        device: Where to run the model.
+        name: Method name for tables; defaults to the scorer's ``name`` attribute, the
+            function's name, or the model's class name (never the score's name).
+        device: Where to run the model (ignored for a scorer, which places inputs itself).
 
     Returns:
         A :class:`Report`.
 
     Raises:
-        ValueError: If ``ood_loaders`` is empty, a loader is empty, ``n_runs < 1`` or the
-            score does not fit the model.
+        ValueError: If ``ood_loaders`` is empty, a loader is empty, ``n_runs < 1``, the
+            score does not fit the model, or ``score`` is given with a scorer.
+        TypeError: If ``model`` is neither an ``nn.Module`` nor callable, or a scorer is
+            given :class:`DatasetLogits`.
 
     Example:
         >>> import torch
@@ -401,8 +598,16 @@ def evaluate(
         >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
         >>> x_in = [(torch.randn(50, 4), torch.randint(0, 3, (50,)))]
         >>> report = evaluate(net, x_in, {"shifted": [torch.randn(40, 4) + 3]}, n_runs=3)
-        >>> sorted(report.ood), report.score
-        (['mixed', 'shifted'], 'sum_reject')
+        >>> sorted(report.ood), report.score, report.name
+        (['shifted'], 'sum_reject', 'RejectHead')
+
+        Any callable works as a detector:
+
+        >>> def distance(x):
+        ...     return x.norm(dim=1)
+        >>> report = evaluate(distance, x_in, {"shifted": [torch.randn(40, 4) + 3]})
+        >>> report.name, report.ood["shifted"].mean["auroc"] > 0.9
+        ('distance', True)
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
@@ -412,45 +617,91 @@ def evaluate(
         raise ValueError("ood_loaders must be a non-empty mapping {name: loader}")
     if MIXED in ood_loaders and mixed:
         raise ValueError(f"{MIXED!r} is reserved for the mixed set; rename that OOD set")
-    if score is None:
-        if isinstance(model, RejectHead):
-            score = model.calibrated_score or "sum_reject"
-        else:
-            score = "msp"
-    score = registry.spec(score).name
+    is_module = isinstance(model, nn.Module)
+    if not is_module and not callable(model):
+        raise TypeError(
+            "model must be an nn.Module (a RejectHead or a plain classifier) or a callable "
+            f"scorer x -> scores, got {type(model).__name__}"
+        )
+    if is_module:
+        assert isinstance(model, nn.Module)
+        if score is None:
+            if isinstance(model, RejectHead):
+                score = model.calibrated_score or "sum_reject"
+            else:
+                score = "msp"
+        score = registry.spec(score).name
+        module: nn.Module | None = model
+        score_label = score
+    else:
+        if score is not None:
+            raise ValueError(
+                f"score={score!r} applies to a model's logits; a scorer computes its own "
+                "scores, so leave score=None"
+            )
+        module = None
+        attr = getattr(model, "score", None)
+        score_label = attr if isinstance(attr, str) else "custom"
 
-    def logits_of(src: Iterable[Any] | DatasetLogits, what: str) -> DatasetLogits:
-        if isinstance(src, DatasetLogits):
-            return src
-        return compute_logits(model, src, device=device, name=what)
+    def scored(src: Iterable[Any] | DatasetLogits | DatasetScores, what: str) -> _Scored:
+        if isinstance(src, DatasetScores):
+            s = as_score_array(src.scores, f"{what}.scores")
+            correct = None
+            if src.labels is not None and src.predictions is not None:
+                correct = (src.predictions.cpu() == src.labels.cpu()).numpy()
+            return _Scored(s, correct)
+        if module is None:
+            if isinstance(src, DatasetLogits):
+                raise TypeError(
+                    f"{what} is DatasetLogits, but model is a scorer, which needs inputs; "
+                    "pass a loader or DatasetScores"
+                )
+            data_s = compute_scores(model, src, name=what)
+            return _Scored(np.asarray(data_s.scores, dtype=np.float64), None)
+        assert score is not None
+        data = (
+            src
+            if isinstance(src, DatasetLogits)
+            else compute_logits(module, src, device=device, name=what)
+        )
+        s = _scores(module, data.logits, score)
+        correct = None
+        if data.labels is not None:
+            num_classes = (
+                module.num_classes if isinstance(module, RejectHead) else data.logits.shape[1]
+            )
+            pred = data.logits[:, :num_classes].argmax(1)
+            correct = (pred == data.labels).numpy()
+        return _Scored(s, correct)
 
-    id_data = logits_of(id_loader, "id_loader")
-    s_in = _scores(model, id_data.logits, score)
-    num_classes = model.num_classes if isinstance(model, RejectHead) else id_data.logits.shape[1]
-    correct = None
-    accuracy = None
-    if id_data.labels is not None:
-        pred = id_data.logits[:, :num_classes].argmax(1)
-        correct = (pred == id_data.labels).numpy()
-        accuracy = float(correct.mean())
+    id_scored = scored(id_loader, "id_loader")
+    s_in = id_scored.scores
+    correct = id_scored.correct
+    accuracy = float(correct.mean()) if correct is not None else None
 
-    scores_out = {
-        k: _scores(model, logits_of(v, f"ood_loaders[{k!r}]").logits, score)
-        for k, v in ood_loaders.items()
-    }
+    scores_out = {k: scored(v, f"ood_loaders[{k!r}]").scores for k, v in ood_loaders.items()}
     results = {
         k: _summarise(s_in, s, n_runs, seed + i, tpr) for i, (k, s) in enumerate(scores_out.items())
     }
+    notes = [_describe(k, r) for k, r in results.items()]
     mixed_scores = None
-    if mixed:
+    if mixed and len(scores_out) >= 2:
         m = min(len(s) for s in scores_out.values())
         rng = np.random.default_rng(seed + 10_000)
         mixed_scores = np.concatenate([_subsample(rng, s, m) for s in scores_out.values()])
         results[MIXED] = _summarise(s_in, mixed_scores, n_runs, seed + 20_000, tpr)
+        notes.append(
+            f"{MIXED}: {m} samples from each of the {len(scores_out)} OOD sets "
+            f"({', '.join(scores_out)}); " + _describe(MIXED, results[MIXED]).split(": ", 1)[1]
+        )
+    elif mixed:
+        notes.append("one OOD set, so no mixed row")
 
     selective: dict[str, float] = {}
-    target = mixed_scores if mixed_scores is not None else next(iter(scores_out.values()))
+    target_name = MIXED if mixed_scores is not None else next(iter(scores_out))
+    target = mixed_scores if mixed_scores is not None else scores_out[target_name]
     thr = threshold_at_tpr(s_in, target, tpr=tpr)
+    notes.append(f"selective threshold: {100 * tpr:g}% TPR on {target_name}")
     selective["threshold"] = thr.value
     selective["coverage"] = thr.coverage
     if correct is not None:
@@ -462,8 +713,8 @@ def evaluate(
             s_in, correct, target, thr.value
         )
     return Report(
-        name=name or score,
-        score=score,
+        name=name or _default_name(model),
+        score=score_label,
         id_accuracy=accuracy,
         ood=results,
         selective=selective,
@@ -472,4 +723,5 @@ def evaluate(
         scores_in=s_in,
         scores_out={**scores_out, **({MIXED: mixed_scores} if mixed_scores is not None else {})},
         correct=correct,
+        notes=notes,
     )

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from rejectnet import RejectHead
-from rejectnet.evaluation import DatasetLogits, compute_logits, evaluate
+from rejectnet.evaluation import DatasetLogits, DatasetScores, compute_logits, evaluate
 from rejectnet.metrics import ood_metrics
 from rejectnet.scores import sum_reject
 
@@ -72,6 +72,7 @@ def test_equal_sizes_and_agreement_with_metrics() -> None:
     )
     assert same.ood["far"].mean["auroc"] == pytest.approx(exact["auroc"], abs=1e-12)
     assert same.ood["far"].std["fpr95"] == 0.0
+    assert same.ood["far"].runs == 1 and rep.ood["near"].runs == 4
     assert "mixed" not in same.ood and same.id_accuracy is None
 
 
@@ -123,7 +124,9 @@ def test_reports_serialise() -> None:
     assert set(d["ood"]["far"]) >= {"auroc", "aupr_in", "aupr_out", "fpr95", "detection_error"}
     assert 0 <= d["ood"]["mixed"]["auroc"] <= 1
     md = rep.to_markdown()
-    assert md.count("\n") == 1 + 3 and "| sum_reject |" in md
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 3 and "| RejectHead | sum_reject |" in md
+    assert d["ood"]["far"]["runs"] == 2 and d["notes"] == rep.notes
 
 
 @pytest.mark.parametrize(
@@ -155,3 +158,149 @@ def test_plots_written(tmp_path: object) -> None:
     assert names == ["error_vs_tpr.png", "risk_coverage.png", "roc.png", "score_histograms.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def test_one_ood_set_has_no_mixed_row() -> None:
+    torch.manual_seed(0)
+    net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+    id_loader, ood = _data()
+    rep = evaluate(net, id_loader, {"far": ood["far"]}, n_runs=3)
+    assert list(rep.ood) == ["far"] and "mixed" not in rep.scores_out
+    assert "one OOD set, so no mixed row" in rep.notes
+    assert "selective threshold: 95% TPR on far" in rep.notes
+    md = rep.to_markdown()
+    assert "| mixed |" not in md and "- one OOD set, so no mixed row" in md
+    two = evaluate(net, id_loader, ood, n_runs=3)
+    assert list(two.ood) == ["far", "near", "mixed"]
+    assert any(n.startswith("mixed: 40 samples from each of the 2 OOD sets") for n in two.notes)
+
+
+def test_equal_sizes_are_not_subsampled_nor_given_a_fake_spread() -> None:
+    torch.manual_seed(0)
+    net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+    x = torch.randn(40, 4)
+    rep = evaluate(net, [x], {"far": [torch.randn(40, 4) + 2]}, n_runs=10)
+    res = rep.ood["far"]
+    assert res.runs == 1 and not res.subsampled and res.n == res.n_in == res.n_ood == 40
+    assert rep.notes[0] == "far: 40 in-distribution vs 40 OOD samples, no subsampling (equal sizes)"
+    row = next(line for line in rep.to_markdown().splitlines() if "| far |" in line)
+    assert "±" not in row  # a single exact run is printed as a bare number
+    # with unequal sizes every metric is mean ± std over the requested runs
+    rep2 = evaluate(net, [x], {"far": [torch.randn(30, 4) + 2]}, n_runs=10)
+    assert rep2.ood["far"].runs == 10 and rep2.ood["far"].subsampled
+    assert rep2.notes[0] == (
+        "far: in-distribution side subsampled to 30 of 40 samples, "
+        "mean ± std over 10 random subsamples"
+    )
+    row2 = next(line for line in rep2.to_markdown().splitlines() if "| far |" in line)
+    assert row2.count("±") == 5
+
+
+def test_unnamed_methods_are_not_labelled_by_their_score() -> None:
+    net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+    id_loader, ood = _data()
+    assert evaluate(net, id_loader, ood, n_runs=1).name == "RejectHead"
+    assert evaluate(Counting(), id_loader, ood, n_runs=1).name == "Counting"
+
+    def norm_score(x: torch.Tensor) -> torch.Tensor:
+        return x.norm(dim=1)
+
+    rep = evaluate(norm_score, id_loader, ood, n_runs=1)
+    assert (rep.name, rep.score) == ("norm_score", "custom")
+    assert evaluate(lambda x: x.sum(1), id_loader, ood, n_runs=1).name == "scorer"
+
+
+def test_any_callable_scorer_matches_the_metrics_on_its_scores() -> None:
+    id_loader, ood = _data()
+    calls: list[int] = []
+
+    def norm_score(x: torch.Tensor) -> torch.Tensor:
+        calls.append(len(x))
+        return x.norm(dim=1)
+
+    rep = evaluate(norm_score, id_loader, {"far": ood["far"]}, mixed=False)
+    s_in = torch.cat([b[0] for b in id_loader]).norm(dim=1).double().numpy()
+    s_far = torch.cat(ood["far"]).norm(dim=1).double().numpy()
+    np.testing.assert_allclose(rep.scores_in, s_in)
+    rng = np.random.default_rng(0)  # the same subsampling as evaluate's first set
+    aurocs = []
+    for _ in range(10):
+        aurocs.append(ood_metrics(rng.choice(s_in, 40, replace=False), s_far)["auroc"])
+    assert rep.ood["far"].mean["auroc"] == pytest.approx(float(np.mean(aurocs)), abs=1e-12)
+    assert calls == [30, 30, 40] and rep.id_accuracy is None and "risk" not in rep.selective
+
+
+def test_precomputed_scores_with_predictions_give_accuracy_and_risk() -> None:
+    g = torch.Generator().manual_seed(1)
+    s_in = torch.rand(50, generator=g)
+    labels = torch.randint(0, 3, (50,), generator=g)
+    predictions = labels.clone()
+    predictions[:10] = (labels[:10] + 1) % 3
+    ood = {"a": DatasetScores(torch.rand(50, generator=g) + 0.5)}
+    rep = evaluate(lambda x: x, DatasetScores(s_in, labels, predictions), ood, name="pre")
+    assert rep.id_accuracy == pytest.approx(0.8)
+    assert rep.selective["risk_without_rejection"] == pytest.approx(0.2)
+    exact = ood_metrics(s_in, ood["a"].scores)
+    assert rep.ood["a"].mean["fpr95"] == pytest.approx(exact["fpr95"])
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: evaluate(
+                lambda x: x.sum(1), [torch.ones(3, 2)], {"a": [torch.ones(2, 2)]}, "msp"
+            ),
+            ValueError,
+            "leave score=None",
+        ),
+        (
+            lambda: evaluate(lambda x: x.sum(), [torch.ones(3, 2)], {"a": [torch.ones(2, 2)]}),
+            ValueError,
+            r"scores returned for a batch of id_loader must be 1-D",
+        ),
+        (
+            lambda: evaluate(lambda x: x.sum(1)[:1], [torch.ones(3, 2)], {"a": [torch.ones(2, 2)]}),
+            ValueError,
+            "one score per input",
+        ),
+        (
+            lambda: evaluate(42, [torch.ones(3, 2)], {"a": [torch.ones(2, 2)]}),  # type: ignore[arg-type]
+            TypeError,
+            "model must be an nn.Module",
+        ),
+        (
+            lambda: evaluate(
+                lambda x: x.sum(1), DatasetLogits(torch.ones(3, 2), None), {"a": [torch.ones(2, 2)]}
+            ),
+            TypeError,
+            "scorer, which needs inputs",
+        ),
+        (
+            lambda: evaluate(
+                lambda x: x.sum(1) * float("nan"), [torch.ones(3, 2)], {"a": [torch.ones(2, 2)]}
+            ),
+            ValueError,
+            "NaN",
+        ),
+    ],
+)
+def test_scorer_errors(call: object, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        call()  # type: ignore[operator]
+
+
+def test_html_report_is_self_contained(tmp_path: object) -> None:
+    torch.manual_seed(0)
+    net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+    id_loader, ood = _data()
+    a = evaluate(net, id_loader, ood, n_runs=2, name="a<b>")
+    b = evaluate(net, id_loader, ood, "max", n_runs=2, name="b")
+    page = a.to_html(others=[b], title="demo")
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert page.count('<img alt="') == 4 and page.count("data:image/png;base64,") == 4
+    assert "a&lt;b&gt;" in page and "<b>" not in page  # names are escaped
+    assert page.count("<td>mixed</td>") == 2
+    assert 'src="http' not in page and "href=" not in page  # nothing to fetch
+    for note in a.notes:
+        assert note.replace("±", "±") in page

@@ -1,0 +1,76 @@
+"""What plots and HTML reports read from an evaluation report (a narrow interface).
+
+:class:`rejectnet.evaluation.Report` satisfies these protocols; :mod:`rejectnet.plotting`
+and :mod:`rejectnet.report_html` read reports through them and never import the
+evaluation module, so that it can import them without an import cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["ReportLike", "ResultLike"]
+
+
+class ResultLike(Protocol):
+    """The metrics of one OOD set (see :class:`rejectnet.evaluation.OODResult`)."""
+
+    @property
+    def mean(self) -> Mapping[str, float]:
+        """Metric name -> mean over the runs (fractions)."""
+
+    @property
+    def std(self) -> Mapping[str, float]:
+        """Metric name -> standard deviation over the runs."""
+
+    @property
+    def runs(self) -> int:
+        """How many distinct runs the mean is over (1 when nothing was subsampled)."""
+
+
+class ReportLike(Protocol):
+    """One method's evaluation (see :class:`rejectnet.evaluation.Report`)."""
+
+    @property
+    def name(self) -> str:
+        """The method's name."""
+
+    @property
+    def score(self) -> str:
+        """The score that was evaluated."""
+
+    @property
+    def id_accuracy(self) -> float | None:
+        """Accuracy on the in-distribution set, if it had labels."""
+
+    @property
+    def ood(self) -> Mapping[str, ResultLike]:
+        """OOD set name -> metrics."""
+
+    @property
+    def selective(self) -> Mapping[str, float]:
+        """Selective-classification numbers at the TPR threshold."""
+
+    @property
+    def tpr(self) -> float:
+        """The TPR of the FPR metric and of the selective threshold."""
+
+    @property
+    def notes(self) -> Sequence[str]:
+        """What was done (subsampling, mixed set), in words."""
+
+    @property
+    def scores_in(self) -> npt.NDArray[np.float64]:
+        """In-distribution scores."""
+
+    @property
+    def scores_out(self) -> Mapping[str, npt.NDArray[np.float64]]:
+        """OOD set name -> scores."""
+
+    @property
+    def correct(self) -> npt.NDArray[np.bool_] | None:
+        """Per in-distribution sample, whether the class prediction was right."""
