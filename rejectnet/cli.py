@@ -6,20 +6,89 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 __all__ = ["build_parser", "main"]
+
+_EXAMPLE = """\
+example config (rejectnet bench run fashion.toml --out runs/fashion):
+
+  [data]
+  id = "../shared/data/fashion_mnist.npz"
+  outliers = "../shared/data/photo_patches.npz"
+  [data.ood]
+  mnist = "../shared/data/mnist.npz"
+  [model]
+  name = "small_cnn"
+  [train]
+  preset = "quick"
+
+Relative paths in a config file are resolved against the folder of that file; paths
+given as flags, against the working directory. Flags override the file's values.
+"""
+
+
+def _fields_help() -> str:
+    from rejectnet.bench import FIELDS
+
+    lines = [
+        "config fields (TOML tables and keys; every one is optional except data.id "
+        "and one data.ood set):",
+        "",
+    ]
+    for table, keys in FIELDS.items():
+        lines.append(f"[{table}]")
+        for key, text in keys.items():
+            lines.append(f"  {key}: {text}")
+    return "\n".join(lines)
+
+
+def _methods_help() -> str:
+    from rejectnet.bench import METHODS
+
+    return "methods:\n" + "\n".join(f"  {m.name}: {m.summary}" for m in METHODS.values())
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ood",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="an OOD test set (repeatable): .npz (x_test, else x_train), an image folder, "
+        "or a torchvision IDX folder",
+    )
+    p.add_argument("--seeds", type=int, help="independent runs, averaged (default 1)")
+    p.add_argument(
+        "--k",
+        help="reject classes, comma list: 5 (else the first) is the main row, the "
+        "others add rejectnet-k<k> ablation rows (default 5)",
+    )
+    p.add_argument(
+        "--score",
+        help="reject scores, comma list: max, sum, weighted, entropy, entropy_diff; sum is "
+        "the main row, the others add rejectnet-<score> rows (default sum)",
+    )
+    p.add_argument("--methods", help="comma list of methods to run (default all)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--quiet", action="store_true", help="no progress lines or bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rejectnet`` command.
 
     Returns:
-        A parser with the subcommands (``demo``, ...) and ``--version``.
+        A parser with the subcommands (``demo``, ``bench run``, ``bench mnist``) and
+        ``--version``.
 
     Example:
         >>> args = build_parser().parse_args(["demo", "--seed", "3", "--quiet"])
         >>> args.command, args.seed, args.quiet
         ('demo', 3, True)
+        >>> args = build_parser().parse_args(["bench", "run", "cfg.toml", "--out", "runs/x"])
+        >>> args.benchmark, args.config, args.out
+        ('run', 'cfg.toml', 'runs/x')
     """
     parser = argparse.ArgumentParser(
         prog="rejectnet",
@@ -37,14 +106,40 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars or logs")
 
-    bench = sub.add_parser("bench", help="reproduce the paper's benchmarks")
+    bench = sub.add_parser("bench", help="benchmark every method on your data or MNIST")
     bench_sub = bench.add_subparsers(dest="benchmark", required=True)
+    run = bench_sub.add_parser(
+        "run",
+        help="every method on your own data: a TOML config and/or flags",
+        description="Train stage one once, run every method (post-hoc peers, Outlier "
+        "Exposure, rejectnet) from the same weights, evaluate all of them on the same "
+        "samples, and write results.json, results.md, plots and report.html.\n\n"
+        + _fields_help()
+        + "\n\n"
+        + _methods_help(),
+        epilog=_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("config", nargs="?", help="a TOML config file (optional with --id)")
+    run.add_argument("--out", required=True, help="output folder")
+    run.add_argument("--id", help="[data] id: in-distribution .npz or folder (train/, test/)")
+    run.add_argument("--outliers", help='[data] outliers: .npz, image folder or "none"')
+    run.add_argument("--image-size", type=int, help="[data] image_size")
+    run.add_argument("--channels", type=int, choices=[1, 3], help="[data] channels")
+    run.add_argument("--model", help='[model] name, e.g. small_cnn, "timm:resnet18", pkg.mod:fn')
+    run.add_argument("--weights", help="[model] weights (.safetensors)")
+    run.add_argument("--preset", help="[train] preset: quick, paper or smoke")
+    run.add_argument("--device", help="[train] device, e.g. cpu or cuda")
+    run.add_argument("--save-models", action="store_true", help="save the rejectnet models")
+    _add_common(run)
+
     mnist = bench_sub.add_parser(
         "mnist",
-        help="MNIST row of Table 1: max-softmax, Outlier Exposure and rejectnet",
-        description="Train the paper's MNIST CNN once, fine-tune Outlier Exposure and "
-        "rejectnet from the same weights, evaluate all three on the same samples, and "
-        "write results.md, results.json and plots.",
+        help="the paper's MNIST row (a preset of bench run)",
+        description="The MNIST row of the paper's Table 1: MNIST in-distribution, "
+        "photo_patches.npz as training outliers, Fashion-MNIST (and any --ood) as OOD "
+        "test sets, every method from the same stage-one weights.\n\n" + _methods_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     mnist.add_argument("--data-dir", required=True, help="folder with mnist.npz etc.")
     mnist.add_argument(
@@ -53,27 +148,125 @@ def build_parser() -> argparse.ArgumentParser:
         default="quick",
         help="quick: <10 min on 2 CPU cores; paper: 10 + 10 epochs; smoke: tests only",
     )
-    mnist.add_argument("--outliers", help="training outlier pool (.npz with x_train)")
     mnist.add_argument(
-        "--ood",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="extra OOD test set: .npz with x_test, or a torchvision dataset folder",
+        "--outliers", help='training outlier pool (.npz with x_train, folder) or "none"'
     )
-    mnist.add_argument("--seeds", type=int, default=1, help="independent runs (default 1)")
     mnist.add_argument("--out", help="output folder (default runs/mnist-<preset>)")
-    mnist.add_argument(
-        "--k", default="5", help="reject classes, comma list (ablation), e.g. 1,2,5,10"
-    )
-    mnist.add_argument(
-        "--score",
-        default="sum",
-        help="reject scores, comma list: max,sum,weighted,entropy,entropy_diff",
-    )
-    mnist.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    mnist.add_argument("--quiet", action="store_true", help="no progress bars or logs")
+    _add_common(mnist)
     return parser
+
+
+def _ood(parser: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, str]:
+    ood = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            parser.error(f"--ood must look like NAME=PATH, got {item!r}")
+        ood[name] = str(Path(path).resolve())
+    return ood
+
+
+def _ints(parser: argparse.ArgumentParser, text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        parser.error(f"{flag} must be a comma list of integers, got {text!r}")
+    return []  # pragma: no cover - parser.error exits
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from rejectnet.demo import DemoConfig, format_table, run_demo
+
+    if not args.quiet:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    reports = run_demo(DemoConfig(seed=args.seed, progress=not args.quiet))
+    if args.quiet:
+        print(format_table(reports))
+    return 0
+
+
+def _flag_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """The ``bench run`` flags as a config dict (paths absolute, from the CWD)."""
+
+    def path(value: str) -> str:
+        return value if value.strip().lower() == "none" else str(Path(value).resolve())
+
+    data: dict[str, Any] = {}
+    if args.id:
+        data["id"] = path(args.id)
+    if args.outliers:
+        data["outliers"] = path(args.outliers)
+    if args.ood:
+        data["ood"] = _ood(parser, args.ood)
+    if args.image_size is not None:
+        data["image_size"] = args.image_size
+    if args.channels is not None:
+        data["channels"] = args.channels
+    model: dict[str, Any] = {}
+    if args.model:
+        model["name"] = args.model
+    if args.weights:
+        model["weights"] = path(args.weights)
+    train: dict[str, Any] = {}
+    for key in ("preset", "device", "seeds"):
+        if getattr(args, key) is not None:
+            train[key] = getattr(args, key)
+    evals: dict[str, Any] = {}
+    if args.k:
+        ks = _ints(parser, args.k, "--k")
+        main_k = 5 if 5 in ks or not ks else ks[0]
+        train["k"] = main_k
+        evals["ks"] = [k for k in ks if k != main_k]
+    if args.score:
+        evals["scores"] = _names(args.score)
+    if args.methods:
+        evals["methods"] = _names(args.methods)
+    output: dict[str, Any] = {}
+    if args.no_plots:
+        output["plots"] = False
+    if args.save_models:
+        output["save_models"] = True
+    raw = {"data": data, "model": model, "train": train, "eval": evals, "output": output}
+    return {k: v for k, v in raw.items() if v}
+
+
+def _run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from rejectnet.bench import BenchError, config_from_dict, load_config, run_bench, run_mnist
+
+    command = f"rejectnet bench {args.benchmark}"
+    try:
+        if args.benchmark == "run":
+            overrides = _flag_overrides(parser, args)
+            if args.config:
+                cfg = load_config(args.config, overrides)
+            elif "id" in overrides.get("data", {}):
+                cfg = config_from_dict(overrides, Path.cwd())
+            else:
+                parser.error("bench run needs a CONFIG file or --id (and --ood NAME=PATH)")
+            run_bench(cfg, args.out, progress=not args.quiet)
+        else:
+            run_mnist(
+                args.data_dir,
+                preset=args.preset,
+                outliers=args.outliers,
+                ood=_ood(parser, args.ood),
+                seeds=args.seeds if args.seeds is not None else 1,
+                out=args.out,
+                ks=_ints(parser, args.k, "--k") if args.k else [5],
+                scores=_names(args.score) or ["sum"],
+                methods=_names(args.methods),
+                progress=not args.quiet,
+                plots=not args.no_plots,
+            )
+    except (BenchError, FileNotFoundError, ValueError, ImportError) as err:
+        message = " ".join(str(err).split())
+        print(f"{command}: error: {message}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments, without the program name; ``None`` reads ``sys.argv``.
 
     Returns:
-        0 on success, 2 for a usage error (no command) or a failed command.
+        0 on success, 2 for a usage error (no command) or a failed command (one line
+        on stderr says why).
 
     Raises:
         SystemExit: From argparse, for unknown options or ``--help``.
@@ -104,51 +298,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(__version__)
         return 0
-    if args.command is None:
-        parser.print_help()
-        return 2
     if args.command == "demo":
-        from rejectnet.demo import DemoConfig, format_table, run_demo
-
-        if not args.quiet:
-            logging.basicConfig(level=logging.INFO, format="%(message)s")
-        reports = run_demo(DemoConfig(seed=args.seed, progress=not args.quiet))
-        if args.quiet:
-            print(format_table(reports))
-        return 0
+        return _run_demo(args)
     if args.command == "bench":
-        from rejectnet.bench import run_mnist
-
-        ood = {}
-        for item in args.ood:
-            name, sep, path = item.partition("=")
-            if not sep or not name or not path:
-                parser.error(f"--ood must look like NAME=PATH, got {item!r}")
-            ood[name] = path
-        try:
-            ks = [int(v) for v in args.k.split(",") if v.strip()]
-        except ValueError:
-            parser.error(f"--k must be a comma list of integers, got {args.k!r}")
-        if not args.quiet:
-            logging.basicConfig(level=logging.INFO, format="%(message)s")
-        try:
-            run_mnist(
-                args.data_dir,
-                preset=args.preset,
-                outliers=args.outliers,
-                ood=ood,
-                seeds=args.seeds,
-                out=args.out,
-                ks=ks,
-                scores=[s.strip() for s in args.score.split(",") if s.strip()],
-                progress=not args.quiet,
-                plots=not args.no_plots,
-            )
-        except (ValueError, FileNotFoundError) as err:
-            print(f"rejectnet bench mnist: error: {err}", file=sys.stderr)
-            return 2
-        return 0
-    parser.error(f"unknown command {args.command!r}")
+        return _run_bench(parser, args)
+    parser.print_help()
     return 2
 
 

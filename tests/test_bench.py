@@ -1,4 +1,4 @@
-"""`rejectnet bench mnist` on tiny synthetic files (a smoke run), plus its data readers."""
+"""`rejectnet bench mnist` (a preset of `bench run`) on tiny synthetic files, smoke preset."""
 
 from __future__ import annotations
 
@@ -64,9 +64,10 @@ def test_bench_mnist_smoke(data_dir: Path, capsys: pytest.CaptureFixture[str]) -
     )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
-    methods = {"msp", "oe", "rejectnet", "rejectnet-max", "rejectnet-k1", "rejectnet-k1-max"}
-    assert set(results) - {"_meta"} == methods
-    for name in methods:
+    ablation = {"rejectnet", "rejectnet-max", "rejectnet-k1", "rejectnet-k1-max"}
+    methods = {"msp", "energy", "max_logit", "oe", "rejectnet-paper", *ablation}
+    assert methods <= set(results) - {"_meta"}
+    for name in set(results) - {"_meta"}:
         r = results[name]
         assert 0.0 <= r["id_accuracy"] <= 1.0
         assert set(r["ood"]) == {"fashion", "kmnist", "mixed"}
@@ -98,7 +99,11 @@ def test_bench_bad_arguments(
 
 def test_bench_missing_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "mnist", "--data-dir", str(tmp_path), "--quiet"]) == 2
-    assert "mnist.npz" in capsys.readouterr().err
+    assert "fashion_mnist.npz" in capsys.readouterr().err
+    np.savez(tmp_path / "fashion_mnist.npz", x_test=np.zeros((2, 8, 8), np.uint8))
+    assert main(["bench", "mnist", "--data-dir", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "mnist.npz" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bench_bad_score(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,396 @@
+"""The benchmark's configuration: a small TOML file, or the same fields as a dict.
+
+Every table and key is checked: an unknown key is named together with the valid ones,
+a wrong type or value names the field and what would be valid. Relative paths in a
+config file are resolved against the folder of that file (so a config works from any
+working directory); paths given on the command line are resolved against the working
+directory.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rejectnet.bench.errors import BenchError
+from rejectnet.bench.methods import METHODS, SCORE_ALIASES
+from rejectnet.bench.presets import PRESETS, TrainPreset
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "FIELDS",
+    "BenchConfig",
+    "DataConfig",
+    "ModelConfig",
+    "config_from_dict",
+    "load_config",
+    "merge",
+    "read_toml",
+]
+
+FIELDS: dict[str, dict[str, str]] = {
+    "data": {
+        "id": "in-distribution data: an .npz with x_train, y_train, x_test, y_test, or a "
+        "folder with train/ and test/ holding one sub-folder of images per class",
+        "outliers": "the unlabeled training outlier pool: an .npz (x_train, else x_test), a "
+        'folder of images (searched recursively), or "none" (default)',
+        "ood": "table of OOD test sets, name = path: an .npz (x_test, else x_train), a "
+        "folder of images (searched recursively) or a torchvision MNIST-style IDX folder",
+        "image_size": "side every image is resized to (default: that of the in-distribution "
+        "data; for a folder, of its first training image)",
+        "channels": "1 (grayscale) or 3 (RGB); images are converted (default: from the "
+        "in-distribution data; for a folder, 3 if any training image is in colour)",
+    },
+    "model": {
+        "name": 'a rejectnet.models name ("small_cnn", "wide_resnet"), "timm:NAME" (random '
+        'init), or "package.module:function" returning an nn.Module (your own model)',
+        "weights": "a .safetensors state dict loaded into the model (then stage one is "
+        "skipped unless [train] stage_one_epochs says otherwise)",
+        "kwargs": "table of keyword arguments for the model constructor or your function",
+    },
+    "train": {
+        "preset": f"training schedule: {', '.join(sorted(PRESETS))} (default quick)",
+        "seeds": "independent runs with seeds 0..seeds-1, averaged (default 1)",
+        "k": "reject classes of rejectnet (default 5)",
+        "device": '"cpu", "cuda", "cuda:1"... (default: cuda if available, else cpu)',
+        **{
+            name: "overrides the preset's value (see rejectnet.bench.TrainPreset)"
+            for name in TrainPreset.field_names()
+        },
+    },
+    "eval": {
+        "methods": f"methods to run (default all): {', '.join(METHODS)}",
+        "ks": "extra reject-class counts for rejectnet ablation rows rejectnet-k<k>",
+        "scores": "reject scores of rejectnet; sum gives the main row, others add "
+        f"rejectnet-<score> rows: {', '.join(SCORE_ALIASES)}",
+    },
+    "output": {
+        "plots": "write PNG plots and the HTML report's figures (default true)",
+        "save_models": "save every fine-tuned rejectnet model under models/ (default false)",
+    },
+}
+"""Table -> key -> meaning: every valid field of a config file (``--help`` prints it)."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data come from.
+
+    Attributes:
+        id: In-distribution ``.npz`` or folder (``train/`` and ``test/``).
+        outliers: Training outlier pool, or ``None`` for none.
+        ood: OOD test set name -> path.
+        image_size: Target side, or ``None`` for that of the in-distribution data.
+        channels: 1 or 3, or ``None`` for that of the in-distribution data.
+    """
+
+    id: Path
+    outliers: Path | None
+    ood: dict[str, Path]
+    image_size: int | None = None
+    channels: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network stage one trains (or which trained network is loaded).
+
+    Attributes:
+        name: ``small_cnn``, ``wide_resnet``, ``timm:NAME`` or ``module:function``.
+        weights: Optional ``.safetensors`` state dict.
+        kwargs: Keyword arguments of the constructor.
+    """
+
+    name: str = "small_cnn"
+    weights: Path | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_entry_point(self) -> bool:
+        """Whether ``name`` is a user's ``module:function``."""
+        return ":" in self.name and not self.name.startswith("timm:")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """A whole benchmark run, validated.
+
+    Attributes:
+        data: The data sources.
+        model: The network.
+        preset: Name of the schedule the run started from.
+        schedule: The schedule, with the ``[train]`` overrides applied.
+        seeds: Independent runs.
+        k: Reject classes of rejectnet.
+        device: Where to train and evaluate (``None``: cuda if available, else cpu).
+        methods: Methods to run, in registry order.
+        ks: Extra reject-class counts (ablation rows).
+        scores: Reject scores (``sum`` first is the main row).
+        plots: Write plots.
+        save_models: Save the fine-tuned rejectnet models.
+        base_dir: Folder relative paths were resolved against.
+    """
+
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    preset: str = "quick"
+    schedule: TrainPreset = PRESETS["quick"]
+    seeds: int = 1
+    k: int = 5
+    device: str | None = None
+    methods: tuple[str, ...] = tuple(METHODS)
+    ks: tuple[int, ...] = ()
+    scores: tuple[str, ...] = ("sum",)
+    plots: bool = True
+    save_models: bool = False
+    base_dir: Path = Path(".")
+
+
+def _where(table: str, key: str) -> str:
+    return f"[{table}] {key}"
+
+
+def _int(value: Any, where: str, low: int, *, none: bool = False) -> int | None:
+    if value is None and none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise BenchError(f"{where} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _float(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise BenchError(f"{where} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BenchError(f"{where} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _path(value: Any, where: str, base: Path) -> Path:
+    p = Path(_str(value, where)).expanduser()
+    p = (p if p.is_absolute() else base / p).resolve()
+    if not p.exists():
+        raise BenchError(
+            f"{where}: path {str(p)!r} does not exist (relative paths are resolved against "
+            f"{str(base)!r})"
+        )
+    return p
+
+
+def _table(raw: Any, name: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise BenchError(f"[{name}] must be a table, got {type(raw).__name__}")
+    valid = sorted(FIELDS[name])
+    unknown = sorted(str(k) for k in raw if k not in FIELDS[name])
+    if unknown:
+        raise BenchError(f"unknown key {unknown[0]!r} in [{name}]; valid keys: {', '.join(valid)}")
+    return dict(raw)
+
+
+def _names(value: Any, where: str, valid: Mapping[str, Any] | list[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise BenchError(f"{where} must be a non-empty list of names, got {value!r}")
+    names = [v.strip() for v in value]
+    bad = [v for v in names if v not in valid]
+    if bad:
+        raise BenchError(f"{where}: unknown {bad[0]!r}; valid: {', '.join(valid)}")
+    return tuple(dict.fromkeys(names))
+
+
+def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path = ".") -> BenchConfig:
+    """Validate a config given as nested dicts (the shape of the TOML file).
+
+    Args:
+        raw: ``{"data": {...}, "model": {...}, "train": {...}, "eval": {...},
+            "output": {...}}``; only ``data.id`` and at least one ``data.ood`` set are
+            required.
+        base_dir: Folder relative paths are resolved against.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        BenchError: For an unknown table or key, a wrong type or value, or a path that
+            does not exist (one line, naming the field).
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> d = tempfile.mkdtemp()
+        >>> for f in ("id.npz", "far.npz"):
+        ...     np.savez(os.path.join(d, f), x_test=np.zeros((2, 8, 8), np.uint8))
+        >>> cfg = config_from_dict({"data": {"id": "id.npz", "ood": {"far": "far.npz"}}}, d)
+        >>> cfg.preset, cfg.k, cfg.data.outliers, sorted(cfg.data.ood)
+        ('quick', 5, None, ['far'])
+        >>> config_from_dict({"data": {"idd": "x"}}, d)
+        Traceback (most recent call last):
+        ...
+        rejectnet.bench.errors.BenchError: unknown key 'idd' in [data]; valid keys: channels, id, image_size, ood, outliers
+    """  # noqa: E501
+    base = Path(base_dir).resolve()
+    if not isinstance(raw, Mapping):
+        raise BenchError(f"the config must be a table, got {type(raw).__name__}")
+    unknown = sorted(str(k) for k in raw if k not in FIELDS)
+    if unknown:
+        raise BenchError(f"unknown table [{unknown[0]}]; valid tables: {', '.join(FIELDS)}")
+    data = _table(raw.get("data"), "data")
+    if "id" not in data:
+        raise BenchError("[data] id is required: an .npz or a folder with train/ and test/")
+    ood_raw = data.get("ood")
+    if not isinstance(ood_raw, Mapping) or not ood_raw:
+        raise BenchError("[data.ood] needs at least one OOD test set: name = path")
+    ood: dict[str, Path] = {}
+    for name, path in ood_raw.items():
+        if name == "mixed":
+            raise BenchError("[data.ood] 'mixed' is reserved for the mix of all sets; rename it")
+        ood[str(name)] = _path(path, f"[data.ood] {name}", base)
+    outliers_raw = data.get("outliers", "none")
+    none = isinstance(outliers_raw, str) and outliers_raw.strip().lower() == "none"
+    image_size = _int(data.get("image_size"), _where("data", "image_size"), 4, none=True)
+    channels = _int(data.get("channels"), _where("data", "channels"), 1, none=True)
+    if channels not in (None, 1, 3):
+        raise BenchError(f"[data] channels must be 1 or 3, got {channels}")
+    data_cfg = DataConfig(
+        id=_path(data["id"], _where("data", "id"), base),
+        outliers=None if none else _path(outliers_raw, _where("data", "outliers"), base),
+        ood=ood,
+        image_size=image_size,
+        channels=channels,
+    )
+
+    model = _table(raw.get("model"), "model")
+    kwargs = model.get("kwargs", {})
+    if not isinstance(kwargs, Mapping):
+        raise BenchError(f"[model] kwargs must be a table, got {kwargs!r}")
+    model_cfg = ModelConfig(
+        name=_str(model.get("name", "small_cnn"), _where("model", "name")),
+        weights=_path(model["weights"], _where("model", "weights"), base)
+        if "weights" in model
+        else None,
+        kwargs=dict(kwargs),
+    )
+
+    train = _table(raw.get("train"), "train")
+    preset = _str(train.get("preset", "quick"), _where("train", "preset"))
+    if preset not in PRESETS:
+        raise BenchError(
+            f"[train] preset must be one of {', '.join(sorted(PRESETS))}, got {preset!r}"
+        )
+    overrides: dict[str, Any] = {}
+    for key in TrainPreset.field_names():
+        if key not in train:
+            continue
+        where = _where("train", key)
+        if key in ("lr", "stage_one_lr"):
+            overrides[key] = _float(train[key], where)
+        else:
+            low = 0 if key == "stage_one_epochs" else 1
+            overrides[key] = _int(
+                train[key], where, low, none=key in ("finetune_subset", "outlier_pool")
+            )
+    if "stage_one_epochs" not in train and (model_cfg.weights or model_cfg.is_entry_point):
+        overrides["stage_one_epochs"] = 0  # a trained model: no stage one unless asked
+    device = train.get("device")
+    evals = _table(raw.get("eval"), "eval")
+    out = _table(raw.get("output"), "output")
+    for key in ("plots", "save_models"):
+        if key in out and not isinstance(out[key], bool):
+            raise BenchError(f"[output] {key} must be true or false, got {out[key]!r}")
+    ks_raw = evals.get("ks", [])
+    if not isinstance(ks_raw, list):
+        raise BenchError(f"[eval] ks must be a list of integers >= 1, got {ks_raw!r}")
+    ks = tuple(int(_int(v, "[eval] ks", 1) or 1) for v in ks_raw)
+    scores = _names(evals.get("scores", ["sum"]), "[eval] scores", SCORE_ALIASES)
+    return BenchConfig(
+        data=data_cfg,
+        model=model_cfg,
+        preset=preset,
+        schedule=PRESETS[preset].with_overrides(overrides),
+        seeds=int(_int(train.get("seeds", 1), _where("train", "seeds"), 1) or 1),
+        k=int(_int(train.get("k", 5), _where("train", "k"), 1) or 1),
+        device=None if device is None else _str(device, _where("train", "device")),
+        methods=_names(evals.get("methods", list(METHODS)), "[eval] methods", METHODS),
+        ks=ks,
+        scores=scores,
+        plots=bool(out.get("plots", True)),
+        save_models=bool(out.get("save_models", False)),
+        base_dir=base,
+    )
+
+
+def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested dict merge: values of ``extra`` win, tables are merged key by key.
+
+    Args:
+        base: A config dict.
+        extra: Values that override it (e.g. from command-line flags).
+
+    Returns:
+        A new dict.
+
+    Example:
+        >>> merge({"data": {"id": "a", "ood": {"x": "1"}}}, {"data": {"ood": {"y": "2"}}})
+        {'data': {'id': 'a', 'ood': {'x': '1', 'y': '2'}}}
+    """
+    out: dict[str, Any] = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file into nested dicts.
+
+    Args:
+        path: The ``.toml`` file.
+
+    Returns:
+        Its content.
+
+    Raises:
+        BenchError: If the file does not exist or is not valid TOML.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise BenchError(f"config file {str(p)!r} does not exist")
+    try:
+        with p.open("rb") as f:
+            return dict(tomllib.load(f))
+    except tomllib.TOMLDecodeError as err:
+        raise BenchError(f"config file {str(p)!r} is not valid TOML: {err}") from None
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> BenchConfig:
+    """Read and validate a TOML config file.
+
+    Args:
+        path: The ``.toml`` file; its relative paths are resolved against its folder.
+        overrides: Values that replace the file's (same nested shape).
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        BenchError: If the file is missing, not TOML, or any field is invalid.
+    """
+    p = Path(path)
+    raw = merge(read_toml(p), overrides or {})
+    return config_from_dict(raw, p.resolve().parent)

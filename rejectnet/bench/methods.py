@@ -1,0 +1,291 @@
+"""The benchmark's methods: a registry, one entry per method.
+
+Every method starts from the same stage-one weights (never modified), reads the same
+in-distribution and outlier batches (fresh loaders seeded by the run's seed), and is
+built under its own seed derived from the run's seed and its name, so that which
+methods or OOD sets a run includes changes nothing in any method's model.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from rejectnet.evaluation import DatasetLogits, Report, compute_logits, evaluate
+from rejectnet.finetune import OutlierExposureFinetuner, SelfSupervisedOODFinetuner
+from rejectnet.head import RejectHead
+from rejectnet.scores import fit_reject_weights
+
+__all__ = [
+    "METHODS",
+    "SCORE_ALIASES",
+    "Method",
+    "MethodContext",
+    "method_seed",
+]
+
+SCORE_ALIASES = {
+    "max": "max_reject",
+    "sum": "sum_reject",
+    "weighted": "weighted_reject",
+    "entropy": "entropy_reject",
+    "entropy_diff": "entropy_diff",
+}
+"""Short reject-score names (``[eval] scores``, ``--score``) -> registry names."""
+
+
+@dataclass
+class MethodContext:
+    """What a method gets: the stage-one model, the data, the schedule, the seed.
+
+    Attributes:
+        model: The stage-one classifier (eval mode). Methods copy it before training.
+        num_classes: C.
+        seed: The run's seed.
+        k: Reject classes of rejectnet.
+        ks: Extra reject-class counts (ablation rows ``rejectnet-k<k>``).
+        scores: Reject scores (short names; ``sum`` is the main row).
+        finetune_epochs: Fine-tuning epochs.
+        lr: Fine-tuning learning rate.
+        device: Where to train and evaluate.
+        progress: Progress bars in the training loops.
+        n_runs: Equal-size subsamples per OOD set.
+        in_loader: Makes the fine-tuning in-distribution loader (fresh, same order for
+            every method).
+        outlier_loader: Makes the outlier loader, or returns ``None`` without a pool.
+        train_loader: In-distribution training batches for fitting peers (no shuffle).
+        val_loader: Held-out in-distribution batches (calibration, fitted scores).
+        pool_sample: A sample of training outliers (fitted weighted score), or ``None``.
+        id_test: In-distribution test loader.
+        ood_test: OOD test set name -> loader.
+        tune_ood: Small OOD subsamples for the OOD-tuned peers (name -> tensor).
+        notes: Method name -> why it was skipped or changed; methods append here.
+        models: Method name -> fine-tuned RejectHead (kept for saving).
+    """
+
+    model: nn.Module
+    num_classes: int
+    seed: int
+    k: int
+    ks: tuple[int, ...]
+    scores: tuple[str, ...]
+    finetune_epochs: int
+    lr: float
+    device: torch.device
+    progress: bool
+    n_runs: int
+    in_loader: Callable[[], DataLoader[Any]]
+    outlier_loader: Callable[[], DataLoader[Any] | None]
+    train_loader: DataLoader[Any]
+    val_loader: DataLoader[Any]
+    pool_sample: torch.Tensor | None
+    id_test: DataLoader[Any]
+    ood_test: Mapping[str, DataLoader[Any]]
+    tune_ood: Mapping[str, torch.Tensor]
+    notes: dict[str, str] = field(default_factory=dict)
+    models: dict[str, RejectHead] = field(default_factory=dict)
+    _cache: dict[int, tuple[DatasetLogits, dict[str, DatasetLogits]]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def logits(self, model: nn.Module) -> tuple[DatasetLogits, dict[str, DatasetLogits]]:
+        """Logits of ``model`` on the test sets, computed once per model object.
+
+        Args:
+            model: A trained model.
+
+        Returns:
+            In-distribution test logits and OOD set name -> logits.
+        """
+        key = id(model)
+        if key not in self._cache:
+            model.eval()
+            id_logits = compute_logits(model, self.id_test, device=self.device)
+            ood = {
+                n: compute_logits(model, v, device=self.device) for n, v in self.ood_test.items()
+            }
+            self._cache[key] = (id_logits, ood)
+        return self._cache[key]
+
+    def evaluate(self, model: nn.Module, name: str, score: str | None = None) -> Report:
+        """Evaluate ``model`` with ``score`` on the test sets (cached logits).
+
+        Args:
+            model: A trained model (a RejectHead or a plain classifier).
+            name: The row's name in the results.
+            score: A score name; ``None`` for the model's calibrated one.
+
+        Returns:
+            The report.
+        """
+        id_logits, ood = self.logits(model)
+        return evaluate(model, id_logits, ood, score, name=name, n_runs=self.n_runs, seed=self.seed)
+
+    def finetune_options(self) -> dict[str, Any]:
+        """Keyword arguments every fine-tuner of the benchmark gets.
+
+        Returns:
+            ``epochs``, ``lr``, ``seed``, ``device`` and ``progress``.
+        """
+        return dict(
+            epochs=self.finetune_epochs,
+            lr=self.lr,
+            seed=self.seed,
+            device=self.device,
+            progress=self.progress,
+        )
+
+
+@dataclass(frozen=True)
+class Method:
+    """One benchmark method.
+
+    Attributes:
+        name: The registry name (and the main row's name in the results).
+        summary: One line for ``--help`` and the docs.
+        uses_outliers: Whether it trains on the outlier pool.
+        run: ``context -> reports`` (one or more rows).
+    """
+
+    name: str
+    summary: str
+    uses_outliers: bool
+    run: Callable[[MethodContext], list[Report]]
+
+
+def method_seed(seed: int, name: str) -> int:
+    """The seed a method is built under: a stable function of the run's seed and its name.
+
+    Args:
+        seed: The run's seed.
+        name: The method's name.
+
+    Returns:
+        A seed in ``[0, 2**31)``; it depends on nothing else (not on the OOD sets, the
+        other methods or their order).
+
+    Example:
+        >>> method_seed(0, "rejectnet") == method_seed(0, "rejectnet")
+        True
+        >>> method_seed(0, "rejectnet") != method_seed(1, "rejectnet")
+        True
+    """
+    import zlib
+
+    return (zlib.crc32(name.encode()) + 1_000_003 * seed) % 2**31
+
+
+def _baseline(score: str) -> Callable[[MethodContext], list[Report]]:
+    def run(ctx: MethodContext) -> list[Report]:
+        return [ctx.evaluate(ctx.model, score, score)]
+
+    return run
+
+
+def _oe(ctx: MethodContext) -> list[Report]:
+    out = ctx.outlier_loader()
+    if out is None:
+        ctx.notes["oe"] = "skipped: Outlier Exposure needs an outlier pool ([data] outliers)"
+        return []
+    model = copy.deepcopy(ctx.model)
+    OutlierExposureFinetuner(model, **ctx.finetune_options()).fit(ctx.in_loader(), out)
+    return [ctx.evaluate(model, "oe", "msp")]
+
+
+def _reject_rows(ctx: MethodContext, net: RejectHead, name: str, k: int) -> list[Report]:
+    """One row per reject score: ``name`` for sum, ``name-<score>`` for the others."""
+    reports = []
+    for short in ctx.scores:
+        row = name if k == ctx.k else f"{name}-k{k}"
+        if short != "sum":
+            row += f"-{short}"
+        if short == "weighted":
+            if ctx.pool_sample is None:
+                ctx.notes[row] = "skipped: the fitted weighted score needs training outliers"
+                continue
+            # weights from held-out in-distribution images and TRAINING outliers only
+            val = compute_logits(net, ctx.val_loader, device=ctx.device).logits
+            out = compute_logits(net, [ctx.pool_sample], device=ctx.device).logits
+            net.score_weights.copy_(fit_reject_weights(val, out, net.num_classes))
+        net.calibrate(ctx.val_loader, coverage=0.95, score=SCORE_ALIASES[short])
+        reports.append(ctx.evaluate(net, row))
+    return reports
+
+
+def _paper_finetune(ctx: MethodContext, k: int) -> RejectHead | None:
+    """Algorithm 1 exactly: the paper's arguments (lam 5, outlier batches 5x, random labels)."""
+    out = ctx.outlier_loader()
+    if out is None:
+        return None
+    net = RejectHead.wrap(ctx.model, k=k)
+    SelfSupervisedOODFinetuner(net, lam=5.0, outlier_ratio=5.0, **ctx.finetune_options()).fit(
+        ctx.in_loader(), out, ctx.val_loader
+    )
+    net.eval()
+    return net
+
+
+def _rejectnet_paper(ctx: MethodContext) -> list[Report]:
+    net = _paper_finetune(ctx, ctx.k)
+    if net is None:
+        ctx.notes["rejectnet-paper"] = "skipped: Algorithm 1 needs an outlier pool"
+        return []
+    ctx.models["rejectnet-paper"] = net
+    net.calibrate(ctx.val_loader, coverage=0.95, score="sum_reject")
+    return [ctx.evaluate(net, "rejectnet-paper")]
+
+
+def _rejectnet(ctx: MethodContext) -> list[Report]:
+    # TODO(issue 10): the recommended recipe (helper E's outlier synthesis); until it
+    # lands, rejectnet is Algorithm 1 with the paper's arguments.
+    reports: list[Report] = []
+    for k in dict.fromkeys((ctx.k, *ctx.ks)):
+        net = _paper_finetune(ctx, k)
+        if net is None:
+            ctx.notes["rejectnet"] = "skipped: needs an outlier pool (synthesis not available)"
+            return []
+        ctx.models["rejectnet" if k == ctx.k else f"rejectnet-k{k}"] = net
+        reports.extend(_reject_rows(ctx, net, "rejectnet", k))
+    return reports
+
+
+def _registry() -> dict[str, Method]:
+    entries = [
+        Method(
+            "msp",
+            "max-softmax of the stage-one model (Hendrycks & Gimpel)",
+            False,
+            _baseline("msp"),
+        ),
+        Method(
+            "energy",
+            "negative energy -logsumexp of the stage-one logits (Liu et al.)",
+            False,
+            _baseline("energy"),
+        ),
+        Method(
+            "max_logit",
+            "max logit of the stage-one model (Hendrycks et al.)",
+            False,
+            _baseline("max_logit"),
+        ),
+        Method("oe", "Outlier Exposure fine-tuning, lam 0.5 (Hendrycks et al.)", True, _oe),
+        Method(
+            "rejectnet-paper",
+            "Algorithm 1 exactly: k reject classes, lam 5, outliers 5x",
+            True,
+            _rejectnet_paper,
+        ),
+        Method("rejectnet", "the recommended rejectnet recipe", True, _rejectnet),
+    ]
+    return {m.name: m for m in entries}
+
+
+METHODS: dict[str, Method] = _registry()
+"""Method name -> :class:`Method`, in the order rows appear in the results."""

@@ -1,0 +1,63 @@
+"""The method registry: one entry per method, derived seeds, what every method reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rejectnet.bench import METHODS, Method, MethodContext, config_from_dict, method_seed, run_bench
+from rejectnet.evaluation import Report
+
+
+def test_registry_names_and_summaries() -> None:
+    for required in ("msp", "energy", "max_logit", "oe", "rejectnet-paper", "rejectnet"):
+        assert required in METHODS
+    for name, m in METHODS.items():
+        assert m.name == name and m.summary and callable(m.run)
+    assert METHODS["oe"].uses_outliers and not METHODS["msp"].uses_outliers
+
+
+def test_method_seeds_are_stable_and_distinct() -> None:
+    seeds = {method_seed(0, name) for name in METHODS}
+    assert len(seeds) == len(METHODS)
+    assert method_seed(3, "rejectnet") == method_seed(3, "rejectnet")
+    assert all(0 <= method_seed(s, "x") < 2**31 for s in range(5))
+
+
+def test_a_new_method_is_one_registry_entry(
+    tiny: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+
+    def run(ctx: MethodContext) -> list[Report]:
+        seen.append(ctx.seed)
+        return [ctx.evaluate(ctx.model, "energy-again", "energy")]
+
+    monkeypatch.setitem(METHODS, "energy-again", Method("energy-again", "test", False, run))
+    raw = {
+        "data": {"id": "id.npz", "outliers": "pool.npz", "ood": {"far": "far.npz"}},
+        "train": {"preset": "smoke", "seeds": 2},
+        "eval": {"methods": ["energy", "energy-again"]},
+        "output": {"plots": False},
+    }
+    results = run_bench(config_from_dict(raw, tiny["id"].parent), tmp_path / "o", progress=False)
+    assert seen == [0, 1]
+    assert results["energy-again"]["ood"] == results["energy"]["ood"]
+    assert results["energy"]["seeds"] == 2 and "ood_std" in results["energy"]
+
+
+def test_ablation_rows_for_k_and_scores(tiny: dict[str, Path], tmp_path: Path) -> None:
+    raw = {
+        "data": {"id": "id.npz", "outliers": "pool.npz", "ood": {"far": "far.npz"}},
+        "train": {"preset": "smoke"},
+        "eval": {"methods": ["rejectnet"], "ks": [1], "scores": ["sum", "max", "weighted"]},
+        "output": {"plots": False},
+    }
+    results = run_bench(config_from_dict(raw, tiny["id"].parent), tmp_path / "o", progress=False)
+    rows = set(results) - {"_meta"}
+    assert rows == {
+        "rejectnet", "rejectnet-max", "rejectnet-weighted",
+        "rejectnet-k1", "rejectnet-k1-max", "rejectnet-k1-weighted",
+    }  # fmt: skip
+    assert results["rejectnet-weighted"]["score"] == "weighted_reject"
