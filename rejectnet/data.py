@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,13 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 __all__ = [
+    "CLEAN_LETTERS",
+    "DIGIT_LIKE_LETTERS",
     "DemoData",
     "demo_data",
+    "find_fonts",
     "images_to_tensor",
+    "letter_dev_sets",
     "load_npz",
     "random_crops",
     "rendered_letters",
@@ -140,39 +145,200 @@ def random_crops(
     return out
 
 
-def rendered_letters(n: int, size: int, rng: np.random.Generator) -> torch.Tensor:
-    """Letters A-Z / a-z drawn white on black with Pillow's built-in font (needs Pillow).
+DIGIT_LIKE_LETTERS = "oOlISsZzBbgq"
+"""Letters that Pillow's built-in font draws like digits (o O -> 0, l I -> 1, S s -> 5,
+Z z -> 2, B -> 8, b -> 6, g q -> 9): no detector can tell them from digits, so they cap
+what any method reaches on :func:`rendered_letters`' default set."""
+
+CLEAN_LETTERS = "".join(c for c in string.ascii_letters if c not in DIGIT_LIKE_LETTERS)
+"""A-Z / a-z without :data:`DIGIT_LIKE_LETTERS` (40 letters)."""
+
+_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "/Library/Fonts", "C:/Windows/Fonts")
+
+
+def find_fonts(pattern: str = "DejaVu", dirs: Sequence[str | Path] = _FONT_DIRS) -> list[Path]:
+    """TrueType font files on this machine whose file name contains ``pattern``.
+
+    Args:
+        pattern: Case-insensitive part of the file name (``""``: every ``.ttf``).
+        dirs: Folders searched recursively (missing ones are skipped).
+
+    Returns:
+        Sorted paths (possibly empty).
+
+    Example:
+        >>> fonts = find_fonts("DejaVuSans")
+        >>> all(f.suffix == ".ttf" for f in fonts)
+        True
+    """
+    found: set[Path] = set()
+    for d in dirs:
+        root = Path(d)
+        if root.is_dir():
+            found.update(f for f in root.rglob("*.ttf") if pattern.lower() in f.name.lower())
+    return sorted(found)
+
+
+def _fit_to_box(img: torch.Tensor, box: int, size: int) -> torch.Tensor:
+    """MNIST's framing: the glyph's bounding box scaled so its longer side is ``box``
+    pixels, then placed in a ``size`` x ``size`` image with its centre of mass centred."""
+    rows = torch.nonzero(img.amax(dim=1) > 0.05).flatten()
+    cols = torch.nonzero(img.amax(dim=0) > 0.05).flatten()
+    if len(rows) == 0:
+        return torch.zeros(size, size)
+    crop = img[int(rows[0]) : int(rows[-1]) + 1, int(cols[0]) : int(cols[-1]) + 1]
+    h, w = crop.shape
+    scale = box / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = F.interpolate(crop[None, None], size=(nh, nw), mode="area")[0, 0]
+    small = small / small.max().clamp_min(1e-8)
+    mass = small.sum().clamp_min(1e-8)
+    cy = float((small.sum(dim=1) * torch.arange(nh)).sum() / mass)
+    cx = float((small.sum(dim=0) * torch.arange(nw)).sum() / mass)
+    top = min(max(round(size / 2 - 0.5 - cy), 0), size - nh)
+    left = min(max(round(size / 2 - 0.5 - cx), 0), size - nw)
+    out = torch.zeros(size, size)
+    out[top : top + nh, left : left + nw] = small
+    return out
+
+
+def rendered_letters(
+    n: int,
+    size: int,
+    rng: np.random.Generator,
+    *,
+    letters: str = string.ascii_letters,
+    fonts: Sequence[str | Path] | None = None,
+    stroke: tuple[int, int] = (0, 0),
+    fit_box: int | None = None,
+) -> torch.Tensor:
+    """Letters drawn white on black (needs Pillow); a near-OOD dev set for digit models.
+
+    With the default arguments: A-Z / a-z in Pillow's built-in font, centred with small
+    random shifts (the same images for the same ``rng`` as ever). The keyword arguments
+    build other dev variants: fewer letters (e.g. :data:`CLEAN_LETTERS`, without the
+    letters drawn like digits), other fonts (:func:`find_fonts`), thicker strokes, and
+    MNIST's framing (``fit_box=20``).
 
     Args:
         n: Number of images.
         size: Output side.
-        rng: Random generator (picks the letters and small shifts).
+        rng: Random generator (picks the letters, fonts, stroke widths and shifts).
+        letters: Characters to draw from, uniformly.
+        fonts: TrueType font files to draw from, uniformly (``None``: Pillow's built-in
+            font).
+        stroke: Inclusive range of extra stroke width, in pixels of the 4x canvas
+            (``(0, 0)``: the font's own strokes).
+        fit_box: Scale each glyph so its longer side is this many pixels and centre it
+            by its centre of mass, as MNIST's digits are (20 in 28); ``None``: the
+            glyph at the font's size, centred on the canvas.
 
     Returns:
         ``(n, 1, size, size)`` float32 images in ``[0, 1]``.
+
+    Raises:
+        ValueError: If ``letters`` or ``fonts`` is empty, ``stroke`` is not a range
+            ``0 <= lo <= hi``, or ``fit_box`` is not in ``[1, size]``.
 
     Example:
         >>> import numpy as np
         >>> x = rendered_letters(3, 28, np.random.default_rng(0))
         >>> x.shape, float(x.max())
         (torch.Size([3, 1, 28, 28]), 1.0)
+        >>> clean = rendered_letters(2, 28, np.random.default_rng(0), letters=CLEAN_LETTERS,
+        ...                          stroke=(2, 6), fit_box=20)
+        >>> clean.shape
+        torch.Size([2, 1, 28, 28])
     """
     from PIL import Image, ImageDraw, ImageFont
 
+    if not isinstance(letters, str) or not letters:
+        raise ValueError(f"letters must be a non-empty string, got {letters!r}")
+    if fonts is not None and len(fonts) == 0:
+        raise ValueError("fonts must be None (Pillow's built-in font) or a non-empty list of files")
+    lo_s, hi_s = stroke
+    if not (0 <= lo_s <= hi_s):
+        raise ValueError(f"stroke must be a range (lo, hi) with 0 <= lo <= hi, got {stroke!r}")
+    if fit_box is not None and not (1 <= fit_box <= size):
+        raise ValueError(f"fit_box must be None or in [1, size={size}], got {fit_box!r}")
     canvas = 4 * size
-    font = ImageFont.load_default(size=int(canvas * 1.1))
+    font_px = int(canvas * 1.1) if fit_box is None else int(canvas * 0.7)
+    loaded: list[Any]
+    if fonts is None:
+        loaded = [ImageFont.load_default(size=font_px)]
+    else:
+        loaded = [ImageFont.truetype(str(f), size=font_px) for f in fonts]
     out = torch.empty(n, 1, size, size)
-    letters = string.ascii_letters
     for i in range(n):
         im = Image.new("L", (canvas, canvas), 0)
         draw = ImageDraw.Draw(im)
         ch = letters[int(rng.integers(len(letters)))]
+        font = loaded[0] if fonts is None else loaded[int(rng.integers(len(loaded)))]
+        width = 0 if hi_s == 0 else int(rng.integers(lo_s, hi_s + 1))
         dx, dy = (int(v) for v in rng.integers(-4, 5, size=2))
-        draw.text((canvas / 2 + dx, canvas / 2 + dy), ch, fill=255, font=font, anchor="mm")
-        t = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)[None, None]
-        small = F.interpolate(t, size=(size, size), mode="area")[0]
+        draw.text(
+            (canvas / 2 + dx, canvas / 2 + dy),
+            ch,
+            fill=255,
+            font=font,
+            anchor="mm",
+            stroke_width=width,
+            stroke_fill=255,
+        )
+        t = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)
+        if fit_box is not None:
+            out[i, 0] = _fit_to_box(t, fit_box, size)
+            continue
+        small = F.interpolate(t[None, None], size=(size, size), mode="area")[0]
         out[i] = small / small.max().clamp_min(1e-8)
     return out
+
+
+def letter_dev_sets(n: int, size: int = 28, seed: int = 123) -> dict[str, torch.Tensor]:
+    """The rendered-letter near-OOD dev sets, by name (for choosing settings, not testing).
+
+    * ``"letters"``: :func:`rendered_letters` with its defaults (A-Z / a-z, built-in
+      font), about a quarter of them drawn like digits;
+    * ``"letters-clean"``: the same font and framing, :data:`CLEAN_LETTERS` only;
+    * ``"letters-thick"``: built-in font, clean letters, strokes 0-6 canvas pixels
+      thicker, fitted to a 20x20 box like MNIST;
+    * ``"letters-fonts"``: clean letters in the DejaVu fonts found on this machine
+      (sans, serif, mono; regular, bold, oblique), strokes 0-4 thicker, fitted to 20x20
+      (absent when no such font is installed).
+
+    Args:
+        n: Images per set.
+        size: Image side.
+        seed: Each set draws from ``numpy.random.default_rng(seed)``.
+
+    Returns:
+        Name -> ``(n, 1, size, size)`` float32 images in ``[0, 1]``.
+
+    Example:
+        >>> sets = letter_dev_sets(4)
+        >>> sorted(sets)[:3], sets["letters-clean"].shape
+        (['letters', 'letters-clean', 'letters-fonts'], torch.Size([4, 1, 28, 28]))
+    """
+    rng = np.random.default_rng
+    sets = {
+        "letters": rendered_letters(n, size, rng(seed)),
+        "letters-clean": rendered_letters(n, size, rng(seed), letters=CLEAN_LETTERS),
+        "letters-thick": rendered_letters(
+            n, size, rng(seed), letters=CLEAN_LETTERS, stroke=(0, 6), fit_box=round(size * 20 / 28)
+        ),
+    }
+    fonts = [f for f in find_fonts("DejaVu") if "ExtraLight" not in f.name and "Math" not in f.name]
+    if fonts:
+        sets["letters-fonts"] = rendered_letters(
+            n,
+            size,
+            rng(seed),
+            letters=CLEAN_LETTERS,
+            fonts=fonts,
+            stroke=(0, 4),
+            fit_box=round(size * 20 / 28),
+        )
+    return dict(sorted(sets.items()))
 
 
 @dataclass

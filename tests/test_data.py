@@ -47,3 +47,55 @@ def test_random_crops_and_letters() -> None:
     assert letters.shape == (5, 1, 8, 8)
     assert torch.allclose(letters.amax(dim=(1, 2, 3)), torch.ones(5))
     assert float(letters[:, :, 0, :].sum() + letters[:, :, -1, :].sum()) < float(letters.sum())
+
+
+def test_rendered_letters_variants() -> None:
+    from rejectnet.data import CLEAN_LETTERS, DIGIT_LIKE_LETTERS
+
+    assert not set(CLEAN_LETTERS) & set(DIGIT_LIKE_LETTERS) and len(CLEAN_LETTERS) == 40
+    one = rendered_letters(3, 28, np.random.default_rng(0), letters="A")
+    assert torch.equal(one[0], rendered_letters(1, 28, np.random.default_rng(0), letters="A")[0])
+    thin = rendered_letters(20, 28, np.random.default_rng(0), stroke=(0, 0))
+    thick = rendered_letters(20, 28, np.random.default_rng(0), stroke=(8, 8))
+    assert float(thick.sum()) > 1.3 * float(thin.sum())
+
+
+def test_fit_box_frames_like_mnist() -> None:
+    x = rendered_letters(30, 28, np.random.default_rng(1), fit_box=20)
+    for img in x[:, 0]:
+        rows = torch.nonzero(img.amax(dim=1) > 0).flatten()
+        cols = torch.nonzero(img.amax(dim=0) > 0).flatten()
+        side = max(int(rows[-1] - rows[0]) + 1, int(cols[-1] - cols[0]) + 1)
+        assert 19 <= side <= 20
+        mass = img.sum()
+        cy = float((img.sum(1) * torch.arange(28)).sum() / mass)
+        cx = float((img.sum(0) * torch.arange(28)).sum() / mass)
+        assert abs(cy - 13.5) <= 1.5 and abs(cx - 13.5) <= 1.5
+
+
+def test_rendered_letters_bad_arguments() -> None:
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="letters"):
+        rendered_letters(1, 8, rng, letters="")
+    with pytest.raises(ValueError, match="stroke"):
+        rendered_letters(1, 8, rng, stroke=(3, 1))
+    with pytest.raises(ValueError, match="fit_box"):
+        rendered_letters(1, 8, rng, fit_box=9)
+    with pytest.raises(ValueError, match="fonts"):
+        rendered_letters(1, 8, rng, fonts=[])
+
+
+def test_letter_dev_sets_and_fonts() -> None:
+    from rejectnet.data import find_fonts, letter_dev_sets
+
+    fonts = find_fonts("DejaVu")
+    assert all(f.suffix == ".ttf" and "dejavu" in f.name.lower() for f in fonts)
+    sets = letter_dev_sets(6, 28, seed=5)
+    expected = {"letters", "letters-clean", "letters-thick"} | (
+        {"letters-fonts"} if fonts else set()
+    )
+    assert set(sets) == expected
+    assert all(x.shape == (6, 1, 28, 28) for x in sets.values())
+    again = letter_dev_sets(6, 28, seed=5)
+    assert all(torch.equal(sets[k], again[k]) for k in sets)
+    assert not torch.equal(sets["letters"], sets["letters-clean"])

@@ -1,0 +1,272 @@
+"""The outlier signal of a training step: which outlier rows, and which virtual outliers.
+
+:class:`OutlierSignal` is the contract between a training loop and the outlier pieces
+of :mod:`rejectnet.outliers`; :class:`ComposedSignal` is the implementation that mixes
+them. A loop (the fine-tuners, or your own) does, per step::
+
+    signal.attach(model)                                    # once, before the first step
+    x_out = signal.outlier_batch(x_in, y, x_pool, num_outliers)   # x_pool may be None
+    logits = model(torch.cat([x_in, x_out]) if x_out is not None else x_in)  # ONE forward
+    logits_out = logits[n_in:]
+    extra = signal.extra_outlier_logits(n_in, y)            # virtual outliers, or None
+    if extra is not None:
+        logits_out = torch.cat([logits_out, extra])
+    loss = objective(logits[:n_in], y, logits_out)
+    ...
+    signal.detach()                                         # once, at the end (finally)
+
+and saves ``signal.state_dict()`` with its checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from rejectnet.outliers._base import OutlierSource, check_fraction, check_images
+from rejectnet.outliers.blend import PoolRows
+from rejectnet.outliers.virtual import VirtualOutliers
+
+__all__ = ["ComposedSignal", "OutlierSignal", "split_counts"]
+
+
+@runtime_checkable
+class OutlierSignal(Protocol):
+    """What a training loop needs from an outlier signal (see the module docstring).
+
+    Attributes:
+        uses_pool: Whether :meth:`outlier_batch` needs pool rows; a loop without an
+            outlier pool must refuse a signal that does.
+    """
+
+    uses_pool: bool
+
+    def attach(self, model: nn.Module) -> None:
+        """Called once before the first step with the model being trained."""
+        ...
+
+    def detach(self) -> None:
+        """Called once after the last step (also when training fails)."""
+        ...
+
+    def outlier_batch(
+        self,
+        x_in: torch.Tensor,
+        y: torch.Tensor,
+        x_out: torch.Tensor | None,
+        num_outliers: int,
+    ) -> torch.Tensor | None:
+        """The ``num_outliers`` outlier rows to forward with ``x_in``, or ``None``."""
+        ...
+
+    def extra_outlier_logits(self, n_in: int, y: torch.Tensor) -> torch.Tensor | None:
+        """Logits of virtual outliers from this step's forward, or ``None``."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume (tensors and plain Python only)."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        ...
+
+
+def split_counts(total: int, shares: Sequence[float]) -> list[int]:
+    """Split ``total`` rows by ``shares`` (normalised) with largest-remainder rounding.
+
+    Args:
+        total: Rows to split.
+        shares: Non-negative weights, not all zero.
+
+    Returns:
+        Non-negative ints summing to ``total``; ties go to the earlier share.
+
+    Example:
+        >>> split_counts(10, [0.5, 0.25, 0.25]), split_counts(7, [1, 1, 1])
+        ([5, 3, 2], [3, 2, 2])
+    """
+    s = float(sum(shares))
+    exact = [total * w / s for w in shares]
+    counts = [int(e) for e in exact]
+    order = sorted(range(len(shares)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in order[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+class ComposedSignal:
+    """An outlier batch mixed from several sources, plus optional virtual outliers.
+
+    Args:
+        parts: ``(source, share)`` pairs; each step's ``num_outliers`` rows are split
+            between the sources by share (:func:`split_counts`). Sources with
+            ``needs_pool`` consume distinct rows of the pool batch, in order (wrapping
+            around when it is shorter). The default, ``[(PoolRows(), 1.0)]``, is the pool
+            batch unchanged; ``[]`` forwards no outlier rows (virtual outliers only).
+        virtual: Feature-space virtual outliers (:class:`VirtualOutliers`), or ``None``.
+        generator: RNG for the input-space sources, on the data's device (``None``:
+            torch's global RNG, which the fine-tuners seed and checkpoint).
+
+    Raises:
+        TypeError: If a part is not an :class:`OutlierSource` or ``virtual`` is not a
+            :class:`VirtualOutliers`.
+        ValueError: If a share is negative or all are zero.
+
+    Example:
+        >>> import torch
+        >>> from rejectnet.outliers import Blend, Jigsaw
+        >>> signal = ComposedSignal([(Blend(0.1), 0.5), (Jigsaw(2), 0.5)])
+        >>> x_in, y = torch.rand(8, 1, 8, 8), torch.randint(0, 3, (8,))
+        >>> signal.outlier_batch(x_in, y, torch.rand(40, 1, 8, 8), 40).shape
+        torch.Size([40, 1, 8, 8])
+        >>> ComposedSignal([(Jigsaw(2), 1.0)]).uses_pool
+        False
+    """
+
+    def __init__(
+        self,
+        parts: Sequence[tuple[OutlierSource, float]] | None = None,
+        virtual: VirtualOutliers | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if parts is None:
+            parts = [(PoolRows(), 1.0)]
+        checked: list[tuple[OutlierSource, float]] = []
+        for i, part in enumerate(parts):
+            if not (isinstance(part, tuple) and len(part) == 2):
+                raise TypeError(f"parts[{i}] must be a (source, share) pair, got {part!r}")
+            source, share = part
+            if not isinstance(source, OutlierSource):
+                raise TypeError(
+                    f"parts[{i}] source must be an OutlierSource (PoolRows, Blend, Jigsaw, "
+                    f"Stitch, Overlay, Rotate, ...), got {type(source).__name__}"
+                )
+            checked.append((source, check_fraction(share, f"parts[{i}] share", high=1e9)))
+        if checked and sum(s for _, s in checked) <= 0:
+            raise ValueError("parts: at least one share must be > 0")
+        if virtual is not None and not isinstance(virtual, VirtualOutliers):
+            raise TypeError(f"virtual must be VirtualOutliers or None, got {virtual!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
+        self.parts = checked
+        self.virtual = virtual
+        self.generator = generator
+
+    @property
+    def uses_pool(self) -> bool:
+        """Whether any source transforms pool rows (then the loop needs an outlier pool)."""
+        return any(s.needs_pool for s, w in self.parts if w > 0)
+
+    def validate(self, has_pool: bool) -> None:
+        """Check that this signal can run with (or without) an outlier pool.
+
+        Raises:
+            ValueError: If ``has_pool`` is ``False`` and a source needs pool rows.
+        """
+        if not has_pool and self.uses_pool:
+            names = [repr(s) for s, w in self.parts if w > 0 and s.needs_pool]
+            raise ValueError(
+                f"outlier_loader=None, but the outlier signal's sources {names} transform "
+                "pool rows; pass an outlier_loader or use only synthesis sources (Jigsaw, "
+                "Stitch, Overlay, Rotate) and/or VirtualOutliers"
+            )
+
+    def attach(self, model: nn.Module) -> None:
+        """Attach the virtual outliers' feature hook (if any) to ``model``'s head."""
+        if self.virtual is not None:
+            self.virtual.attach(model)
+
+    def detach(self) -> None:
+        """Remove the feature hook (if any)."""
+        if self.virtual is not None:
+            self.virtual.detach()
+
+    def outlier_batch(
+        self,
+        x_in: torch.Tensor,
+        y: torch.Tensor,
+        x_out: torch.Tensor | None,
+        num_outliers: int,
+    ) -> torch.Tensor | None:
+        """The step's ``num_outliers`` outlier rows, in the order of :attr:`parts`.
+
+        Args:
+            x_in: Labeled in-distribution images ``(N, ...)`` (already on the device).
+            y: Their labels ``(N,)``.
+            x_out: The pool batch ``(M, ...)``, or ``None`` without a pool.
+            num_outliers: Rows to return.
+
+        Returns:
+            A new ``(num_outliers, ...)`` tensor (or ``None`` when :attr:`parts` is
+            empty); the inputs are left unchanged.
+
+        Raises:
+            ValueError: If a source needs the pool and ``x_out`` is ``None`` or empty,
+                or the shapes do not fit.
+        """
+        check_images(x_in, "x_in")
+        if isinstance(num_outliers, bool) or not isinstance(num_outliers, int) or num_outliers < 0:
+            raise ValueError(f"num_outliers must be an int >= 0, got {num_outliers!r}")
+        if not self.parts:
+            return None
+        if x_out is not None:
+            check_images(x_out, "x_out")
+            if x_out.shape[1:] != x_in.shape[1:]:
+                raise ValueError(
+                    f"x_out rows {tuple(x_out.shape[1:])} differ from x_in rows "
+                    f"{tuple(x_in.shape[1:])}"
+                )
+        counts = split_counts(num_outliers, [w for _, w in self.parts])
+        rows: list[torch.Tensor] = []
+        offset = 0
+        for (source, _), n in zip(self.parts, counts, strict=True):
+            if n == 0:
+                continue
+            pool_rows = None
+            if source.needs_pool:
+                if x_out is None or x_out.shape[0] == 0:
+                    self.validate(has_pool=False)
+                    raise ValueError("x_out is empty but the outlier signal needs pool rows")
+                assert x_out is not None
+                idx = (offset + torch.arange(n, device=x_out.device)) % x_out.shape[0]
+                pool_rows = x_out[idx] if offset or n != x_out.shape[0] else x_out
+                offset += n
+            rows.append(source(x_in, y, pool_rows, n, self.generator).to(x_in.dtype))
+        if not rows:
+            return x_in.new_zeros((0, *x_in.shape[1:]))
+        return torch.cat(rows) if len(rows) > 1 else rows[0].clone()
+
+    def extra_outlier_logits(self, n_in: int, y: torch.Tensor) -> torch.Tensor | None:
+        """Virtual-outlier logits from this step's forward (``None`` without virtual)."""
+        if self.virtual is None:
+            return None
+        return self.virtual.extra_outlier_logits(n_in, y)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The virtual outliers' queue (the input-space sources are stateless)."""
+        return {"virtual": None if self.virtual is None else self.virtual.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output.
+
+        Raises:
+            ValueError: If ``state`` does not match this signal's pieces.
+        """
+        if not isinstance(state, Mapping) or set(state) != {"virtual"}:
+            raise ValueError("state must be a mapping {'virtual': ...} from state_dict()")
+        if (state["virtual"] is None) != (self.virtual is None):
+            raise ValueError(
+                "state and signal disagree on virtual outliers: "
+                f"state has {'none' if state['virtual'] is None else 'some'}, the signal "
+                f"{'none' if self.virtual is None else 'some'}"
+            )
+        if self.virtual is not None:
+            self.virtual.load_state_dict(state["virtual"])
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"({s!r}, {w:g})" for s, w in self.parts)
+        return f"ComposedSignal(parts=[{parts}], virtual={self.virtual!r})"

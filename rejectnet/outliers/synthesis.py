@@ -1,0 +1,384 @@
+"""Outliers synthesised in input space from the in-distribution batch alone.
+
+Each transform keeps the low-level statistics of the training images (stroke width,
+contrast, background, intensity histogram) and destroys the class, which makes the
+result a *near* outlier: the kind of input a pool of unrelated photos never shows the
+model. They need no outlier pool, so they also serve the common case where there is none
+(``outlier_loader=None``).
+
+Every transform rests on an assumption about the data; check it for yours:
+
+* :func:`jigsaw` (patch permutation): the class depends on the global arrangement of
+  parts. True for digits, letters, objects; false for textures, and for images whose
+  patches are mostly empty background (a shuffled 2x2 grid of a thin ``1`` can still be
+  a ``1``; a shifted patch with the whole digit in it is the same digit).
+* :func:`stitch` (cut-paste of two images): the halves of two different classes make
+  neither. Mostly true; a left half of a ``3`` and a right half of an ``8`` can look like
+  a ``3`` or an ``8``. Partners are drawn from a different class where the batch has one.
+* :func:`overlay` (a convex mix of two images of different classes, weight 0.4-0.6):
+  two superimposed characters are no single one. Weights near 0 or 1 would give back a
+  class.
+* :func:`rotate` (90 or 270 degrees by default): a digit on its side is no digit. False
+  for rotation-symmetric classes (``0``, ``8`` at 180 degrees, ``1`` and ``0`` nearly at
+  any angle) and for data without a canonical orientation (aerial, microscopy); a
+  180-degree turn of a ``6`` is a ``9``, so 180 degrees is not a default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from rejectnet.outliers._base import check_fraction, check_images, check_positive_int, randint
+
+__all__ = ["Jigsaw", "Overlay", "Rotate", "Stitch", "jigsaw", "overlay", "rotate", "stitch"]
+
+
+def _check_batch(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    check_images(x, name, min_ndim=3)
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} must have at least one row")
+    return x
+
+
+def _partners(
+    y: torch.Tensor | None,
+    n: int,
+    device: torch.device,
+    generator: torch.Generator | None,
+    tries: int = 4,
+) -> torch.Tensor:
+    """For rows ``0..n-1``, a random other row, of a different label where one is found.
+
+    ``tries`` candidates per row are drawn; the first whose label differs is taken (no
+    host synchronisation: the choice is an ``argmax`` over a mask).
+    """
+    if n == 1:
+        return torch.zeros(1, dtype=torch.long, device=device)
+    offsets = 1 + randint(n - 1, (n, tries), device, generator)
+    cand = (torch.arange(n, device=device)[:, None] + offsets) % n
+    if y is None:
+        return cand[:, 0]
+    differs = y[cand] != y[:, None]
+    first = differs.to(torch.int8).argmax(dim=1)  # 0 when none differs: a random row
+    return cand.gather(1, first[:, None]).squeeze(1)
+
+
+def jigsaw(
+    x: torch.Tensor, grid: int = 2, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Cut each image into ``grid`` x ``grid`` patches and shuffle them (never the identity).
+
+    When the side is not a multiple of ``grid``, the bottom and right remainders stay
+    where they are.
+
+    Args:
+        x: Images ``(N, C, H, W)``.
+        grid: Patches per side (>= 2).
+        generator: RNG on the images' device (``None``: torch's global RNG).
+
+    Returns:
+        A new ``(N, C, H, W)`` tensor; ``x`` unchanged.
+
+    Raises:
+        ValueError: If ``x`` is not ``(N, C, H, W)`` or ``grid`` is < 2 or larger than a side.
+
+    Example:
+        >>> import torch
+        >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
+        >>> y = jigsaw(x, grid=2, generator=torch.Generator().manual_seed(0))
+        >>> sorted(y.flatten().tolist()) == sorted(x.flatten().tolist()), torch.equal(x, y)
+        (True, False)
+    """
+    _check_batch(x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be (N, C, H, W) images, got shape {tuple(x.shape)}")
+    grid = check_positive_int(grid, "grid", minimum=2)
+    n, c, h, w = x.shape
+    ph, pw = h // grid, w // grid
+    if ph == 0 or pw == 0:
+        raise ValueError(f"grid={grid} is larger than the image sides {h}x{w}")
+    p = grid * grid
+    keys = torch.rand(n, p, device=x.device, generator=generator)
+    perm = keys.argsort(dim=1)
+    identity = (perm == torch.arange(p, device=x.device)).all(dim=1, keepdim=True)
+    perm = torch.where(identity, perm.roll(1, dims=1), perm)  # a cyclic shift is never identity
+    core = x[:, :, : grid * ph, : grid * pw]
+    patches = core.reshape(n, c, grid, ph, grid, pw).permute(0, 2, 4, 1, 3, 5)
+    patches = patches.reshape(n, p, c, ph, pw)
+    index = perm[:, :, None, None, None].expand(n, p, c, ph, pw)
+    shuffled = patches.gather(1, index).reshape(n, grid, grid, c, ph, pw)
+    shuffled = shuffled.permute(0, 3, 1, 4, 2, 5).reshape(n, c, grid * ph, grid * pw)
+    out = x.clone()
+    out[:, :, : grid * ph, : grid * pw] = shuffled
+    return out
+
+
+def stitch(
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    cut: tuple[float, float] = (0.35, 0.65),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Join part of each image with the rest of a partner image (of a different class).
+
+    Each row draws an axis (a vertical or a horizontal cut) and a cut position in
+    ``cut`` (fractions of the side); the part before the cut comes from the row, the
+    part after it from its partner.
+
+    Args:
+        x: Images ``(N, C, H, W)``.
+        y: Labels ``(N,)``; partners are then drawn from other labels where possible.
+        cut: Range of the cut position, fractions of the side, ``0 < lo <= hi < 1``.
+        generator: RNG on the images' device (``None``: torch's global RNG).
+
+    Returns:
+        A new ``(N, C, H, W)`` tensor; inputs unchanged.
+
+    Raises:
+        ValueError: If ``x`` is not ``(N, C, H, W)``, ``y`` does not match, or ``cut``
+            is not a range inside ``(0, 1)``.
+
+    Example:
+        >>> import torch
+        >>> x = torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4)])
+        >>> out = stitch(x, torch.tensor([0, 1]), generator=torch.Generator().manual_seed(0))
+        >>> out.shape, 0 < float(out[0].mean()) < 1
+        (torch.Size([2, 1, 4, 4]), True)
+    """
+    _check_batch(x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be (N, C, H, W) images, got shape {tuple(x.shape)}")
+    _check_labels(y, x.shape[0])
+    lo, hi = (check_fraction(v, "cut", low=0.0, high=1.0) for v in cut)
+    if not (0 < lo <= hi < 1):
+        raise ValueError(f"cut must be a range (lo, hi) with 0 < lo <= hi < 1, got {cut!r}")
+    n, _, h, w = x.shape
+    partner = _partners(y, n, x.device, generator)
+    axis = randint(2, (n, 1, 1, 1), x.device, generator)
+    pos = lo + (hi - lo) * torch.rand(n, 1, 1, 1, device=x.device, generator=generator)
+    rows = (torch.arange(h, device=x.device, dtype=pos.dtype) + 0.5)[None, None, :, None] / h
+    cols = (torch.arange(w, device=x.device, dtype=pos.dtype) + 0.5)[None, None, None, :] / w
+    keep = torch.where(axis == 0, cols < pos, rows < pos)
+    return torch.where(keep, x, x[partner])
+
+
+def overlay(
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    weight: tuple[float, float] = (0.4, 0.6),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Mix each image with a partner of a different class: ``w * x + (1 - w) * x[j]``.
+
+    Args:
+        x: Images ``(N, ...)``.
+        y: Labels ``(N,)``; partners are then drawn from other labels where possible.
+        weight: Range of ``w``, each row its own; keep it near 0.5.
+        generator: RNG on the images' device (``None``: torch's global RNG).
+
+    Returns:
+        A new tensor of ``x``'s shape; inputs unchanged.
+
+    Raises:
+        ValueError: If ``y`` does not match ``x`` or ``weight`` is not a range in ``[0, 1]``.
+
+    Example:
+        >>> import torch
+        >>> x = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)])
+        >>> out = overlay(x, torch.tensor([0, 1]), weight=(0.5, 0.5))
+        >>> out.flatten().tolist()
+        [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+    """
+    _check_batch(x, "x")
+    _check_labels(y, x.shape[0])
+    lo, hi = (check_fraction(v, "weight") for v in weight)
+    if lo > hi:
+        raise ValueError(f"weight must be a range (lo, hi) with lo <= hi, got {weight!r}")
+    n = x.shape[0]
+    partner = _partners(y, n, x.device, generator)
+    shape = (n,) + (1,) * (x.ndim - 1)
+    w = lo + (hi - lo) * torch.rand(shape, device=x.device, generator=generator, dtype=x.dtype)
+    return w * x + (1 - w) * x[partner]
+
+
+def rotate(
+    x: torch.Tensor,
+    angles: Sequence[int] = (90, 270),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Rotate each image by one of ``angles`` (multiples of 90 degrees), drawn per row.
+
+    Args:
+        x: Images ``(N, C, H, W)``; square unless ``angles`` is ``(180,)``.
+        angles: Counter-clockwise angles to draw from, each in ``{90, 180, 270}``.
+        generator: RNG on the images' device (``None``: torch's global RNG).
+
+    Returns:
+        A new ``(N, C, H, W)`` tensor; ``x`` unchanged.
+
+    Raises:
+        ValueError: If an angle is not 90, 180 or 270, or the images are not square
+            for a 90/270-degree turn.
+
+    Example:
+        >>> import torch
+        >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+        >>> rotate(x, angles=(180,)).flatten().tolist()
+        [4.0, 3.0, 2.0, 1.0]
+    """
+    _check_batch(x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be (N, C, H, W) images, got shape {tuple(x.shape)}")
+    quarter = []
+    for a in angles:
+        if isinstance(a, bool) or a not in (90, 180, 270):
+            raise ValueError(f"angles must be among 90, 180, 270; got {list(angles)!r}")
+        quarter.append(a // 90)
+    if not quarter:
+        raise ValueError("angles must name at least one angle")
+    if any(q % 2 for q in quarter) and x.shape[2] != x.shape[3]:
+        raise ValueError(f"a 90/270-degree turn needs square images, got {tuple(x.shape[2:])}")
+    turned = torch.stack([torch.rot90(x, q, dims=(2, 3)) for q in quarter])
+    pick = randint(len(quarter), (x.shape[0],), x.device, generator)
+    return turned[pick, torch.arange(x.shape[0], device=x.device)]
+
+
+def _check_labels(y: torch.Tensor | None, n: int) -> None:
+    if y is None:
+        return
+    if (
+        not isinstance(y, torch.Tensor)
+        or y.ndim != 1
+        or y.shape[0] != n
+        or y.dtype.is_floating_point
+    ):
+        raise ValueError(
+            f"y must be None or a 1-D integer tensor with one label per image ({n}), got "
+            f"{getattr(y, 'dtype', type(y).__name__)} {tuple(getattr(y, 'shape', ()))}"
+        )
+
+
+class _FromBatch:
+    """Base of the sources that transform ``n`` random rows of the labeled batch."""
+
+    needs_pool = False
+
+    def _apply(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        x_in: torch.Tensor,
+        y: torch.Tensor,
+        x_out: torch.Tensor | None,
+        n: int,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """``n`` synthesised rows from random rows of ``x_in``; see :class:`OutlierSource`."""
+        _check_batch(x_in, "x_in")
+        _check_labels(y, x_in.shape[0])
+        idx = randint(x_in.shape[0], (n,), x_in.device, generator)
+        return self._apply(x_in[idx], y[idx], generator)
+
+
+class Jigsaw(_FromBatch):
+    """Patch permutation of in-distribution images; see :func:`jigsaw`.
+
+    Args:
+        grid: Patches per side.
+
+    Example:
+        >>> import torch
+        >>> Jigsaw(2)(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]), None, 6).shape
+        torch.Size([6, 1, 8, 8])
+    """
+
+    def __init__(self, grid: int = 2) -> None:
+        self.grid = check_positive_int(grid, "grid", minimum=2)
+
+    def _apply(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        return jigsaw(x, self.grid, generator)
+
+    def __repr__(self) -> str:
+        return f"Jigsaw(grid={self.grid})"
+
+
+class Stitch(_FromBatch):
+    """Cut-paste of two in-distribution images of different classes; see :func:`stitch`.
+
+    Args:
+        cut: Range of the cut position (fractions of the side).
+
+    Example:
+        >>> import torch
+        >>> Stitch()(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]), None, 5).shape
+        torch.Size([5, 1, 8, 8])
+    """
+
+    def __init__(self, cut: tuple[float, float] = (0.35, 0.65)) -> None:
+        stitch(torch.zeros(1, 1, 2, 2), None, cut)  # validates cut
+        self.cut = cut
+
+    def _apply(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        return stitch(x, y, self.cut, generator)
+
+    def __repr__(self) -> str:
+        return f"Stitch(cut={self.cut!r})"
+
+
+class Overlay(_FromBatch):
+    """Two in-distribution images of different classes superimposed; see :func:`overlay`.
+
+    Args:
+        weight: Range of the mixing weight.
+
+    Example:
+        >>> import torch
+        >>> Overlay()(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]), None, 3).shape
+        torch.Size([3, 1, 8, 8])
+    """
+
+    def __init__(self, weight: tuple[float, float] = (0.4, 0.6)) -> None:
+        overlay(torch.zeros(1, 1, 1, 1), None, weight)  # validates weight
+        self.weight = weight
+
+    def _apply(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        return overlay(x, y, self.weight, generator)
+
+    def __repr__(self) -> str:
+        return f"Overlay(weight={self.weight!r})"
+
+
+class Rotate(_FromBatch):
+    """In-distribution images turned by 90 or 270 degrees; see :func:`rotate`.
+
+    Args:
+        angles: Angles to draw from (multiples of 90).
+
+    Example:
+        >>> import torch
+        >>> Rotate()(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]), None, 3).shape
+        torch.Size([3, 1, 8, 8])
+    """
+
+    def __init__(self, angles: Sequence[int] = (90, 270)) -> None:
+        rotate(torch.zeros(1, 1, 2, 2), angles)  # validates angles
+        self.angles = tuple(angles)
+
+    def _apply(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        return rotate(x, self.angles, generator)
+
+    def __repr__(self) -> str:
+        return f"Rotate(angles={self.angles!r})"
