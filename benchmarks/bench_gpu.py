@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from rejectnet import RejectHead, SelfSupervisedOODFinetuner
-from rejectnet.finetune import Callback
-from rejectnet.finetune.loop import AmpMode, TrainingLoop
+from rejectnet.finetune import Callback, FitView
+from rejectnet.finetune.options import AmpMode
 from rejectnet.models import WideResNet
 
 __all__ = ["main"]
@@ -48,7 +48,7 @@ class _Timer(Callback):
         self.device, self.start, self.stop = device, start, stop
         self.t0 = self.t1 = 0.0
 
-    def on_step_end(self, loop: TrainingLoop, step: int) -> None:
+    def on_step_end(self, view: FitView, step: int) -> None:
         if step == self.start:
             _sync(self.device)
             self.t0 = time.perf_counter()

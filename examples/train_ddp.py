@@ -94,10 +94,10 @@ def main() -> None:
         **common,  # type: ignore[arg-type]
     )
     history = ft.fit(in_loader, out_loader, resume=args.resume)
-    if ft.loop.is_main:
+    if ft.is_main:
         last = history[-1]
         print(
-            f"{ft.loop.world_size} process(es), {last.steps} steps per epoch: loss "
+            f"{ft.world_size} process(es), {last.steps} steps per epoch: loss "
             f"{last.loss:.4f}, in-accuracy {100 * last.in_accuracy:.2f}%, outliers on a "
             f"reject unit {100 * (last.out_on_reject or 0.0):.1f}%"
         )

@@ -13,8 +13,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from rejectnet import RejectHead, SelfSupervisedOODFinetuner, train_classifier
-from rejectnet.finetune import Callback
-from rejectnet.finetune.loop import TrainingLoop
+from rejectnet.finetune import Callback, FitView
 from tests.finetune.helpers import DropoutCNN, in_distribution, outliers
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -37,7 +36,7 @@ class _SyncDebugBetween(Callback):
     def __init__(self, last: int) -> None:
         self.last = last
 
-    def on_step_end(self, loop: TrainingLoop, step: int) -> None:
+    def on_step_end(self, view: FitView, step: int) -> None:
         if step == 1:
             torch.cuda.set_sync_debug_mode("warn")
         elif step == self.last:

@@ -300,7 +300,7 @@ def _is_rng(v: Any) -> bool:
     return (
         isinstance(v, dict)
         and isinstance(v.get("torch"), torch.Tensor)
-        and isinstance(v.get("pseudo"), torch.Tensor)
+        and isinstance(v.get("pseudo", torch.empty(0)), torch.Tensor)
         and isinstance(v.get("numpy"), dict)
         and isinstance(v.get("python"), (tuple, list))
     )
@@ -335,7 +335,7 @@ _OPTIONAL_FIELDS: dict[str, tuple[Any, str]] = {
 _RANK_FIELDS: dict[str, tuple[Any, str]] = {
     "epoch_rng": (_optional(lambda v: isinstance(v, torch.Tensor)), "a tensor or None"),
     "acc": (_optional(_is_tensor_dict), "a dict of tensors or None"),
-    "rng": (_is_rng, "a dict of RNG states (torch, numpy, python, pseudo)"),
+    "rng": (_is_rng, "a dict of RNG states (torch, numpy, python)"),
     "outliers": (_optional(lambda v: isinstance(v, dict)), "a dict or None"),
 }
 

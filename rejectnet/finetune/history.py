@@ -1,14 +1,11 @@
-"""Per-epoch training statistics and the callback hook."""
+"""Per-epoch training statistics: what ``fit`` returns."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from rejectnet.finetune.loop import TrainingLoop
-
-__all__ = ["Callback", "EpochStats", "History", "StopTraining"]
+__all__ = ["EpochStats", "History"]
 
 
 @dataclass
@@ -91,76 +88,3 @@ class History:
         rows = [asdict(e) for e in self.epochs]
         keys = list(rows[0]) if rows else [f for f in EpochStats.__dataclass_fields__]
         return {k: [r[k] for r in rows] for k in keys}
-
-
-class StopTraining(Exception):
-    """Raise from a callback to end ``fit`` early (after a checkpoint, if enabled).
-
-    ``fit`` catches it and returns the history of the epochs completed so far.
-
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from rejectnet import train_classifier
-        >>> from rejectnet.finetune import Callback, StopTraining
-        >>> class StopEarly(Callback):
-        ...     def on_step_end(self, loop, step):
-        ...         if step == 3:  # the first step of the second epoch
-        ...             raise StopTraining
-        >>> x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
-        >>> batches = [(x[:16], y[:16]), (x[16:], y[16:])]
-        >>> history = train_classifier(
-        ...     nn.Linear(4, 2), batches, epochs=5, progress=False, callbacks=[StopEarly()]
-        ... )
-        >>> len(history)  # only completed epochs are recorded
-        1
-    """
-
-
-class Callback:
-    """Subclass and override any hook; every hook does nothing by default.
-
-    Pass instances to a trainer's ``callbacks=``. A hook may raise
-    :class:`StopTraining` to end training early.
-
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from rejectnet import train_classifier
-        >>> from rejectnet.finetune import Callback
-        >>> class Record(Callback):
-        ...     def __init__(self):
-        ...         self.losses = []
-        ...     def on_epoch_end(self, loop, stats):
-        ...         self.losses.append(stats.loss)
-        >>> rec = Record()
-        >>> x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
-        >>> model = nn.Linear(4, 2)
-        >>> _ = train_classifier(model, [(x, y)], epochs=2, callbacks=[rec], progress=False)
-        >>> len(rec.losses)
-        2
-    """
-
-    def on_fit_start(self, loop: TrainingLoop) -> None:
-        """Called once, after resuming (if any) and before the first step.
-
-        Args:
-            loop: The running training loop (``loop.model``, ``loop.step``,
-                ``loop.epoch``, ``loop.history``).
-        """
-
-    def on_step_end(self, loop: TrainingLoop, step: int) -> None:
-        """Called after every optimizer step; ``step`` counts from 1 over the whole run.
-
-        Args:
-            loop: The running training loop.
-            step: Optimizer steps taken so far, over all epochs.
-        """
-
-    def on_epoch_end(self, loop: TrainingLoop, stats: EpochStats) -> None:
-        """Called after each epoch with its statistics.
-
-        Args:
-            loop: The running training loop.
-            stats: The statistics of the epoch that just ended.
-        """

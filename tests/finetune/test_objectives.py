@@ -1,15 +1,18 @@
-"""The pseudo-label rule and the three losses."""
+"""The pseudo-label rule, the losses the presets optimise, and the objective protocol."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rejectnet.finetune.objectives import (
-    OutlierExposureObjective,
-    SelfSupervisedObjective,
+from rejectnet.finetune.objectives import loss_terms, uses_outliers
+from rejectnet.losses import (
+    CrossEntropyLoss,
+    OutlierExposureLoss,
+    SelfSupervisedRejectLoss,
     pseudo_labels,
 )
 
@@ -61,12 +64,13 @@ def test_self_supervised_loss_value() -> None:
     li = torch.randn(8, c + k, requires_grad=True)
     lo = torch.randn(40, c + k, requires_grad=True)
     y = torch.randint(0, c, (8,))
-    out = SelfSupervisedObjective(c, lam, torch.Generator().manual_seed(9))(li, y, lo)
+    loss_fn = SelfSupervisedRejectLoss(c, lam, torch.Generator().manual_seed(9))
+    out = loss_terms(loss_fn, li, y, lo)
     target = pseudo_labels(lo.detach(), c, torch.Generator().manual_seed(9))
     expected = F.cross_entropy(li, y) + lam * F.cross_entropy(lo, target)
     assert torch.allclose(out.loss, expected)
-    assert int(out.in_correct) == int((li[:, :c].argmax(1) == y).sum())
-    assert int(out.out_on_reject) == int((lo.argmax(1) >= c).sum())
+    assert out.out_loss is not None
+    assert torch.allclose(out.out_loss, F.cross_entropy(lo, target))
     out.loss.backward()
     assert li.grad is not None and lo.grad is not None
     # the in-distribution term covers all C+k outputs: reject logits get pushed down
@@ -77,8 +81,22 @@ def test_outlier_exposure_loss_value() -> None:
     torch.manual_seed(0)
     li, lo = torch.randn(8, 5), torch.randn(40, 5)
     y = torch.randint(0, 5, (8,))
-    out = OutlierExposureObjective(5, 0.5)(li, y, lo)
+    loss = OutlierExposureLoss(0.5)(li, y, lo)
     uniform = torch.full((40, 5), 0.2)
     expected = F.cross_entropy(li, y) + 0.5 * F.cross_entropy(lo, uniform)
-    assert torch.allclose(out.loss, expected)
-    assert out.out_on_reject is None
+    assert torch.allclose(loss, expected)
+
+
+def test_objective_protocol_plain_callables() -> None:
+    """Any callable is an objective; without ``terms`` only the total is reported."""
+    li, lo = torch.randn(4, 3), torch.randn(8, 3)
+    y = torch.tensor([0, 1, 2, 0])
+
+    def plain(logits_in: torch.Tensor, t: torch.Tensor, logits_out: torch.Tensor | None):
+        return F.cross_entropy(logits_in, t)
+
+    out = loss_terms(plain, li, y, lo)
+    assert torch.allclose(out.loss, F.cross_entropy(li, y)) and out.out_loss is None
+    assert uses_outliers(plain) and not uses_outliers(CrossEntropyLoss())
+    with pytest.raises(TypeError, match="scalar"):
+        loss_terms(lambda a, b, c: a.sum(1), li, y, lo)

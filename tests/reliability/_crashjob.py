@@ -36,9 +36,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from rejectnet import RejectHead, SelfSupervisedOODFinetuner
-from rejectnet.finetune import Callback, History
+from rejectnet.finetune import Callback, FitView, History
 from rejectnet.finetune import checkpoint as checkpoint_module
-from rejectnet.finetune.loop import TrainingLoop
 from tests.finetune.helpers import DropoutCNN, in_distribution, outliers
 
 FAULT_ENV = "REJECTNET_FAULT"
@@ -108,12 +107,12 @@ class _Progress(Callback):
     def __init__(self, kind: str, n: int) -> None:
         self.kind, self.n = kind, n
 
-    def on_step_end(self, loop: TrainingLoop, step: int) -> None:
+    def on_step_end(self, view: FitView, step: int) -> None:
         print(f"step {step}", flush=True)
         if self.kind == "step" and step == self.n:
             _die(f"step:{step}")
 
-    def on_epoch_end(self, loop: TrainingLoop, stats: Any) -> None:
+    def on_epoch_end(self, view: FitView, stats: Any) -> None:
         if self.kind == "epoch_end" and stats.epoch == self.n:
             _die(f"epoch_end:{stats.epoch}")
 

@@ -160,7 +160,7 @@ def ev(w: Watch, model: nn.Module | None = None, **kwargs: Any) -> Callable[[], 
     return lambda: evaluate(net, [x_id], ood, **kwargs)
 
 
-LOOP = "rejectnet/finetune/loop.py (TrainingLoop.__init__/_build_optimizer) does not check"
+LOOP = "rejectnet/finetune/options.py (TrainOptions.__post_init__) does not check"
 EVAL = "rejectnet/evaluation.py (evaluate) does not check"
 
 # ---------------------------------------------------------------- the table
@@ -256,7 +256,7 @@ CASES: list[Case] = [
         lambda w: partial(SelfSupervisedOODFinetuner, small_net(w), lr=math.nan),
         ValueError,
         r"\blr\b",
-        r"finite number >= 0",
+        r"finite number > 0",
     ),
     Case(
         "ft-checkpoint-every-zero",
@@ -270,7 +270,7 @@ CASES: list[Case] = [
         lambda w: partial(SelfSupervisedOODFinetuner, small_net(w), seed="abc"),
         TypeError,
         r"\bseed\b",
-        r"int or None",
+        r"int .*or None",
     ),  # type: ignore[arg-type]
     Case(
         "ft-amp-unknown",
@@ -284,7 +284,7 @@ CASES: list[Case] = [
         lambda w: partial(SelfSupervisedOODFinetuner, small_net(w), grad_clip=-1.0),
         ValueError,
         r"\bgrad_clip\b",
-        r">= 0",
+        r"> 0",
     ),
     Case(
         "ft-k-disagrees",

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import torch
 
-from rejectnet.finetune import Callback, StopTraining
+from rejectnet.finetune import Callback, FitView, StopTraining
 from rejectnet.finetune import checkpoint as ckpt_mod
 from rejectnet.finetune.checkpoint import (
     CURRENT,
@@ -33,7 +33,6 @@ from rejectnet.finetune.checkpoint import (
     latest_checkpoint,
     read_checkpoint,
 )
-from rejectnet.finetune.loop import TrainingLoop
 from tests.conftest import ReliabilityCounts
 from tests.reliability._crashjob import TOTAL_STEPS, build_net, run, single_thread
 from tests.reliability._helpers import same_weights, snapshot
@@ -46,7 +45,7 @@ class Recorder(Callback):
         self.steps: list[int] = []
         self.stop_at = stop_at
 
-    def on_step_end(self, loop: TrainingLoop, step: int) -> None:
+    def on_step_end(self, view: FitView, step: int) -> None:
         self.steps.append(step)
         if step == self.stop_at:
             raise StopTraining

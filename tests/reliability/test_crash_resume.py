@@ -21,8 +21,7 @@ from typing import Any
 import pytest
 import torch
 
-from rejectnet.finetune import Callback, EpochStats, History
-from rejectnet.finetune.loop import TrainingLoop
+from rejectnet.finetune import Callback, EpochStats, FitView, History
 from tests.conftest import ReliabilityCounts
 from tests.reliability._crashjob import TOTAL_STEPS, run, single_thread
 from tests.reliability._helpers import same_weights, snapshot
@@ -51,7 +50,7 @@ class Recorder(Callback):
     def __init__(self) -> None:
         self.steps: list[int] = []
 
-    def on_step_end(self, loop: TrainingLoop, step: int) -> None:
+    def on_step_end(self, view: FitView, step: int) -> None:
         self.steps.append(step)
 
 

@@ -1,0 +1,279 @@
+"""The training options, written once: one frozen dataclass, checked once.
+
+Every fine-tuner (:class:`~rejectnet.finetune.Finetuner` and its presets
+:class:`~rejectnet.SelfSupervisedOODFinetuner`, :class:`~rejectnet.OutlierExposureFinetuner`
+and :func:`~rejectnet.train_classifier`) takes these as keyword arguments (or a ready
+:class:`TrainOptions` as ``options=``). A new option is one field here.
+
+Errors follow one rule everywhere in rejectnet: a value of the wrong *type* (``epochs="3"``,
+``lr="x"``) raises :class:`TypeError`; a value of the right type but outside its range
+(``epochs=0``, ``lr=-1``) raises :class:`ValueError`. Both name the option and say what
+would be valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from rejectnet.finetune.callbacks import Callback
+
+__all__ = [
+    "AmpMode",
+    "OptimizerFactory",
+    "SchedulerFactory",
+    "TrainOptions",
+]
+
+AmpMode = bool | Literal["bf16", "fp16"]
+"""``False``, ``True``/``"bf16"`` (bfloat16 autocast) or ``"fp16"`` (float16, CUDA only)."""
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+"""``params -> Optimizer``, e.g. ``lambda p: torch.optim.AdamW(p, lr=1e-3)``."""
+SchedulerFactory = Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler]
+"""``(optimizer, total_optimizer_steps) -> LRScheduler``, stepped after every optimizer step."""
+
+
+def _int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    what = "a positive int (>= 1)" if minimum == 1 else f"an int >= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"{name} must be {what}{' or None' if allow_none else ''}, got "
+            f"{type(value).__name__} {value!r}"
+        )
+    if value < minimum:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def _number(value: Any, name: str, *, positive: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+def _flag(value: Any, name: str) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything about *how* to train, shared by every fine-tuner and preset.
+
+    Attributes:
+        epochs: Passes over the in-distribution loader (the paper: 10 for MNIST).
+        lr: Initial learning rate of the default SGD optimizer.
+        momentum: SGD momentum.
+        weight_decay: SGD weight decay.
+        nesterov: Use Nesterov momentum.
+        optimizer: Optional factory ``params -> Optimizer`` replacing the default SGD.
+        scheduler: ``"cosine"`` (per-step cosine decay to 0, the paper's), ``None`` for a
+            constant rate, or a factory ``(optimizer, total_steps) -> LRScheduler``.
+        outlier_ratio: Outlier batch size over in-distribution batch size (paper: 5).
+        accumulate_grad_batches: Accumulate the gradients of this many in-distribution
+            batches (each with its own outlier batch) before an optimizer step; the loss
+            is divided by it, and a last partial group at the end of an epoch is stepped
+            too. ``step`` counts optimizer steps.
+        device: Where to train; defaults to the model's device.
+        amp: Mixed precision: ``True``/``"bf16"`` for bfloat16 autocast (CPU or CUDA),
+            ``"fp16"`` for float16 with a gradient scaler (CUDA only).
+        seed: Seeds torch, numpy and Python (``seed + rank`` under torch.distributed)
+            for reproducible runs; the random reject units of the pseudo-labels and any
+            outlier synthesis draw from torch's generators, so they follow it too.
+            ``None`` leaves the global RNGs alone.
+        grad_clip: Optional max gradient norm.
+        checkpoint_dir: Folder for crash-safe checkpoints (written atomically at every
+            epoch end and every ``checkpoint_every`` optimizer steps). Required for
+            ``resume``.
+        checkpoint_every: Also checkpoint every this many optimizer steps.
+        progress: Show progress: a tqdm bar with the running loss on a terminal, one line
+            per epoch otherwise (on rank 0 only under torch.distributed). The same
+            per-epoch line goes to the ``"rejectnet"`` logger at INFO level.
+        callbacks: :class:`~rejectnet.finetune.Callback` instances.
+        sync_batchnorm: Under torch.distributed on CUDA, synchronise batch-norm
+            statistics across the ranks while training.
+        channels_last: Convert the model (permanently) and every input batch to the
+            ``channels_last`` memory format.
+        outlier_signal: Optional outlier signal (see :mod:`rejectnet.outliers`): input-
+            space synthesis, blending and feature-space virtual outliers that extend or
+            replace the outlier pool. ``None`` (default) trains on the pool alone, as the
+            paper does.
+
+    Raises:
+        TypeError: An option of the wrong type.
+        ValueError: An option of the right type outside its range.
+
+    Example:
+        >>> opts = TrainOptions(epochs=3, lr=0.05)
+        >>> opts.epochs, opts.outlier_ratio, opts.replace(epochs=1).epochs
+        (3, 5.0, 1)
+        >>> TrainOptions(epochs="3")
+        Traceback (most recent call last):
+        ...
+        TypeError: epochs must be a positive int (>= 1), got str '3'
+    """
+
+    epochs: int = 10
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = True
+    optimizer: OptimizerFactory | None = None
+    scheduler: SchedulerFactory | Literal["cosine"] | None = "cosine"
+    outlier_ratio: float = 5.0
+    accumulate_grad_batches: int = 1
+    device: str | torch.device | None = None
+    amp: AmpMode = False
+    seed: int | None = 0
+    grad_clip: float | None = None
+    checkpoint_dir: str | os.PathLike[str] | None = None
+    checkpoint_every: int | None = None
+    progress: bool = True
+    callbacks: Sequence[Callback] = field(default_factory=tuple)
+    sync_batchnorm: bool = False
+    channels_last: bool = False
+    outlier_signal: Any = None
+
+    def __post_init__(self) -> None:
+        _int(self.epochs, "epochs")
+        _number(self.lr, "lr", positive=True)
+        _number(self.momentum, "momentum")
+        _number(self.weight_decay, "weight_decay")
+        _flag(self.nesterov, "nesterov")
+        if self.optimizer is not None and not callable(self.optimizer):
+            raise TypeError(
+                "optimizer must be None (SGD) or a factory callable params -> Optimizer, e.g. "
+                f"lambda p: torch.optim.AdamW(p, lr=1e-3); got {self.optimizer!r}"
+            )
+        if isinstance(self.scheduler, str):
+            if self.scheduler != "cosine":
+                raise ValueError(
+                    "scheduler must be 'cosine', None, or a factory (optimizer, total_steps) "
+                    f"-> LRScheduler; got {self.scheduler!r}"
+                )
+        elif self.scheduler is not None and not callable(self.scheduler):
+            raise TypeError(
+                f"scheduler must be 'cosine', None or a callable, got {self.scheduler!r}"
+            )
+        _number(self.outlier_ratio, "outlier_ratio", positive=True)
+        _int(self.accumulate_grad_batches, "accumulate_grad_batches")
+        if self.device is not None:
+            if not isinstance(self.device, (str, torch.device)):
+                raise TypeError(
+                    "device must be a str such as 'cpu' or 'cuda:0', a torch.device, or None; "
+                    f"got {type(self.device).__name__}"
+                )
+            try:
+                object.__setattr__(self, "device", torch.device(self.device))
+            except (RuntimeError, TypeError) as err:
+                raise ValueError(
+                    f"device must be a torch device such as 'cpu', 'cuda' or 'cuda:0'; got "
+                    f"{self.device!r} ({err})"
+                ) from None
+        if self.amp not in (False, True, "bf16", "fp16") or (not isinstance(self.amp, (bool, str))):
+            raise ValueError(f"amp must be False, True, 'bf16' or 'fp16', got {self.amp!r}")
+        _int(self.seed, "seed", minimum=0, allow_none=True)
+        if self.grad_clip is not None:
+            _number(self.grad_clip, "grad_clip", positive=True)
+        if self.checkpoint_dir is not None and not isinstance(
+            self.checkpoint_dir, (str, os.PathLike)
+        ):
+            raise TypeError(
+                "checkpoint_dir must be a str or path (a folder), or None; got "
+                f"{type(self.checkpoint_dir).__name__}"
+            )
+        _int(self.checkpoint_every, "checkpoint_every", allow_none=True)
+        _flag(self.progress, "progress")
+        if isinstance(self.callbacks, (str, bytes)) or not isinstance(
+            self.callbacks, (Sequence, tuple, list)
+        ):
+            raise TypeError(
+                f"callbacks must be a list of Callback instances, got {self.callbacks!r}"
+            )
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(
+                    "callbacks must be rejectnet.finetune.Callback instances (subclass it and "
+                    f"override on_step_end/on_epoch_end); got {type(cb).__name__}"
+                )
+        object.__setattr__(self, "callbacks", tuple(self.callbacks))
+        _flag(self.sync_batchnorm, "sync_batchnorm")
+        _flag(self.channels_last, "channels_last")
+        if self.outlier_signal is not None:
+            missing = [
+                m
+                for m in ("attach", "detach", "outlier_batch", "extra_outlier_logits")
+                if not callable(getattr(self.outlier_signal, m, None))
+            ]
+            if missing:
+                raise TypeError(
+                    "outlier_signal must be an outlier signal from rejectnet.outliers (an object "
+                    f"with attach/detach/outlier_batch/extra_outlier_logits); "
+                    f"{type(self.outlier_signal).__name__} lacks {missing}"
+                )
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """``checkpoint_dir`` as a :class:`~pathlib.Path` (``None`` when unset)."""
+        return Path(self.checkpoint_dir) if self.checkpoint_dir is not None else None
+
+    def replace(self, **changes: Any) -> TrainOptions:
+        """A copy with some options changed (checked again).
+
+        Args:
+            **changes: Option names and their new values.
+
+        Returns:
+            The new options.
+
+        Raises:
+            TypeError: For an unknown option name or a value of the wrong type.
+            ValueError: For a value out of range.
+        """
+        return TrainOptions.from_kwargs({**self.as_dict(), **changes})
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options as a plain ``{name: value}`` dict (a shallow copy)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """The valid option names, sorted."""
+        return sorted(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_kwargs(
+        cls, kwargs: Mapping[str, Any], *, base: TrainOptions | None = None
+    ) -> TrainOptions:
+        """Build options from keyword arguments, refusing unknown names.
+
+        Args:
+            kwargs: Option names and values.
+            base: Options to start from (defaults: the dataclass defaults).
+
+        Returns:
+            The checked options.
+
+        Raises:
+            TypeError: For an unknown option (the message lists the valid ones) or a
+                value of the wrong type.
+            ValueError: For a value out of range.
+        """
+        unknown = sorted(set(kwargs) - set(cls.names()))
+        if unknown:
+            raise TypeError(
+                f"unexpected keyword argument(s) {unknown}; valid options: {cls.names()}"
+            )
+        start = base.as_dict() if base is not None else {}
+        return cls(**{**start, **kwargs})

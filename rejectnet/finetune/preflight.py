@@ -1,0 +1,210 @@
+"""Checks of the data, the model and the objective before any weight changes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rejectnet._batches import split_batch
+from rejectnet._inference import eval_mode
+from rejectnet._outputs import extract_logits
+from rejectnet.finetune.objectives import Objective, uses_outliers
+from rejectnet.finetune.options import TrainOptions
+from rejectnet.head import RejectHead
+
+__all__ = ["Preflight", "check_labels", "preflight"]
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What the checks found out.
+
+    Attributes:
+        num_classes: C, the number of in-distribution classes.
+        reject_model: Whether the model has reject units (a :class:`RejectHead`).
+        uses_outliers: Whether steps draw outlier rows (pool and/or signal).
+    """
+
+    num_classes: int
+    reject_model: bool
+    uses_outliers: bool
+
+
+def check_labels(y: torch.Tensor, num_classes: int, where: str) -> None:
+    """Refuse labels outside ``[0, C)`` (CPU tensors only: no host sync on a device).
+
+    Raises:
+        ValueError: Naming ``where``, the labels' range and C.
+    """
+    if y.numel() == 0 or y.device.type != "cpu":
+        return
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(
+            f"{where} has labels in [{lo}, {hi}] but the model has C={num_classes} classes; "
+            f"labels must be in [0, {num_classes - 1}]"
+        )
+
+
+def _check_label_tensor(y: torch.Tensor | None, where: str) -> torch.Tensor:
+    if y is None:
+        raise ValueError(
+            f"{where} batches must carry labels: (x, y) or a dict with a label key such as "
+            "'y' or 'label'"
+        )
+    if y.dtype.is_floating_point or y.dtype == torch.bool or y.ndim != 1:
+        raise ValueError(
+            f"{where} labels must be a 1-D integer tensor of class indices, got dtype "
+            f"{y.dtype} and shape {tuple(y.shape)}"
+        )
+    return y
+
+
+def _check_reiterable(loader: Any, name: str, what: str) -> None:
+    if isinstance(loader, torch.Tensor):
+        raise TypeError(
+            f"{name} is a single tensor of shape {tuple(loader.shape)}: iterating it would "
+            f"yield its rows one by one. Pass batches: [x] for one batch, or "
+            f"DataLoader(TensorDataset(x), batch_size=...) ({what})"
+        )
+    if isinstance(loader, (str, bytes)) or not hasattr(loader, "__iter__"):
+        raise TypeError(
+            f"{name} must be an iterable of batches (a DataLoader or a list), got "
+            f"{type(loader).__name__}"
+        )
+    if isinstance(loader, Iterator):
+        raise TypeError(
+            f"{name} is a one-shot iterator ({type(loader).__name__}); it must be re-iterable "
+            "because it is read again every epoch (or restarted when exhausted): pass a "
+            "DataLoader over a map-style dataset or a list of batches"
+        )
+
+
+def _dataset_labels(loader: Any) -> torch.Tensor | None:
+    dataset = getattr(loader, "dataset", None)
+    tensors = getattr(dataset, "tensors", None)
+    labels = tensors[1] if isinstance(tensors, tuple) and len(tensors) > 1 else None
+    if labels is None:
+        labels = getattr(dataset, "targets", None)
+    if isinstance(labels, (torch.Tensor, list, np.ndarray)):
+        return torch.as_tensor(labels)
+    return None
+
+
+def preflight(
+    model: nn.Module,
+    objective: Objective,
+    options: TrainOptions,
+    device: torch.device,
+    in_loader: Iterable[Any],
+    outlier_loader: Iterable[Any] | None,
+) -> Preflight:
+    """Check everything that can be checked before the first weight changes.
+
+    Labels are checked over the whole in-distribution data where that needs no pass
+    over the images: a list or tuple of batches, or a loader whose dataset exposes its
+    labels (``TensorDataset``, torchvision's ``targets``). Other loaders are checked on
+    their first batch here and on every batch before its step.
+
+    Args:
+        model: The module to train.
+        objective: The objective.
+        options: The training options.
+        device: The training device.
+        in_loader: Labeled in-distribution batches.
+        outlier_loader: Unlabeled outliers, or ``None``.
+
+    Returns:
+        What the fine-tuner needs to know about the model.
+
+    Raises:
+        TypeError: Loaders of the wrong kind (a bare tensor, a one-shot iterator,
+            no length).
+        ValueError: Empty loaders, missing or out-of-range labels, in- and outlier
+            inputs of different shapes or dtypes, a model whose logits are not ``(N, C)``
+            or ``(N, C + k)``, an objective for another C, or options this device cannot
+            run.
+    """
+    _check_reiterable(in_loader, "in_loader", "labeled in-distribution batches")
+    try:
+        n_batches = len(in_loader)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            "in_loader must have a length (a DataLoader over a map-style dataset or a list "
+            "of batches), so that epochs and the cosine schedule are defined"
+        ) from None
+    first = next(iter(in_loader), None) if n_batches > 0 else None
+    if first is None:
+        raise ValueError("in_loader is empty; it needs at least one labeled batch")
+    x_in, y = split_batch(first, "in_loader batch")
+    y = _check_label_tensor(y, "in_loader")
+    if options.amp == "fp16" and device.type != "cuda":
+        raise ValueError("amp='fp16' needs a CUDA device; on CPU use amp=True (bfloat16)")
+    signal = options.outlier_signal
+    wants_outliers = uses_outliers(objective)
+    if wants_outliers and outlier_loader is None and signal is None:
+        raise ValueError(
+            "outlier_loader is required for this objective (or pass outlier_signal= from "
+            "rejectnet.outliers to synthesise outliers without a pool)"
+        )
+    if wants_outliers and outlier_loader is None and not getattr(signal, "synthesizes", True):
+        raise ValueError(
+            "outlier_loader=None needs an outlier_signal that synthesises outlier inputs; "
+            f"{type(signal).__name__} only adds to a pool"
+        )
+    if outlier_loader is not None and wants_outliers:
+        _check_reiterable(outlier_loader, "outlier_loader", "unlabeled outliers")
+        first_out = next(iter(outlier_loader), None)
+        if first_out is None:
+            raise ValueError("outlier_loader is empty; it needs unlabeled outliers")
+        x_out, _ = split_batch(first_out, "outlier_loader batch")
+        if tuple(x_out.shape[1:]) != tuple(x_in.shape[1:]):
+            raise ValueError(
+                f"in_loader inputs have shape {tuple(x_in.shape[1:])} per sample but "
+                f"outlier_loader inputs have {tuple(x_out.shape[1:])}; resize or crop the "
+                "outliers to the in-distribution input shape"
+            )
+        if x_out.dtype != x_in.dtype:
+            raise ValueError(
+                f"in_loader inputs are {x_in.dtype} but outlier_loader inputs are "
+                f"{x_out.dtype}; apply the same transform to both"
+            )
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if options.sync_batchnorm and distributed and device.type != "cuda":
+        raise ValueError(
+            "sync_batchnorm=True needs CUDA devices (torch's SyncBatchNorm does not run on "
+            f"{device.type}); train on GPUs or pass sync_batchnorm=False"
+        )
+    model.to(device)
+    with torch.no_grad(), eval_mode(model):
+        logits = extract_logits(model(x_in[:2].to(device)))
+    reject_model = isinstance(model, RejectHead)
+    expected = model.num_classes + model.k if isinstance(model, RejectHead) else 0
+    width = int(logits.shape[-1]) if logits.ndim == 2 else -1
+    if logits.ndim != 2 or (expected and width != expected):
+        raise ValueError(
+            f"the model returns logits of shape {tuple(logits.shape)}; expected (N, "
+            f"{expected or 'C'})"
+        )
+    num_classes = model.num_classes if isinstance(model, RejectHead) else width
+    wanted = getattr(objective, "num_classes", None)
+    if isinstance(wanted, int) and wanted != num_classes:
+        raise ValueError(
+            f"the objective was built for num_classes={wanted} but the model has "
+            f"C={num_classes} classes"
+        )
+    check_labels(y, num_classes, "in_loader")
+    labels = _dataset_labels(in_loader)
+    if labels is not None:
+        check_labels(labels, num_classes, "in_loader dataset")
+    elif isinstance(in_loader, Sequence):
+        for i, batch in enumerate(in_loader):
+            _, yi = split_batch(batch, f"in_loader batch {i}")
+            yi = _check_label_tensor(yi, "in_loader")
+            check_labels(yi, num_classes, f"in_loader batch {i}")
+    return Preflight(num_classes, reject_model, wants_outliers)

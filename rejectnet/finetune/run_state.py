@@ -1,0 +1,199 @@
+"""The run's state in a checkpoint: what is saved, and restoring it only after checking it.
+
+``restore`` validates the WHOLE checkpoint against the live model and optimizer first
+(:func:`validate_model_state`, and the full resume validation of
+:mod:`rejectnet.finetune.resume` where it is available), and only then loads anything,
+so a checkpoint that does not fit leaves the caller's weights bit-identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rejectnet.finetune.checkpoint import CHECKPOINT_FORMAT, CheckpointError
+from rejectnet.finetune.history import EpochStats, History
+from rejectnet.finetune.optim import OptimizerStep
+from rejectnet.finetune.rng import rng_state, set_rng_state
+from rejectnet.finetune.streams import EpochStream, OutlierStream
+
+__all__ = ["RankState", "RunState", "capture", "restore", "validate_model_state"]
+
+
+@dataclass
+class RunState:
+    """Where a run stands: counters, history, and the mid-epoch position to resume at.
+
+    Attributes:
+        name: The run's name.
+        epochs: Epochs of the run.
+        epoch: The current 0-based epoch.
+        step: Optimizer steps taken so far.
+        history: Completed epochs.
+        skip: In-distribution batches of the current epoch already done (resume).
+        epoch_rng: RNG state the current epoch's loader was started from (resume).
+        acc: The current epoch's accumulated sums (resume), or ``None``.
+    """
+
+    name: str
+    epochs: int
+    epoch: int = 0
+    step: int = 0
+    history: History | None = None
+    skip: int = 0
+    epoch_rng: torch.Tensor | None = None
+    acc: dict[str, torch.Tensor] | None = None
+
+
+def capture(
+    run: RunState,
+    *,
+    model: nn.Module,
+    opt: OptimizerStep,
+    in_stream: EpochStream,
+    out_stream: OutlierStream | None,
+    acc: dict[str, torch.Tensor] | None,
+    signal: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The shared and the per-rank parts of a checkpoint.
+
+    Args:
+        run: The run's counters.
+        model: The module being trained.
+        opt: The optimiser side (optimizer, schedule, scaler).
+        in_stream: The in-distribution stream.
+        out_stream: The outlier stream, or ``None``.
+        acc: The epoch's sums when saving mid-epoch, else ``None``.
+        signal: The outlier signal (its ``state_dict`` is saved per rank), or ``None``.
+
+    Returns:
+        ``(shared, own)``: rank 0 writes ``{**shared, **own}`` plus every rank's ``own``.
+    """
+    mid_epoch = acc is not None
+    own: dict[str, Any] = {
+        "epoch_rng": in_stream.start_rng if mid_epoch else None,
+        "acc": acc,
+        "rng": rng_state(),
+        "outliers": out_stream.state_dict() if out_stream is not None else None,
+        "signal": signal.state_dict() if signal is not None else None,
+    }
+    assert run.history is not None
+    shared: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "name": run.name,
+        "epochs": run.epochs,
+        "epoch": run.epoch,
+        "step": run.step,
+        "batch_in_epoch": in_stream.position if mid_epoch else 0,
+        "model": model.state_dict(),
+        **opt.state_dict(),
+        "history": [vars(e).copy() for e in run.history.epochs],
+    }
+    return shared, own
+
+
+def validate_model_state(model: nn.Module, saved: dict[str, Any], path: Path) -> None:
+    """Refuse a saved model state that does not fit ``model``, before anything is loaded.
+
+    Args:
+        model: The live module.
+        saved: The checkpoint's ``model`` state_dict.
+        path: The checkpoint file (for the message).
+
+    Raises:
+        CheckpointError: Naming the file and the first keys or shapes that differ
+            (e.g. another k or C: the reject layer's weight shape).
+    """
+    live = model.state_dict()
+    missing = sorted(set(live) - set(saved))
+    extra = sorted(set(saved) - set(live))
+    if missing or extra:
+        raise CheckpointError(
+            f"{path}: the checkpoint's model does not match this model: missing keys "
+            f"{missing[:5]}, unexpected keys {extra[:5]}; use another checkpoint_dir or "
+            "resume=False"
+        )
+    for key, value in live.items():
+        other = saved[key]
+        if not isinstance(other, torch.Tensor) or tuple(other.shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"{path}: field model.{key} has shape "
+                f"{tuple(getattr(other, 'shape', ()))} in the checkpoint but "
+                f"{tuple(value.shape)} in this model (another C or k, or another "
+                "architecture); use another checkpoint_dir or resume=False"
+            )
+
+
+def restore(
+    ckpt: dict[str, Any],
+    path: Path,
+    *,
+    rank: int,
+    run: RunState,
+    model: nn.Module,
+    opt: OptimizerStep,
+    out_stream: OutlierStream | None,
+    signal: Any,
+    device: torch.device,
+) -> None:
+    """Check the checkpoint against this run completely, then load it into the run.
+
+    Args:
+        ckpt: The checkpoint's contents.
+        path: Its file.
+        rank: This process's rank (picks its ``rank_states`` entry).
+        run: The run's counters, updated in place.
+        model: The live module.
+        opt: The optimiser side.
+        out_stream: The outlier stream, or ``None``.
+        signal: The outlier signal, or ``None``.
+        device: The training device.
+
+    Raises:
+        CheckpointError: If the checkpoint is from another run (name, epochs) or does not
+            fit the model; nothing has been loaded then.
+    """
+    if ckpt.get("name") != run.name or ckpt.get("epochs") != run.epochs:
+        raise CheckpointError(
+            f"{path}: the checkpoint is from a different run ({ckpt.get('name')}, "
+            f"{ckpt.get('epochs')} epochs) than this one ({run.name}, {run.epochs} epochs); "
+            "use another checkpoint_dir or resume=False"
+        )
+    validate_model_state(model, ckpt["model"], path)
+    saved_groups = ckpt["optimizer"].get("param_groups", [])
+    live_groups = opt.optimizer.param_groups
+    if [len(g["params"]) for g in saved_groups] != [len(g["params"]) for g in live_groups]:
+        raise CheckpointError(
+            f"{path}: field optimizer.param_groups holds "
+            f"{[len(g['params']) for g in saved_groups]} parameters per group in the checkpoint "
+            f"but {[len(g['params']) for g in live_groups]} in this run's optimizer; use the "
+            "same optimizer, or another checkpoint_dir"
+        )
+    own = ckpt["rank_states"][rank] if "rank_states" in ckpt else ckpt
+    if (own.get("signal") is None) != (signal is None):
+        raise CheckpointError(
+            f"{path}: the checkpoint was written "
+            f"{'with' if own.get('signal') is not None else 'without'} an outlier_signal but "
+            f"this run has {'one' if signal is not None else 'none'}; use the same options"
+        )
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt)
+    run.epoch, run.step = int(ckpt["epoch"]), int(ckpt["step"])
+    run.history = History([EpochStats(**e) for e in ckpt["history"]])
+    if out_stream is not None and own.get("outliers") is not None:
+        out_stream.load_state_dict(own["outliers"])
+    if signal is not None:
+        signal.load_state_dict(own["signal"])
+    set_rng_state(own["rng"])
+    acc = own.get("acc")
+    run.acc = {k: v.to(device) for k, v in acc.items()} if acc is not None else None
+    run.skip = int(ckpt["batch_in_epoch"])
+    run.epoch_rng = own.get("epoch_rng")
+
+
+RankState = dict[str, Any]
+"""The per-rank part of a checkpoint (RNG, stream positions, mid-epoch sums, signal)."""
