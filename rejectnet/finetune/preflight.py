@@ -152,11 +152,9 @@ def preflight(
             "outlier_loader is required for this objective (or pass outlier_signal= from "
             "rejectnet.outliers to synthesise outliers without a pool)"
         )
-    if wants_outliers and outlier_loader is None and not getattr(signal, "synthesizes", True):
-        raise ValueError(
-            "outlier_loader=None needs an outlier_signal that synthesises outlier inputs; "
-            f"{type(signal).__name__} only adds to a pool"
-        )
+    validate = getattr(signal, "validate", None)
+    if wants_outliers and callable(validate):
+        validate(has_pool=outlier_loader is not None)
     if outlier_loader is not None and wants_outliers:
         _check_reiterable(outlier_loader, "outlier_loader", "unlabeled outliers")
         first_out = next(iter(outlier_loader), None)
