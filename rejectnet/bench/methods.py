@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from rejectnet import peers
 from rejectnet.evaluation import DatasetLogits, Report, compute_logits, evaluate
 from rejectnet.finetune import OutlierExposureFinetuner, SelfSupervisedOODFinetuner
 from rejectnet.head import RejectHead
@@ -64,7 +65,9 @@ class MethodContext:
         pool_sample: A sample of training outliers (fitted weighted score), or ``None``.
         id_test: In-distribution test loader.
         ood_test: OOD test set name -> loader.
-        tune_ood: Small OOD subsamples for the OOD-tuned peers (name -> tensor).
+        tune_id: Held-out in-distribution inputs for the OOD-tuned peers.
+        tune_ood: Small OOD subsamples for the OOD-tuned peers (name -> tensor), held
+            out of the evaluated OOD sets.
         notes: Method name -> why it was skipped or changed; methods append here.
         models: Method name -> fine-tuned RejectHead (kept for saving).
     """
@@ -87,6 +90,7 @@ class MethodContext:
     pool_sample: torch.Tensor | None
     id_test: DataLoader[Any]
     ood_test: Mapping[str, DataLoader[Any]]
+    tune_id: torch.Tensor
     tune_ood: Mapping[str, torch.Tensor]
     notes: dict[str, str] = field(default_factory=dict)
     models: dict[str, RejectHead] = field(default_factory=dict)
@@ -151,12 +155,15 @@ class Method:
         summary: One line for ``--help`` and the docs.
         uses_outliers: Whether it trains on the outlier pool.
         run: ``context -> reports`` (one or more rows).
+        cost: Rough cost for the progress ETA: images through the network per
+            fine-tuning image, per test image and per OOD tuning image.
     """
 
     name: str
     summary: str
     uses_outliers: bool
     run: Callable[[MethodContext], list[Report]]
+    cost: tuple[float, float, float] = (0.0, 0.05, 0.0)
 
 
 def method_seed(seed: int, name: str) -> int:
@@ -184,6 +191,31 @@ def method_seed(seed: int, name: str) -> int:
 def _baseline(score: str) -> Callable[[MethodContext], list[Report]]:
     def run(ctx: MethodContext) -> list[Report]:
         return [ctx.evaluate(ctx.model, score, score)]
+
+    return run
+
+
+def _peer(name: str) -> Callable[[MethodContext], list[Report]]:
+    def run(ctx: MethodContext) -> list[Report]:
+        if not peers.is_available():
+            if name in ("energy", "max_logit"):  # the same formulas, built in
+                ctx.notes[name] = "rejectnet.scores (pytorch-ood is not installed)"
+                return [ctx.evaluate(ctx.model, name, name)]
+            ctx.notes[name] = (
+                'skipped: pytorch-ood is not installed (pip install "rejectnet[peers]")'
+            )
+            return []
+        tuned = name.endswith("-tuned")
+        peer = peers.build(
+            name,
+            ctx.model,
+            fit_loader=ctx.train_loader,
+            tune_id=ctx.tune_id if tuned else None,
+            tune_ood=ctx.tune_ood if tuned else None,
+        )
+        return peers.evaluate_peers(
+            {name: peer}, ctx.id_test, ctx.ood_test, n_runs=ctx.n_runs, seed=ctx.seed
+        )
 
     return run
 
@@ -255,37 +287,32 @@ def _rejectnet(ctx: MethodContext) -> list[Report]:
     return reports
 
 
-def _registry() -> dict[str, Method]:
-    entries = [
-        Method(
-            "msp",
-            "max-softmax of the stage-one model (Hendrycks & Gimpel)",
-            False,
-            _baseline("msp"),
-        ),
-        Method(
-            "energy",
-            "negative energy -logsumexp of the stage-one logits (Liu et al.)",
-            False,
-            _baseline("energy"),
-        ),
-        Method(
-            "max_logit",
-            "max logit of the stage-one model (Hendrycks et al.)",
-            False,
-            _baseline("max_logit"),
-        ),
-        Method("oe", "Outlier Exposure fine-tuning, lam 0.5 (Hendrycks et al.)", True, _oe),
-        Method(
-            "rejectnet-paper",
-            "Algorithm 1 exactly: k reject classes, lam 5, outliers 5x",
-            True,
-            _rejectnet_paper,
-        ),
-        Method("rejectnet", "the recommended rejectnet recipe", True, _rejectnet),
-    ]
-    return {m.name: m for m in entries}
+_ENTRIES = (
+    ("msp", "max-softmax of the stage-one model (Hendrycks & Gimpel 2017)", False,
+     _baseline("msp"), (0.0, 0.05, 0.0)),
+    ("energy", "energy score -logsumexp of the stage-one logits (Liu et al. 2020)", False,
+     _peer("energy"), (0.0, 0.05, 0.0)),
+    ("max_logit", "max logit of the stage-one model (Hendrycks et al. 2022)", False,
+     _peer("max_logit"), (0.0, 0.05, 0.0)),
+    ("odin", "ODIN, T 1000, eps 0.0014, ID-only defaults (Liang et al. 2018)", False,
+     _peer("odin"), (0.0, 1.0, 0.0)),
+    ("mahalanobis", "Mahalanobis on penultimate features fitted on ID training data "
+     "(Lee et al. 2018)", False, _peer("mahalanobis"), (0.0, 0.1, 0.0)),
+    ("knn", "deep k-NN, k 50, on normalised ID training features (Sun et al. 2022)", False,
+     _peer("knn"), (0.0, 0.2, 0.0)),
+    ("vim", "virtual-logit matching on ID training features (Wang et al. 2022)", False,
+     _peer("vim"), (0.0, 0.1, 0.0)),
+    ("odin-tuned", "ODIN with T and eps chosen on OOD test subsamples (the paper's Figure 1 "
+     "protocol)", False, _peer("odin-tuned"), (0.0, 1.0, 12.0)),
+    ("mahalanobis-tuned", "Mahalanobis with eps chosen on OOD test subsamples (the paper's "
+     "Figure 1 protocol)", False, _peer("mahalanobis-tuned"), (0.0, 1.0, 7.0)),
+    ("oe", "Outlier Exposure fine-tuning, lam 0.5 (Hendrycks et al. 2019)", True, _oe,
+     (1.0, 0.05, 0.0)),
+    ("rejectnet-paper", "Algorithm 1 exactly: k reject classes, lam 5, outliers 5x, random "
+     "pseudo-labels", True, _rejectnet_paper, (1.0, 0.05, 0.0)),
+    ("rejectnet", "the recommended rejectnet recipe", True, _rejectnet, (1.0, 0.05, 0.0)),
+)  # fmt: skip
 
 
-METHODS: dict[str, Method] = _registry()
+METHODS: dict[str, Method] = {e[0]: Method(*e) for e in _ENTRIES}
 """Method name -> :class:`Method`, in the order rows appear in the results."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -97,7 +98,7 @@ def _mean_reports(reports: Sequence[Report]) -> dict[str, Any]:
     return entry
 
 
-def _costs(cfg: BenchConfig, n_train: int, n_eval: int) -> dict[str, float]:
+def _costs(cfg: BenchConfig, n_train: int, n_eval: int, n_tune: int) -> dict[str, float]:
     """Estimated cost of every stage, in images through a forward + backward pass."""
     s = cfg.schedule
     ft_images = min(s.finetune_subset or n_train, n_train) * s.finetune_epochs * 6
@@ -105,13 +106,10 @@ def _costs(cfg: BenchConfig, n_train: int, n_eval: int) -> dict[str, float]:
     for seed in range(cfg.seeds):
         costs[f"seed {seed}: stage one"] = s.stage_one_epochs * n_train + n_eval / 3
         for name in cfg.methods:
-            m = METHODS[name]
-            if m.uses_outliers:
-                copies = len(dict.fromkeys((cfg.k, *cfg.ks))) if name == "rejectnet" else 1
-                cost = copies * (ft_images + n_eval / 3)
-            else:
-                cost = n_eval / 30
-            costs[f"seed {seed}: {name}"] = cost
+            per_ft, per_eval, per_tune = METHODS[name].cost
+            copies = len(dict.fromkeys((cfg.k, *cfg.ks))) if name == "rejectnet" else 1
+            cost = copies * (per_ft * ft_images + per_eval * n_eval) + per_tune * n_tune
+            costs[f"seed {seed}: {name}"] = max(cost, 1.0)
     return costs
 
 
@@ -173,8 +171,19 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, progress: bool = True) -> di
             f"[train] val_size = {s.val_size} must be below half the {n_all} training images"
         )
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    # The OOD-tuned peers choose their settings on a small subsample of each OOD set (the
+    # paper's Figure 1 protocol); those samples are held out of the evaluated sets for
+    # every method, so that no method is evaluated on samples that chose settings.
+    tune_ood: dict[str, torch.Tensor] = {}
+    for n, v in list(ood_x.items()):
+        order = torch.from_numpy(np.random.default_rng(zlib.crc32(n.encode())).permutation(len(v)))
+        m = min(TUNE_SAMPLES, len(v) // 10)
+        if m == 0:
+            raise BenchError(f"[data.ood] {n}: {len(v)} images are too few (at least 10)")
+        tune_ood[n], ood_x[n] = v[order[:m]], v[order[m:]]
     n_eval = len(data.y_test) + sum(len(v) for v in ood_x.values())
-    stages = StageProgress(_costs(cfg, n_all - s.val_size, n_eval), enabled=progress)
+    n_tune = sum(len(v) for v in tune_ood.values()) + TUNE_SAMPLES
+    stages = StageProgress(_costs(cfg, n_all - s.val_size, n_eval, n_tune), enabled=progress)
     bars = stages.interactive
 
     per_method: dict[str, list[Report]] = {}
@@ -197,11 +206,6 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, progress: bool = True) -> di
                 pool_idx = torch.from_numpy(
                     rng.permutation(len(pool))[: s.outlier_pool or len(pool)]
                 )
-            tune_rng = np.random.default_rng(seed + 7)
-            tune_ood = {
-                n: v[torch.from_numpy(tune_rng.permutation(len(v))[: min(TUNE_SAMPLES, len(v))])]
-                for n, v in ood_x.items()
-            }
 
             def in_loader(ds: Any = ft_train, seed: int = seed) -> DataLoader[Any]:
                 g = torch.Generator().manual_seed(seed)
@@ -260,6 +264,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, progress: bool = True) -> di
                 pool_sample=None if pool is None or pool_idx is None else pool[pool_idx[:5000]],
                 id_test=_loader(data.x_test, data.y_test),
                 ood_test={n: _loader(v) for n, v in ood_x.items()},
+                tune_id=data.x_train[val_idx[:TUNE_SAMPLES]],
                 tune_ood=tune_ood,
             )
             reports: list[Report] = []
@@ -320,9 +325,18 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, progress: bool = True) -> di
 
         main_rows = [r for r in last if r.name in PLOTTED]
         plot_reports(main_rows or last, out_dir)
+    from rejectnet.report_html import reports_to_html
+
+    page = reports_to_html(
+        last,
+        title=f"rejectnet bench: {cfg.data.id.name} ({cfg.preset} preset)",
+        intro=" ".join(_header(cfg, data, last).split("\n", 2)[-1].split()),
+        plots=cfg.plots,
+    )
+    (out_dir / "report.html").write_text(page, encoding="utf-8")
     if progress:
         print(summary_table(results))
-        print(f"wrote {out_dir}/results.md, results.json ({meta['seconds']:.0f} s)")
+        print(f"wrote {out_dir}/results.md, results.json, report.html ({meta['seconds']:.0f} s)")
     return {**results, "_meta": meta}
 
 

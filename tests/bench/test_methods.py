@@ -61,3 +61,22 @@ def test_ablation_rows_for_k_and_scores(tiny: dict[str, Path], tmp_path: Path) -
         "rejectnet-k1", "rejectnet-k1-max", "rejectnet-k1-weighted",
     }  # fmt: skip
     assert results["rejectnet-weighted"]["score"] == "weighted_reject"
+
+
+def test_peers_without_pytorch_ood_are_skipped_with_a_note(
+    tiny: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rejectnet import peers
+
+    monkeypatch.setattr(peers, "is_available", lambda: False)
+    raw = {
+        "data": {"id": "id.npz", "ood": {"far": "far.npz"}},
+        "train": {"preset": "smoke"},
+        "eval": {"methods": ["msp", "energy", "odin", "knn"]},
+        "output": {"plots": False},
+    }
+    results = run_bench(config_from_dict(raw, tiny["id"].parent), tmp_path / "o", progress=False)
+    assert set(results) - {"_meta"} == {"msp", "energy"}
+    notes = results["_meta"]["notes"]
+    assert "pytorch-ood is not installed" in notes["odin"] and "rejectnet[peers]" in notes["knn"]
+    assert results["energy"]["score"] == "energy"  # the built-in score
