@@ -214,8 +214,12 @@ class RejectNetModule(pl.LightningModule):
     def on_fit_end(self) -> None:
         """Calibrate when a calibration loader was given; give every submodule its mode back."""
         if self.calibration_loader is not None:
-            kwargs = {} if self.score is None else {"score": self.score}
-            self.net.calibrate(self.calibration_loader, coverage=self.coverage, **kwargs)
+            if self.score is None:
+                self.net.calibrate(self.calibration_loader, coverage=self.coverage)
+            else:
+                self.net.calibrate(
+                    self.calibration_loader, coverage=self.coverage, score=self.score
+                )
         if self._modes is not None:
             for name, m in self.net.named_modules():
                 m.training = self._modes.get(name, m.training)

@@ -152,7 +152,7 @@ class OutlierPairs:
                         "least one non-empty batch"
                     ) from None
                 continue
-            x, _ = split_batch(batch, "outlier_loader batch")
+            x, _ = split_batch(batch, "outlier_loader batch", labels=False)
             self._rows_this_pass += int(x.shape[0])
             if x.shape[0] > 0:
                 return x

@@ -66,6 +66,12 @@ def test_dict_batches_and_dataloaders_with_labels() -> None:
     assert torch.equal(x_in, x[:8]) and y.shape == (8,) and x_out.shape == (8, 3)
 
 
+def test_outlier_labels_of_any_type_are_ignored() -> None:
+    outliers = [(torch.randn(10, 2), ["not", "a", "label"] * 3 + ["!"])]
+    ((_, _, x_out),) = list(OutlierPairs(_in(1, size=2), outliers, ratio=5))
+    assert torch.equal(x_out, outliers[0][0])
+
+
 def test_set_epoch_on_distributed_samplers() -> None:
     data = TensorDataset(torch.arange(8.0).unsqueeze(1), torch.zeros(8, dtype=torch.long))
     outs = TensorDataset(torch.arange(6.0).unsqueeze(1))
