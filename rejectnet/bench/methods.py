@@ -21,6 +21,7 @@ from rejectnet import peers
 from rejectnet.evaluation import DatasetLogits, Report, compute_logits, evaluate
 from rejectnet.finetune import OutlierExposureFinetuner, SelfSupervisedOODFinetuner
 from rejectnet.head import RejectHead
+from rejectnet.outliers import recommended
 from rejectnet.scores import fit_reject_weights
 
 __all__ = [
@@ -220,14 +221,35 @@ def _peer(name: str) -> Callable[[MethodContext], list[Report]]:
     return run
 
 
-def _oe(ctx: MethodContext) -> list[Report]:
-    out = ctx.outlier_loader()
-    if out is None:
-        ctx.notes["oe"] = "skipped: Outlier Exposure needs an outlier pool ([data] outliers)"
-        return []
-    model = copy.deepcopy(ctx.model)
-    OutlierExposureFinetuner(model, **ctx.finetune_options()).fit(ctx.in_loader(), out)
-    return [ctx.evaluate(model, "oe", "msp")]
+def _outliers(ctx: MethodContext, name: str, synthesis: bool) -> dict[str, Any]:
+    """The outlier arguments of a fine-tuner: the pool, the pool plus the recommended
+    synthesis, or (without a pool) the synthesis alone."""
+    loader = ctx.outlier_loader()
+    if loader is None:
+        ctx.notes[name] = "no outlier pool: outliers synthesised from in-distribution images"
+        return {"outlier_loader": None, "outlier_signal": recommended(pool=False).signal}
+    if synthesis:
+        return {"outlier_loader": loader, "outlier_signal": recommended(pool=True).signal}
+    return {"outlier_loader": loader, "outlier_signal": None}
+
+
+def _fit(trainer: Any, ctx: MethodContext, outliers: dict[str, Any]) -> None:
+    trainer.fit(ctx.in_loader(), outliers["outlier_loader"], ctx.val_loader)
+
+
+def _oe_method(synthesis: bool) -> Callable[[MethodContext], list[Report]]:
+    name = "oe+synthesis" if synthesis else "oe"
+
+    def run(ctx: MethodContext) -> list[Report]:
+        model = copy.deepcopy(ctx.model)
+        outliers = _outliers(ctx, name, synthesis)
+        opts = ctx.finetune_options()
+        if outliers["outlier_signal"] is not None:
+            opts["outlier_signal"] = outliers["outlier_signal"]
+        _fit(OutlierExposureFinetuner(model, **opts), ctx, outliers)
+        return [ctx.evaluate(model, name, "msp")]
+
+    return run
 
 
 def _reject_rows(ctx: MethodContext, net: RejectHead, name: str, k: int) -> list[Report]:
@@ -250,39 +272,39 @@ def _reject_rows(ctx: MethodContext, net: RejectHead, name: str, k: int) -> list
     return reports
 
 
-def _paper_finetune(ctx: MethodContext, k: int) -> RejectHead | None:
-    """Algorithm 1 exactly: the paper's arguments (lam 5, outlier batches 5x, random labels)."""
-    out = ctx.outlier_loader()
-    if out is None:
-        return None
+def _rejectnet_finetune(ctx: MethodContext, k: int, name: str, recipe: bool) -> RejectHead:
+    """Stage two from the stage-one weights: Algorithm 1 exactly (the paper's arguments:
+    lam 5, outlier batches 5x, random pseudo-labels, the pool as it is), or with
+    ``recipe`` the recommended outlier signal of :func:`rejectnet.outliers.recommended`."""
+    outliers = _outliers(ctx, name, synthesis=recipe)
     net = RejectHead.wrap(ctx.model, k=k)
-    SelfSupervisedOODFinetuner(net, lam=5.0, outlier_ratio=5.0, **ctx.finetune_options()).fit(
-        ctx.in_loader(), out, ctx.val_loader
+    opts = ctx.finetune_options()
+    labels: Any = "random"
+    if outliers["outlier_signal"] is not None:
+        opts["outlier_signal"] = outliers["outlier_signal"]
+        if recipe:
+            labels = recommended(pool=outliers["outlier_loader"] is not None).pseudo_labels
+    trainer = SelfSupervisedOODFinetuner(
+        net, lam=5.0, outlier_ratio=5.0, pseudo_labels=labels, **opts
     )
+    _fit(trainer, ctx, outliers)
     net.eval()
     return net
 
 
 def _rejectnet_paper(ctx: MethodContext) -> list[Report]:
-    net = _paper_finetune(ctx, ctx.k)
-    if net is None:
-        ctx.notes["rejectnet-paper"] = "skipped: Algorithm 1 needs an outlier pool"
-        return []
+    net = _rejectnet_finetune(ctx, ctx.k, "rejectnet-paper", recipe=False)
     ctx.models["rejectnet-paper"] = net
     net.calibrate(ctx.val_loader, coverage=0.95, score="sum_reject")
     return [ctx.evaluate(net, "rejectnet-paper")]
 
 
 def _rejectnet(ctx: MethodContext) -> list[Report]:
-    # TODO(issue 10): the recommended recipe (helper E's outlier synthesis); until it
-    # lands, rejectnet is Algorithm 1 with the paper's arguments.
     reports: list[Report] = []
     for k in dict.fromkeys((ctx.k, *ctx.ks)):
-        net = _paper_finetune(ctx, k)
-        if net is None:
-            ctx.notes["rejectnet"] = "skipped: needs an outlier pool (synthesis not available)"
-            return []
-        ctx.models["rejectnet" if k == ctx.k else f"rejectnet-k{k}"] = net
+        row = "rejectnet" if k == ctx.k else f"rejectnet-k{k}"
+        net = _rejectnet_finetune(ctx, k, "rejectnet", recipe=True)
+        ctx.models[row] = net
         reports.extend(_reject_rows(ctx, net, "rejectnet", k))
     return reports
 
@@ -306,11 +328,15 @@ _ENTRIES = (
      "protocol)", False, _peer("odin-tuned"), (0.0, 1.0, 12.0)),
     ("mahalanobis-tuned", "Mahalanobis with eps chosen on OOD test subsamples (the paper's "
      "Figure 1 protocol)", False, _peer("mahalanobis-tuned"), (0.0, 1.0, 7.0)),
-    ("oe", "Outlier Exposure fine-tuning, lam 0.5 (Hendrycks et al. 2019)", True, _oe,
-     (1.0, 0.05, 0.0)),
+    ("oe", "Outlier Exposure fine-tuning on the pool, lam 0.5 (Hendrycks et al. 2019)", True,
+     _oe_method(False), (1.0, 0.05, 0.0)),
+    ("oe+synthesis", "Outlier Exposure with the same outlier synthesis as rejectnet", True,
+     _oe_method(True), (1.0, 0.05, 0.0)),
     ("rejectnet-paper", "Algorithm 1 exactly: k reject classes, lam 5, outliers 5x, random "
      "pseudo-labels", True, _rejectnet_paper, (1.0, 0.05, 0.0)),
-    ("rejectnet", "the recommended rejectnet recipe", True, _rejectnet, (1.0, 0.05, 0.0)),
+    ("rejectnet", "the recommended recipe: k reject classes, lam 5, the pool plus outliers "
+     "synthesised from ID images (rejectnet.outliers.recommended)", True, _rejectnet,
+     (1.0, 0.05, 0.0)),
 )  # fmt: skip
 
 
