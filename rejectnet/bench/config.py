@@ -67,9 +67,10 @@ FIELDS: dict[str, dict[str, str]] = {
     },
     "eval": {
         "methods": f"methods to run (default all): {', '.join(METHODS)}",
-        "ks": "extra reject-class counts for rejectnet ablation rows rejectnet-k<k>",
-        "scores": "reject scores of rejectnet; sum gives the main row, others add "
-        f"rejectnet-<score> rows: {', '.join(SCORE_ALIASES)}",
+        "ks": "extra reject-class counts: ablation rows rejectnet-k<k> (and rejectnet-paper-k<k>)",
+        "scores": "reject scores of rejectnet and rejectnet-paper; sum gives the main row, "
+        f"others add <method>-<score> rows: {', '.join(SCORE_ALIASES)} (weighted is fitted "
+        "on held-out ID images and training outliers)",
     },
     "output": {
         "plots": "write PNG plots and the HTML report's figures (default true)",

@@ -51,7 +51,8 @@ class MethodContext:
         num_classes: C.
         seed: The run's seed.
         k: Reject classes of rejectnet.
-        ks: Extra reject-class counts (ablation rows ``rejectnet-k<k>``).
+        ks: Extra reject-class counts (ablation rows ``rejectnet-k<k>`` and
+            ``rejectnet-paper-k<k>``).
         scores: Reject scores (short names; ``sum`` is the main row).
         finetune_epochs: Fine-tuning epochs.
         lr: Fine-tuning learning rate.
@@ -253,7 +254,7 @@ def _oe_method(synthesis: bool) -> Callable[[MethodContext], list[Report]]:
 
 
 def _reject_rows(ctx: MethodContext, net: RejectHead, name: str, k: int) -> list[Report]:
-    """One row per reject score: ``name`` for sum, ``name-<score>`` for the others."""
+    """One row per reject score: ``name`` (or ``name-k<k>``) for sum, plus ``-<score>``."""
     reports = []
     for short in ctx.scores:
         row = name if k == ctx.k else f"{name}-k{k}"
@@ -266,9 +267,15 @@ def _reject_rows(ctx: MethodContext, net: RejectHead, name: str, k: int) -> list
             # weights from held-out in-distribution images and TRAINING outliers only
             val = compute_logits(net, ctx.val_loader, device=ctx.device).logits
             out = compute_logits(net, [ctx.pool_sample], device=ctx.device).logits
+            ones = net.score_weights.clone()
             net.score_weights.copy_(fit_reject_weights(val, out, net.num_classes))
+            net.calibrate(ctx.val_loader, coverage=0.95, score="weighted_reject")
+            reports.append(ctx.evaluate(net, row))
+            net.score_weights.copy_(ones)  # the other rows (and saved models) keep ones
+            continue
         net.calibrate(ctx.val_loader, coverage=0.95, score=SCORE_ALIASES[short])
         reports.append(ctx.evaluate(net, row))
+    net.calibrate(ctx.val_loader, coverage=0.95, score="sum_reject")
     return reports
 
 
@@ -292,21 +299,17 @@ def _rejectnet_finetune(ctx: MethodContext, k: int, name: str, recipe: bool) -> 
     return net
 
 
-def _rejectnet_paper(ctx: MethodContext) -> list[Report]:
-    net = _rejectnet_finetune(ctx, ctx.k, "rejectnet-paper", recipe=False)
-    ctx.models["rejectnet-paper"] = net
-    net.calibrate(ctx.val_loader, coverage=0.95, score="sum_reject")
-    return [ctx.evaluate(net, "rejectnet-paper")]
+def _rejectnet_method(name: str, recipe: bool) -> Callable[[MethodContext], list[Report]]:
+    def run(ctx: MethodContext) -> list[Report]:
+        reports: list[Report] = []
+        for k in dict.fromkeys((ctx.k, *ctx.ks)):
+            row = name if k == ctx.k else f"{name}-k{k}"
+            net = _rejectnet_finetune(ctx, k, name, recipe=recipe)
+            ctx.models[row] = net
+            reports.extend(_reject_rows(ctx, net, name, k))
+        return reports
 
-
-def _rejectnet(ctx: MethodContext) -> list[Report]:
-    reports: list[Report] = []
-    for k in dict.fromkeys((ctx.k, *ctx.ks)):
-        row = "rejectnet" if k == ctx.k else f"rejectnet-k{k}"
-        net = _rejectnet_finetune(ctx, k, "rejectnet", recipe=True)
-        ctx.models[row] = net
-        reports.extend(_reject_rows(ctx, net, "rejectnet", k))
-    return reports
+    return run
 
 
 _ENTRIES = (
@@ -333,9 +336,10 @@ _ENTRIES = (
     ("oe+synthesis", "Outlier Exposure with the same outlier synthesis as rejectnet", True,
      _oe_method(True), (1.0, 0.05, 0.0)),
     ("rejectnet-paper", "Algorithm 1 exactly: k reject classes, lam 5, outliers 5x, random "
-     "pseudo-labels", True, _rejectnet_paper, (1.0, 0.05, 0.0)),
+     "pseudo-labels", True, _rejectnet_method("rejectnet-paper", False), (1.0, 0.05, 0.0)),
     ("rejectnet", "the recommended recipe: k reject classes, lam 5, the pool plus outliers "
-     "synthesised from ID images (rejectnet.outliers.recommended)", True, _rejectnet,
+     "synthesised from ID images (rejectnet.outliers.recommended)", True,
+     _rejectnet_method("rejectnet", True),
      (1.0, 0.05, 0.0)),
 )  # fmt: skip
 

@@ -107,7 +107,7 @@ def _costs(cfg: BenchConfig, n_train: int, n_eval: int, n_tune: int) -> dict[str
         costs[f"seed {seed}: stage one"] = s.stage_one_epochs * n_train + n_eval / 3
         for name in cfg.methods:
             per_ft, per_eval, per_tune = METHODS[name].cost
-            copies = len(dict.fromkeys((cfg.k, *cfg.ks))) if name == "rejectnet" else 1
+            copies = len(dict.fromkeys((cfg.k, *cfg.ks))) if name.startswith("rejectnet") else 1
             cost = copies * (per_ft * ft_images + per_eval * n_eval) + per_tune * n_tune
             costs[f"seed {seed}: {name}"] = max(cost, 1.0)
     return costs
