@@ -109,6 +109,36 @@ class BoundedFile:
         self._pos += n
         return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
+    def readinto_exact(self, buf: memoryview) -> None:
+        """Fill ``buf`` (a writable byte view) with the next ``len(buf)`` bytes, copying once.
+
+        Raises:
+            UnsafeFileError: As :meth:`read_exact`.
+        """
+        n = len(buf)
+        if n > self.remaining:
+            raise UnsafeFileError(
+                f"{self._what} {str(self.path)!r} is truncated: {n} more bytes needed at "
+                f"offset {self._pos}, the file has {self.size} bytes",
+                self.path,
+            )
+        readv = getattr(os, "readv", None)
+        pos = 0
+        while pos < n:
+            chunk = buf[pos : min(n, pos + (1 << 30))]
+            if readv is not None:
+                got = readv(self._fd, [chunk])
+            else:  # Windows: no readv
+                data = os.read(self._fd, len(chunk))
+                chunk[: len(data)] = data
+                got = len(data)
+            if got == 0:
+                raise UnsafeFileError(
+                    f"{self._what} {str(self.path)!r} shrank while being read", self.path
+                )
+            pos += got
+        self._pos += n
+
     def read_rest(self) -> bytes:
         """Read everything up to the size the file had when opened, and check it ended there."""
         data = self.read_exact(self.remaining)

@@ -211,17 +211,11 @@ def read_tensors(f: BoundedFile, header: Header) -> dict[str, torch.Tensor]:
     is little-endian, as the machines torch runs on).
 
     Raises:
-        HeaderError: If the file changed since its header was read.
+        UnsafeFileError: If the file shrank since its header was read.
     """
-    buf = bytearray(header.data_size)
-    view = memoryview(buf)
-    pos = 0
-    while pos < header.data_size:  # read in chunks straight into the buffer
-        chunk = f.read_exact(min(header.data_size - pos, 1 << 24))
-        view[pos : pos + len(chunk)] = chunk
-        pos += len(chunk)
-    if f.remaining:
-        raise HeaderError("the file grew while being read")
+    # torch.empty, not bytearray: the buffer is not zeroed first (it is overwritten).
+    buf = torch.empty(header.data_size, dtype=torch.uint8).numpy()
+    f.readinto_exact(memoryview(buf))
     out: dict[str, torch.Tensor] = {}
     for name, info in header.tensors.items():
         n = math.prod(info.shape)
