@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from rejectnet._batches import split_batch
+from rejectnet.finetune.optim import cosine_schedule
 from rejectnet.head import RejectHead
 from rejectnet.losses import LossTerms, PseudoLabeler, SelfSupervisedRejectLoss
 
@@ -197,9 +198,7 @@ class RejectNetModule(pl.LightningModule):
             self.net.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4, nesterov=True
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
-        )
+        sched = cosine_schedule(opt, total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_fit_start(self) -> None:
