@@ -49,7 +49,9 @@ def _auroc(stdout: str) -> float:
 def test_every_example_is_tested() -> None:
     scripts = {p.name for p in EXAMPLES.glob("*.py")}
     integrations = {"own_training_loop.py", "lightning_finetune.py", "accelerate_finetune.py"}
-    assert scripts == TESTED | integrations, "give each script in examples/ a test here, and list it in TESTED"
+    assert scripts == TESTED | integrations, (
+        "give each script in examples/ a test here, and list it in TESTED"
+    )
 
 
 def test_wrap_timm(tmp_path: Path) -> None:
