@@ -116,6 +116,15 @@ def context(device: torch.device) -> DistContext:
         world = int(os.environ.get("WORLD_SIZE", "1") or 1)
         if world <= 1 or "MASTER_ADDR" not in os.environ:
             return DistContext()
+        if "RANK" not in os.environ:
+            # WORLD_SIZE without RANK: not a torchrun worker (e.g. the main process of a
+            # launcher such as Lightning's before it spawns its workers): train alone
+            logger.info(
+                "torch.distributed: WORLD_SIZE=%d is set but RANK is not; training in this "
+                "process alone",
+                world,
+            )
+            return DistContext()
         local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
         backend = "gloo"
         if device.type == "cuda" and dist.is_nccl_available():
