@@ -246,3 +246,17 @@ def test_progress_on_a_terminal_shows_the_running_loss() -> None:
     bar.close(EpochStats(1, 5, 0.1, 0.1, None, 1.0, None, None, 0.01, 1.0))
     out = stream.getvalue()
     assert "loss=0.1000" in out and "5/5" in out  # the bar stays, with the epoch's loss
+
+
+def test_world_size_without_rank_trains_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A launcher's main process (WORLD_SIZE set, no RANK yet) must not try to join a group."""
+    from rejectnet.finetune import distributed as dist_utils
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29599")
+    monkeypatch.delenv("RANK", raising=False)
+    ctx = dist_utils.context(torch.device("cpu"))
+    assert (ctx.rank, ctx.world_size, ctx.enabled) == (0, 1, False)
+    hist = SelfSupervisedOODFinetuner(_net(), epochs=1, progress=False).fit(*loaders())
+    assert hist[0].steps == 6
