@@ -33,6 +33,7 @@ to float64.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -46,10 +47,13 @@ __all__ = [
     "column_weights",
     "compute_score",
     "decide",
+    "is_tracing",
     "labels_for",
     "nan_if_nonfinite",
     "propagates_nonfinite",
+    "ScoreFn",
     "score_dtype",
+    "score_function",
     "threshold_for",
 ]
 
@@ -68,7 +72,7 @@ FUSED_SCORES = frozenset(
 """Scores computed here in fused form (when not overridden by a user registration)."""
 
 _SOFTMAX_BASED = frozenset(
-    {"sum_reject", "weighted_reject", "max_reject", "entropy_reject", "entropy_diff", "msp"}
+    {"sum_reject", "weighted_reject", "max_reject", "entropy_reject", "entropy_diff"}
 )
 
 
@@ -78,6 +82,19 @@ def _is_builtin(name: str) -> bool:
         return False
     fn = registry.spec(name).fn
     return bool(getattr(fn, "__module__", "").startswith("rejectnet.scores."))
+
+
+_is_compiling = torch.compiler.is_compiling
+_jit_tracing = torch.jit.is_tracing  # type: ignore[attr-defined]
+
+
+def is_tracing() -> bool:
+    """Whether torch.compile, torch.export or the TorchScript tracer is tracing now.
+
+    Data-dependent Python branches (host-side finiteness checks, errors) are skipped
+    then: the graph takes the branch-free form.
+    """
+    return bool(_is_compiling() or _jit_tracing())
 
 
 def score_dtype(logits_dtype: torch.dtype) -> torch.dtype:
@@ -94,8 +111,10 @@ def score_dtype(logits_dtype: torch.dtype) -> torch.dtype:
 def propagates_nonfinite(name: str) -> bool:
     """Whether NaN or infinite logits always give a NaN score for this score.
 
-    True for the softmax-based built-ins (an infinite logit makes ``inf - inf``); false
-    for ``energy``, ``max_logit`` and user scores, whose graphs need an explicit guard.
+    True for the built-in reject scores (one softmax over all C + k logits: an infinite
+    logit makes ``inf - inf``); false for the baselines (they see the first C logits
+    only, and ``energy`` / ``max_logit`` turn ``inf`` into ``-inf``) and user scores,
+    whose graphs need an explicit guard.
     """
     return name in _SOFTMAX_BASED and _is_builtin(name)
 
@@ -146,6 +165,65 @@ def _partial_entropy(log_p: torch.Tensor) -> torch.Tensor:
     return -torch.where(torch.isneginf(log_p), torch.zeros_like(terms), terms).sum(dim=1)
 
 
+ScoreFn = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+"""``fn(logits, column_weights) -> (N,) scores``, as :func:`score_function` returns."""
+
+
+def score_function(name: str, num_classes: int) -> ScoreFn:
+    """The fused kernel of score ``name``, resolved once (for callers on a hot path).
+
+    Args:
+        name: Canonical score name.
+        num_classes: C.
+
+    Returns:
+        ``fn(logits, weights)`` computing what :func:`compute_score` computes.
+
+    Example:
+        >>> import torch
+        >>> fn = score_function("max_logit", 2)
+        >>> fn(torch.tensor([[1.0, 3.0, 0.0]]), None)
+        tensor([-3.])
+    """
+    c = num_classes
+    if not _is_builtin(name):
+
+        def user(z: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+            out: torch.Tensor = registry.compute(name, z, num_classes=c)
+            return out
+
+        return user
+    if name in ("sum_reject", "weighted_reject"):
+
+        def weighted(z: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+            assert w is not None, "pass column_weights(...) for sum_reject / weighted_reject"
+            return torch.mv(torch.softmax(z, 1, dtype=score_dtype(z.dtype)), w)
+
+        return weighted
+    if name == "max_reject":
+        return lambda z, w: (
+            torch.softmax(z, 1, dtype=score_dtype(z.dtype)).narrow(1, c, z.shape[1] - c).amax(1)
+        )
+    if name == "entropy_reject":
+        return lambda z, w: _partial_entropy(
+            torch.log_softmax(z, 1, dtype=score_dtype(z.dtype)).narrow(1, c, z.shape[1] - c)
+        )
+    if name == "entropy_diff":
+
+        def diff(z: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+            log_p = torch.log_softmax(z, 1, dtype=score_dtype(z.dtype))
+            return _partial_entropy(log_p.narrow(1, c, z.shape[1] - c)) - _partial_entropy(
+                log_p.narrow(1, 0, c)
+            )
+
+        return diff
+    if name == "msp":
+        return lambda z, w: -torch.softmax(z.narrow(1, 0, c), 1, dtype=score_dtype(z.dtype)).amax(1)
+    if name == "energy":
+        return lambda z, w: -torch.logsumexp(z.narrow(1, 0, c).to(score_dtype(z.dtype)), 1)
+    return lambda z, w: -z.narrow(1, 0, c).amax(1).to(score_dtype(z.dtype))  # max_logit
+
+
 def compute_score(
     logits: torch.Tensor,
     name: str,
@@ -176,31 +254,7 @@ def compute_score(
         >>> compute_score(z, "max_reject", 2).round(decimals=4)
         tensor([0.0174, 0.8098])
     """
-    dt = score_dtype(logits.dtype)
-    c = num_classes
-    if not _is_builtin(name):
-        out: torch.Tensor = registry.compute(name, logits, num_classes=c)
-        return out
-    if name in ("sum_reject", "weighted_reject"):
-        assert weights is not None, "pass column_weights(...) for sum/weighted_reject"
-        return torch.mv(torch.softmax(logits, 1, dtype=dt), weights)
-    width = logits.shape[1]
-    if name == "max_reject":
-        return torch.softmax(logits, 1, dtype=dt).narrow(1, c, width - c).amax(1)
-    if name == "entropy_reject":
-        log_p = torch.log_softmax(logits, 1, dtype=dt)
-        return _partial_entropy(log_p.narrow(1, c, width - c))
-    if name == "entropy_diff":
-        log_p = torch.log_softmax(logits, 1, dtype=dt)
-        return _partial_entropy(log_p.narrow(1, c, width - c)) - _partial_entropy(
-            log_p.narrow(1, 0, c)
-        )
-    cls = logits.narrow(1, 0, c)
-    if name == "msp":
-        return -torch.softmax(cls, 1, dtype=dt).amax(1)
-    if name == "energy":
-        return -torch.logsumexp(cls.to(dt), 1)
-    return -cls.amax(1).to(dt)  # max_logit
+    return score_function(name, num_classes)(logits, weights)
 
 
 def threshold_for(value: float, dtype: torch.dtype) -> float:

@@ -25,6 +25,7 @@ from torch import nn
 
 from rejectnet import decision
 from rejectnet._outputs import extract_logits
+from rejectnet.prediction import REJECTED
 
 __all__ = ["Calibrated", "DeployedModel", "export_onnx"]
 
@@ -47,11 +48,6 @@ class Calibrated(Protocol):
     def is_calibrated(self) -> bool: ...
 
     def deployable(self) -> DeployedModel: ...
-
-
-def _is_tracing() -> bool:
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(callable(is_compiling) and is_compiling()) or bool(torch.jit.is_tracing())  # type: ignore[attr-defined]
 
 
 class DeployedModel(nn.Module):
@@ -95,6 +91,8 @@ class DeployedModel(nn.Module):
     temperature: torch.Tensor
     weights: torch.Tensor
     thr32: torch.Tensor
+    weights32: torch.Tensor
+    _score_fn: decision.ScoreFn
 
     def __init__(self, net: Calibrated) -> None:
         super().__init__()
@@ -118,17 +116,20 @@ class DeployedModel(nn.Module):
         w = decision.column_weights(
             self.score, self.num_classes, int(net.k), net.score_weights, torch.float64, device
         )
-        self.register_buffer("weights", w if w is not None else torch.empty(0, dtype=torch.float64))
+        empty = torch.empty(0, dtype=torch.float64, device=device)
+        self.register_buffer("weights", w if w is not None else empty)
+        self.register_buffer("weights32", (w if w is not None else empty).float())
         self._unit_temperature = temp == 1.0
         self._guard_logits = not decision.propagates_nonfinite(self.score)
+        self._has_weights = w is not None
+        # resolved once: the forward below runs no registry lookups
+        self.__dict__["_score_fn"] = decision.score_function(self.score, self.num_classes)
         self.eval()
 
     def _apply(self, fn: Any, recurse: bool = True) -> DeployedModel:
         # the decision constants keep their dtypes through .half() / .to(dtype)
-        kept = {
-            n: getattr(self, n).detach().clone()
-            for n in ("threshold", "thr32", "temperature", "weights")
-        }
+        names = ("threshold", "thr32", "temperature", "weights", "weights32")
+        kept = {n: getattr(self, n).detach().clone() for n in names}
         super()._apply(fn, recurse)
         for n, t in kept.items():
             setattr(self, n, t.to(getattr(self, n).device))
@@ -145,23 +146,23 @@ class DeployedModel(nn.Module):
             (``(N,)``, higher = more likely OOD; NaN for non-finite inputs) and
             ``is_ood`` (``(N,)`` bool, ``ood_score > threshold`` or NaN).
         """
-        out = self.net.model(x)
+        buffers = self._buffers
+        out = self.net._modules["model"](x)  # type: ignore[index, misc]
         logits = out if type(out) is torch.Tensor else extract_logits(out)
         z = logits if self._unit_temperature else logits / self.temperature
-        buffers = self._buffers
-        sdt = decision.score_dtype(z.dtype)
-        w = buffers["weights"]
-        score = decision.compute_score(
-            z, self.score, self.num_classes, w.to(sdt) if w is not None and w.numel() else None
-        )
-        guarded = (x, logits) if self._guard_logits else (x,)
-        if _is_tracing() or not all(_finite_total(t) for t in guarded):
-            score = decision.nan_if_nonfinite(score, *guarded)
-        thr = buffers["threshold"] if sdt == torch.float64 else buffers["thr32"]
+        f64 = z.dtype == torch.float64
+        w = (buffers["weights"] if f64 else buffers["weights32"]) if self._has_weights else None
+        score = self._score_fn(z, w)
+        if self._guard_logits:
+            if decision.is_tracing() or not (_finite_total(x) and _finite_total(logits)):
+                score = decision.nan_if_nonfinite(score, x, logits)
+        elif decision.is_tracing() or not _finite_total(x):
+            score = decision.nan_if_nonfinite(score, x)
+        thr = buffers["threshold" if f64 else "thr32"]
         assert thr is not None
-        is_ood = decision.decide(score, thr)
-        labels = decision.labels_for(decision.class_of(logits, self.num_classes), is_ood)
-        return labels, score, is_ood
+        is_ood = torch.le(score, thr).logical_not_()
+        classes = logits.narrow(1, 0, self.num_classes).argmax(1)
+        return classes.masked_fill_(is_ood, REJECTED), score, is_ood
 
     def extra_repr(self) -> str:
         """The score and threshold, for ``repr()``."""

@@ -138,11 +138,6 @@ def _autocasting() -> bool:
     return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
 
 
-def _is_tracing() -> bool:
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(callable(is_compiling) and is_compiling()) or bool(torch.jit.is_tracing())  # type: ignore[attr-defined]
-
-
 def _rows_text(bad: torch.Tensor) -> tuple[int, str]:
     rows = bad.nonzero().flatten().tolist()
     shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if len(rows) > 10 else "")
@@ -186,7 +181,7 @@ def _check_finite_logits(logits: torch.Tensor, name: str) -> None:
 
     Skipped while torch.compile / torch.export trace (a data-dependent branch).
     """
-    if _is_tracing() or _all_finite(logits):
+    if decision.is_tracing() or _all_finite(logits):
         return
     bad = _nonfinite_rows(logits)
     n, shown = _rows_text(bad)
@@ -218,7 +213,7 @@ def _check_real(value: Any, name: str, noun: str) -> float:
     except OverflowError:
         raise ValueError(
             f"{name} must be a finite {noun}; got an integer too large for a float "
-            f"({len(str(abs(int(value))))} digits)"
+            f"(about {int(abs(int(value)).bit_length() * math.log10(2)) + 1} digits)"
         ) from None
     except (TypeError, ValueError):
         raise TypeError(

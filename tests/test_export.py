@@ -140,26 +140,74 @@ def test_torch_export_with_dynamic_batch() -> None:
     assert torch.equal(is_ood[3:], got[2][3:])
 
 
-def test_export_onnx_matches_torch(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "score", ["sum_reject", "weighted_reject", "max_reject", "entropy_diff", "msp", "energy"]
+)
+def test_export_onnx_matches_torch(score: str, tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    net = _net()
+    net = _net(score)
     path = rejectnet.export_onnx(net, tmp_path / "model.onnx", _images(4))
     assert path.exists()
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["images"]
     assert [o.name for o in session.get_outputs()] == ["labels", "ood_score", "is_ood"]
     for n in (1, 7, 33):  # other batch sizes than the example's
         x = _images(n, seed=10 + n)
-        labels, score, is_ood = (
-            torch.from_numpy(a) for a in session.run(None, {"images": x.numpy()})
-        )
+        labels, s, is_ood = (torch.from_numpy(a) for a in session.run(None, {"images": x.numpy()}))
         want = net.predict(x)
         assert labels.shape == (n,) and labels.dtype == torch.int64
-        assert torch.allclose(score, want.ood_score, rtol=0.0, atol=1e-5)
+        assert torch.allclose(s, want.ood_score, rtol=0.0, atol=1e-5)
         clear = (want.ood_score.double() - float(net.threshold)).abs() > 1e-5
         assert torch.equal(is_ood[clear], want.is_ood[clear])
         assert torch.equal(labels[clear], want.labels[clear])
+    # non-finite inputs are rejected by the graph, like by the deployed module
+    x = _images(5, seed=3)
+    x[1, 0, 7, 7] = float("nan")
+    x[3, 0, 0, 0] = float("-inf")
+    labels, s, is_ood = (torch.from_numpy(a) for a in session.run(None, {"images": x.numpy()}))
+    d_labels, d_score, d_ood = net.deployable()(x)
+    assert is_ood.tolist() == d_ood.tolist() and bool(is_ood[1]) and bool(is_ood[3])
+    assert torch.equal(labels, d_labels) and torch.equal(s.isnan(), d_score.isnan())
+
+
+def test_exported_graph_has_few_nodes(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    net = _net()
+    path = rejectnet.export_onnx(net, tmp_path / "model.onnx", _images(4))
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    tail = ops[ops.index("Concat") + 1 :]
+    # softmax, one mat-vec product, the input guard, the comparison, arg-max and mask
+    assert "ReduceLogSumExp" not in ops and "Exp" not in ops and "Cast" not in tail, ops
+    assert len(tail) <= 10, tail
+
+
+def test_export_module_does_not_import_the_head() -> None:
+    import ast
+    import inspect
+
+    import rejectnet.decision
+    import rejectnet.export
+
+    for mod in (rejectnet.export, rejectnet.decision):
+        tree = ast.parse(inspect.getsource(mod))
+        imported = {
+            n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+        } | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert "rejectnet.head" not in imported, mod.__name__
+
+
+def test_deployable_keeps_decision_constants_through_casts() -> None:
+    net = _net()
+    dep = net.deployable().double()
+    assert dep.threshold.dtype == torch.float64 and dep.thr32.dtype == torch.float32
+    x = _images(30)
+    _, score, is_ood = dep(x.double())
+    assert score.dtype == torch.float64
+    assert torch.equal(is_ood, score > float(net.threshold))
 
 
 def test_export_onnx_arguments(tmp_path: Path) -> None:
