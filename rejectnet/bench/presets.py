@@ -68,9 +68,13 @@ class TrainPreset:
 PRESETS: dict[str, TrainPreset] = {
     # The paper: 10 epochs of stage one, 10 more of stage two, batch 64, lr 0.01 cosine.
     "paper": TrainPreset(stage_one_epochs=10, finetune_epochs=10, finetune_subset=None),
-    # Under 10 minutes on an idle 2-core CPU: three stage-one epochs; fine-tuning for one
-    # pass over 19,200 random training images (300 steps of 64 images + 320 outliers).
-    "quick": TrainPreset(stage_one_epochs=3, finetune_epochs=1, finetune_subset=19_200),
+    # Under 10 minutes on an idle 2-core CPU: three stage-one epochs at lr 0.05 (chosen
+    # over the paper's 0.01 on held-out training digits: 98.96% vs 98.10% after stage one,
+    # same cost); fine-tuning for one pass over 19,200 random training images (300 steps
+    # of 64 images + 320 outliers) at the paper's lr 0.01.
+    "quick": TrainPreset(
+        stage_one_epochs=3, finetune_epochs=1, finetune_subset=19_200, stage_one_lr=0.05
+    ),
     # For tests only: seconds on tiny data, numbers meaningless.
     "smoke": TrainPreset(
         stage_one_epochs=1,

@@ -132,3 +132,15 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
     bad.write_text("[data\nid = 1")
     with pytest.raises(BenchError, match="not valid TOML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[2] / "benchmarks" / "configs").glob("*.toml"))
+)
+def test_example_configs_use_valid_keys(path: Path) -> None:
+    from rejectnet.bench import read_toml
+
+    raw = read_toml(path)
+    for table, keys in raw.items():
+        assert table in FIELDS, table
+        assert set(keys) <= set(FIELDS[table]), (table, set(keys) - set(FIELDS[table]))
