@@ -215,7 +215,7 @@ def read_tensors(f: BoundedFile, header: Header) -> dict[str, torch.Tensor]:
     """
     # torch.empty, not bytearray: the buffer is not zeroed first (it is overwritten).
     buf = torch.empty(header.data_size, dtype=torch.uint8).numpy()
-    f.readinto_exact(memoryview(buf))
+    f.readinto_exact(buf.data)
     out: dict[str, torch.Tensor] = {}
     for name, info in header.tensors.items():
         n = math.prod(info.shape)

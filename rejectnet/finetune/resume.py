@@ -216,12 +216,12 @@ def validate_resume(
     path: Path,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    num_classes: int,
+    num_classes: int | None,
     k: int | None,
     scheduler: Any = None,
     scaler: torch.amp.GradScaler | None = None,
     fingerprint: str | None = None,
-    world_size: int = 1,
+    world_size: int | None = None,
 ) -> None:
     """Check that ``ckpt`` fits the live run completely, touching nothing.
 
@@ -238,12 +238,13 @@ def validate_resume(
         path: The file it came from, for the message.
         model: The module being trained (not a ``DistributedDataParallel`` wrapper).
         optimizer: The live optimizer, already built over ``model``'s parameters.
-        num_classes: The live C.
+        num_classes: The live C (``None`` when unknown: the model's shapes still
+            compare it).
         k: The live number of reject classes (``None`` for a plain classifier).
         scheduler: The live learning-rate scheduler, or ``None``.
         scaler: The live ``GradScaler`` (fp16 mixed precision), or ``None``.
         fingerprint: The live run's :func:`run_fingerprint`, or ``None`` to skip it.
-        world_size: The live number of processes.
+        world_size: The live number of processes (``None`` to skip this check).
 
     Raises:
         CheckpointError: Naming ``path`` and every difference, e.g.
@@ -253,7 +254,7 @@ def validate_resume(
     """
     diffs: list[tuple[str, str]] = []
     saved_c = ckpt.get("num_classes")
-    if isinstance(saved_c, int) and saved_c != num_classes:
+    if num_classes is not None and isinstance(saved_c, int) and saved_c != num_classes:
         diffs.append(("num_classes", f"C (num_classes): checkpoint {saved_c}, model {num_classes}"))
     saved_k = _saved_k(ckpt)
     if saved_k != k and (saved_k is not None or "k" in ckpt):
@@ -268,7 +269,7 @@ def validate_resume(
         ("scaler", d)
         for d in _presence("scaler", ckpt["scaler"], scaler, "amp='fp16' uses a GradScaler")
     ]
-    if ckpt["world_size"] != world_size:
+    if world_size is not None and ckpt["world_size"] != world_size:
         diffs.append(
             ("world_size", f"processes: checkpoint {ckpt['world_size']}, this run {world_size}")
         )

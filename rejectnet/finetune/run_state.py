@@ -18,6 +18,7 @@ from torch import nn
 from rejectnet.finetune.checkpoint import CHECKPOINT_FORMAT, CheckpointError
 from rejectnet.finetune.history import EpochStats, History
 from rejectnet.finetune.optim import OptimizerStep
+from rejectnet.finetune.resume import validate_resume
 from rejectnet.finetune.rng import rng_state, set_rng_state
 from rejectnet.finetune.streams import EpochStream, OutlierStream
 
@@ -139,6 +140,7 @@ def restore(
     out_stream: OutlierStream | None,
     signal: Any,
     device: torch.device,
+    fingerprint: str | None = None,
 ) -> None:
     """Check the checkpoint against this run completely, then load it into the run.
 
@@ -152,6 +154,8 @@ def restore(
         out_stream: The outlier stream, or ``None``.
         signal: The outlier signal, or ``None``.
         device: The training device.
+        fingerprint: This run's :func:`rejectnet.finetune.resume.run_fingerprint`, or
+            ``None`` to skip that comparison.
 
     Raises:
         CheckpointError: If the checkpoint is from another run (name, epochs) or does not
@@ -163,6 +167,17 @@ def restore(
             f"{ckpt.get('epochs')} epochs) than this one ({run.name}, {run.epochs} epochs); "
             "use another checkpoint_dir or resume=False"
         )
+    validate_resume(
+        ckpt,
+        path=path,
+        model=model,
+        optimizer=opt.optimizer,
+        scheduler=opt.scheduler,
+        scaler=opt.scaler,
+        num_classes=getattr(model, "num_classes", None),
+        k=getattr(model, "k", None),
+        fingerprint=fingerprint,
+    )
     validate_model_state(model, ckpt["model"], path)
     saved_groups = ckpt["optimizer"].get("param_groups", [])
     live_groups = opt.optimizer.param_groups

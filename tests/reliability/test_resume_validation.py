@@ -8,6 +8,7 @@ below is a way the issue's "resume a k=3 model from a k=2 run" can happen.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -292,3 +293,33 @@ def test_all_differences_in_one_message(saved: Path) -> None:
         "scheduler",
     )
     assert "nothing was restored" in str(err)
+
+
+# ---------------------------------------------------------------- through fit(resume=True)
+@pytest.mark.parametrize(("k", "num_classes"), [(3, 3), (2, 4)], ids=["k3_from_k2", "C4_from_C3"])
+def test_resume_another_k_or_c_through_fit_leaves_the_weights_bit_identical(
+    k: int,
+    num_classes: int,
+    saved: Path,
+    tmp_path: Path,
+    reliability: ReliabilityCounts,
+) -> None:
+    """The issue: a k=3 model resumed from a k=2 run raised torch's RuntimeError after the
+    caller's weights were partly overwritten."""
+    folder = tmp_path / "ckpt"
+    shutil.copytree(saved.parent, folder)
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    torch.manual_seed(3)
+    net = RejectHead.wrap(DropoutCNN(num_classes=num_classes), k=k)
+    before = snapshot(net)
+    with single_thread(), pytest.raises(CheckpointError) as info:
+        run(folder, resume=True, net=net)
+    reliability.fault()
+    msg = str(info.value)
+    assert str(folder / CURRENT) in msg and "nothing was restored" in msg
+    if k == 3:
+        assert "k: checkpoint 2, model 3" in msg and info.value.field == "k"
+    else:
+        assert "model.fc.base.weight' shape: checkpoint (3, 24), model (4, 24)" in msg
+    assert bit_equal(snapshot(net), before), "the caller's weights are bit-identical"
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files, "checkpoints kept"
