@@ -54,6 +54,7 @@ from rejectnet._safetensors import (
 )
 from rejectnet._version import __version__
 from rejectnet.head import RejectHead
+from rejectnet.input_spec import InputSpec
 from rejectnet.scores import registry
 
 __all__ = ["FORMAT_VERSION", "MAX_MODEL_BYTES", "ModelFileError", "load", "read_metadata", "save"]
@@ -114,8 +115,8 @@ def save(net: RejectHead, path: str | os.PathLike[str]) -> Path:
 
     The file is first written to a temporary file in the same folder and then renamed,
     so an interrupted save never leaves a half-written file at ``path``. The metadata
-    records C, k, the head path, the threshold and its score, ``net.input_spec`` (when
-    set) and ``sha256``, a hash of every tensor's name and bytes that :func:`load`
+    records C, k, the head path, the threshold and its score, ``net.input_spec`` (or
+    ``None``) and ``sha256``, a hash of every tensor's name and bytes that :func:`load`
     verifies.
 
     Args:
@@ -157,7 +158,7 @@ def save(net: RejectHead, path: str | os.PathLike[str]) -> Path:
     tensors = {
         name: t.detach().to("cpu").contiguous().clone() for name, t in net.state_dict().items()
     }
-    spec = getattr(net, "input_spec", None)
+    spec = net.input_spec
     meta = {
         "format": FORMAT_VERSION,
         "version": __version__,
@@ -185,21 +186,6 @@ def _is_int(v: Any, low: int) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= low
 
 
-def _is_spec(v: Any) -> bool:
-    if v is None:
-        return True
-    if not isinstance(v, dict) or set(v) != {"shape", "dtype"}:
-        return False
-    shape, dtype = v["shape"], v["dtype"]
-    return (
-        isinstance(shape, list)
-        and len(shape) <= 16
-        and all(d is None or (_is_int(d, 0) and d < 2**31) for d in shape)
-        and isinstance(dtype, str)
-        and len(dtype) <= 32
-    )
-
-
 _FIELDS: dict[str, Any] = {
     "format": lambda v: _is_int(v, 1),
     "num_classes": lambda v: _is_int(v, 1),
@@ -212,7 +198,7 @@ _FIELDS: dict[str, Any] = {
     "score": lambda v: v is None or (isinstance(v, str) and len(v) <= 32),
 }
 _OPTIONAL_FIELDS: dict[str, Any] = {  # absent in files of older rejectnet versions
-    "input_spec": _is_spec,
+    "input_spec": lambda v: v is None or isinstance(v, dict),  # checked by InputSpec below
     "sha256": lambda v: (
         v is None
         or (isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v))
@@ -241,6 +227,13 @@ def _validate_metadata(meta: Any, path: Path) -> dict[str, Any]:
             path,
             "format",
         )
+    if meta["input_spec"] is not None:
+        try:
+            meta["input_spec"] = InputSpec.from_dict(meta["input_spec"])
+        except (TypeError, ValueError) as err:
+            raise ModelFileError(
+                f"{where} has an invalid 'input_spec': {err}", path, "input_spec"
+            ) from None
     if meta["score"] is not None:
         try:
             registry.spec(meta["score"])  # unknown score names fail here, with the list
@@ -292,8 +285,9 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Returns:
         A dict with ``format``, ``version``, ``num_classes``, ``k``, ``head``,
-        ``threshold`` (``None`` if uncalibrated), ``score``, ``input_spec`` (``None``
-        if not recorded) and ``sha256`` (``None`` in files written before it existed).
+        ``threshold`` (``None`` if uncalibrated), ``score``, ``input_spec`` (an
+        :class:`~rejectnet.input_spec.InputSpec`, ``None`` if not recorded) and ``sha256``
+        (``None`` in files written before it existed).
 
     Raises:
         FileNotFoundError: If the file does not exist.
@@ -564,9 +558,10 @@ def load(
             itself is left unchanged.
 
     Returns:
-        The wrapped model with the saved weights, threshold, score and input spec, in
-        eval mode (ready for :meth:`~rejectnet.RejectHead.predict`; call ``.train()`` to
-        fine-tune it further).
+        The wrapped model with the saved weights, threshold, score, temperature and
+        ``input_spec`` (``None`` when the file recorded none: any input shape is then
+        accepted), in eval mode (ready for :meth:`~rejectnet.RejectHead.predict`; call
+        ``.train()`` to fine-tune it further).
 
     Raises:
         TypeError: If ``model`` is not a module, or ``map_location`` or ``inplace`` has
@@ -649,6 +644,7 @@ def load(
             if inplace and net.head_path:  # put the caller's own head layer back
                 replace_module(model, net.head_path, net.head.base)
             raise
+    net.input_spec = meta["input_spec"]  # None for files that recorded none
     return net.eval()
 
 
