@@ -60,10 +60,17 @@ FIELDS: dict[str, dict[str, str]] = {
         "seeds": "independent runs with seeds 0..seeds-1, averaged (default 1)",
         "k": "reject classes of rejectnet (default 5)",
         "device": '"cpu", "cuda", "cuda:1"... (default: cuda if available, else cpu)',
-        **{
-            name: "overrides the preset's value (see rejectnet.bench.TrainPreset)"
-            for name in TrainPreset.field_names()
-        },
+        # the fields of rejectnet.bench.TrainPreset: each overrides the preset's value
+        "stage_one_epochs": "supervised epochs of stage one (0: use the model as it is)",
+        "stage_one_lr": "learning rate of stage one (SGD, Nesterov momentum, cosine)",
+        "stage_one_batch_size": "batch size of stage one",
+        "finetune_epochs": "fine-tuning epochs of every fine-tuned method",
+        "finetune_subset": "fine-tuning epochs run over this many random training images",
+        "lr": "learning rate of fine-tuning (SGD, Nesterov momentum, cosine)",
+        "batch_size": "in-distribution batch size of fine-tuning (outlier batches are 5x)",
+        "val_size": "training images held out for calibration, fitted scores, tuned peers",
+        "outlier_pool": "use at most this many images of the outlier pool",
+        "n_runs": "equal-size subsamples per OOD set in the evaluation",
     },
     "eval": {
         "methods": f"methods to run (default all): {', '.join(METHODS)}",
