@@ -96,41 +96,40 @@ class MethodContext:
     tune_ood: Mapping[str, torch.Tensor]
     notes: dict[str, str] = field(default_factory=dict)
     models: dict[str, RejectHead] = field(default_factory=dict)
-    _cache: dict[int, tuple[DatasetLogits, dict[str, DatasetLogits]]] = field(
-        default_factory=dict, repr=False
-    )
 
     def logits(self, model: nn.Module) -> tuple[DatasetLogits, dict[str, DatasetLogits]]:
-        """Logits of ``model`` on the test sets, computed once per model object.
+        """Logits of ``model`` on the test sets (compute once, evaluate many scores).
 
         Args:
-            model: A trained model.
+            model: A trained model (put in eval mode).
 
         Returns:
             In-distribution test logits and OOD set name -> logits.
         """
-        key = id(model)
-        if key not in self._cache:
-            model.eval()
-            id_logits = compute_logits(model, self.id_test, device=self.device)
-            ood = {
-                n: compute_logits(model, v, device=self.device) for n, v in self.ood_test.items()
-            }
-            self._cache[key] = (id_logits, ood)
-        return self._cache[key]
+        model.eval()
+        id_logits = compute_logits(model, self.id_test, device=self.device)
+        ood = {n: compute_logits(model, v, device=self.device) for n, v in self.ood_test.items()}
+        return id_logits, ood
 
-    def evaluate(self, model: nn.Module, name: str, score: str | None = None) -> Report:
-        """Evaluate ``model`` with ``score`` on the test sets (cached logits).
+    def evaluate(
+        self,
+        model: nn.Module,
+        name: str,
+        score: str | None = None,
+        logits: tuple[DatasetLogits, dict[str, DatasetLogits]] | None = None,
+    ) -> Report:
+        """Evaluate ``model`` with ``score`` on the test sets.
 
         Args:
             model: A trained model (a RejectHead or a plain classifier).
             name: The row's name in the results.
             score: A score name; ``None`` for the model's calibrated one.
+            logits: The model's :meth:`logits`, when several scores share them.
 
         Returns:
             The report.
         """
-        id_logits, ood = self.logits(model)
+        id_logits, ood = logits if logits is not None else self.logits(model)
         return evaluate(model, id_logits, ood, score, name=name, n_runs=self.n_runs, seed=self.seed)
 
     def finetune_options(self) -> dict[str, Any]:
@@ -256,6 +255,7 @@ def _oe_method(synthesis: bool) -> Callable[[MethodContext], list[Report]]:
 def _reject_rows(ctx: MethodContext, net: RejectHead, name: str, k: int) -> list[Report]:
     """One row per reject score: ``name`` (or ``name-k<k>``) for sum, plus ``-<score>``."""
     reports = []
+    logits = ctx.logits(net)  # the scores differ, the logits do not
     for short in ctx.scores:
         row = name if k == ctx.k else f"{name}-k{k}"
         if short != "sum":
@@ -270,11 +270,11 @@ def _reject_rows(ctx: MethodContext, net: RejectHead, name: str, k: int) -> list
             ones = net.score_weights.clone()
             net.score_weights.copy_(fit_reject_weights(val, out, net.num_classes))
             net.calibrate(ctx.val_loader, coverage=0.95, score="weighted_reject")
-            reports.append(ctx.evaluate(net, row))
+            reports.append(ctx.evaluate(net, row, logits=logits))
             net.score_weights.copy_(ones)  # the other rows (and saved models) keep ones
             continue
         net.calibrate(ctx.val_loader, coverage=0.95, score=SCORE_ALIASES[short])
-        reports.append(ctx.evaluate(net, row))
+        reports.append(ctx.evaluate(net, row, logits=logits))
     net.calibrate(ctx.val_loader, coverage=0.95, score="sum_reject")
     return reports
 

@@ -57,10 +57,15 @@ def test_rejectnet_weights_do_not_depend_on_the_ood_sets(
     }
     more = {**base, "data": {**base["data"], "ood": {"near": "near.npz", "far": "far.npz"}}}
     fewer_methods = {**base, "eval": {"methods": ["rejectnet"]}}
-    outs = []
+    outs, results = [], []
     for i, raw in enumerate((base, more, fewer_methods)):
         outs.append(tmp_path / f"run{i}")
-        run_bench(config_from_dict(raw, tiny["id"].parent), outs[-1], progress=False)
+        cfg = config_from_dict(raw, tiny["id"].parent)
+        results.append(run_bench(cfg, outs[-1], progress=False))
+    # the same numbers too, whichever methods ran before (each is evaluated on its own
+    # model's logits, never on another's)
+    assert results[0]["rejectnet"]["ood"] == results[2]["rejectnet"]["ood"]
+    assert results[0]["rejectnet"]["id_accuracy"] == results[2]["rejectnet"]["id_accuracy"]
     a, b, c = (_weights(o) for o in outs)
     assert a.keys() == b.keys() == c.keys()
     for key in a:
