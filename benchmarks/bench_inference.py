@@ -1,50 +1,57 @@
-"""Inference latency of a wrapped model against the original, on the CPU.
+"""Inference latency of the wrapped and deployed model against the original, on the CPU.
 
-``RejectHead.wrap(model, k=5)`` adds k reject units beside the final layer and
-concatenates the two outputs; this measures what that costs at inference time. For the
-paper's MNIST network (``rejectnet.models.SmallCNN``, 1x28x28) and a timm ResNet-18
-(random weights, 10 classes, 3x32x32), at batch sizes 1 and 64, it times
+``RejectHead.wrap(model, k=5)`` adds k reject units beside the final layer; the deployed
+decision adds the score, the threshold test, the arg-max and the label mask. This measures
+what both cost. For the paper's MNIST network (``rejectnet.models.SmallCNN``, 1x28x28) and
+a timm ResNet-18 (random weights, 10 classes, 3x32x32), at batch sizes 1 and 64, with 1
+thread and with all threads, it times, in eager PyTorch,
 
 * ``original``: ``model(x)``, the C class logits;
-* ``wrapped``: ``net(x)``, the C + k logits (the target is ``wrapped / original <= 1.02``);
-* ``deployable``: ``net.deployable()(x)``, labels, OOD score and decision (for reference:
-  it also computes the score and the threshold test);
 * ``copy``: a deep copy of the original model, as a control: ``copy/orig`` shows how far
-  two identical models differ on this machine (memory placement, noise).
+  two identical models differ on this machine (memory placement, noise);
+* ``wrapped``: ``net(x)``, the C + k logits (target ``wrapped / original <= 1.02``);
+* ``deployable``: ``net.deployable()(x)``, labels, OOD score and decision (targets
+  ``<= 1.05`` at batch 1 and ``<= 1.01`` at batch 64, 1 thread);
+* ``predict``: ``net.predict(x)`` with its input checks (dtype, shape, finiteness) and
+  the evaluation-mode guard (target ``<= 1.02`` at batch 64);
 
-A last line times the widened layer alone, ``RejectLinear`` against the ``nn.Linear``
-it wraps, at batch size 1: the fixed cost the wrapping adds per call.
+and in onnxruntime (graph optimisations on, the same thread count), the ONNX export of
+the original model against :func:`rejectnet.export_onnx`'s decision graph (target
+``<= 1.05`` at batch 1).
 
-The four run in interleaved blocks (original, copy, wrapped, deployable; then copy,
-wrapped, deployable, original; ...), so that slow drift of the machine affects all
-alike. Each block calls one model six times in a row and times the last five, so that
-every timing sees that model's weights in the caches, as a deployed model would (the
-four hold separate copies of the weights; timing single calls in turn would measure
-cache misses instead). All under ``torch.inference_mode()``, after a warm-up; the table gives
-the median of each and the ratio of the medians.
+The variants run in interleaved blocks (round r starts at variant r mod n), so that slow
+drift of the machine affects all alike. Each block calls one variant six times in a row
+and times the last five, so that every timing sees that variant's weights in the caches,
+as a deployed model would. Eager timings run under ``torch.inference_mode()`` after a
+warm-up. The table gives the ratio of the medians to the original's median.
 
-Run: ``python benchmarks/bench_inference.py [--threads N] [--seconds S]``
+Run: ``python benchmarks/bench_inference.py [--threads 1,0] [--seconds S] [--no-onnx]``
+(``0`` = all threads).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
+import os
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from rejectnet import RejectHead, RejectLinear
+from rejectnet import RejectHead, export_onnx
 from rejectnet.models import SmallCNN
 
 __all__ = ["main"]
 
 BLOCK = 6
-"""Calls per model in a row: one to warm the caches, then BLOCK - 1 timed."""
+"""Calls per variant in a row: one to warm the caches, then BLOCK - 1 timed."""
 
 
 def _timm_resnet18() -> nn.Module | None:
@@ -62,88 +69,149 @@ def _time(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def bench(
-    model: nn.Module, x: torch.Tensor, seconds: float, block: int = BLOCK
+def interleaved(
+    fns: list[Callable[[], object]], seconds: float, block: int = BLOCK
 ) -> tuple[list[float], int]:
-    """Median seconds of original, copy, wrapped and deployable; and the rounds run."""
-    model = model.eval()
-    twin = copy.deepcopy(model).eval()
-    net = RejectHead.wrap(copy.deepcopy(model), k=5).eval()
-    net.set_threshold(0.5)
-    dep = net.deployable()
-    fns = [lambda: model(x), lambda: twin(x), lambda: net(x), lambda: dep(x)]
+    """Median seconds per call of each function, timed in interleaved blocks."""
     n = len(fns)
     times: list[list[float]] = [[] for _ in fns]
-    with torch.inference_mode():
-        assert torch.equal(net(x)[:, :10], model(x)), "class logits must be bit-exact"
-        for fn in fns * 5:
-            fn()
-        one = sum(_time(fn) for fn in fns)
-        rounds = int(min(max(seconds / max(one * block, 1e-9), 10), 400))
-        for r in range(rounds):
-            for j in range(n):
-                i = (r + j) % n
-                fns[i]()  # the block's first call warms the caches for this model
-                times[i].extend(_time(fns[i]) for _ in range(block - 1))
+    for fn in fns * 3:
+        fn()
+    one = sum(_time(fn) for fn in fns)
+    rounds = int(min(max(seconds / max(one * block, 1e-9), 10), 600))
+    for r in range(rounds):
+        for j in range(n):
+            i = (r + j) % n
+            fns[i]()  # the block's first call warms the caches for this variant
+            times[i].extend(_time(fns[i]) for _ in range(block - 1))
     return [statistics.median(t) for t in times], rounds
 
 
-def bench_head(seconds: float, block: int = BLOCK) -> tuple[float, float]:
-    """Median seconds of nn.Linear(128, 10) and of its RejectLinear(k=5), batch 1."""
-    base = nn.Linear(128, 10)
-    layer = RejectLinear(base, 5)
-    x = torch.randn(1, 128)
-    fns = [lambda: base(x), lambda: layer(x)]
-    times: list[list[float]] = [[], []]
+def _onnx_sessions(
+    model: nn.Module, net: RejectHead, example: torch.Tensor, threads: int
+) -> tuple[object, object] | None:
+    try:
+        import onnxruntime as ort
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return None
+    folder = tempfile.mkdtemp(prefix="rejectnet-bench-")
+    orig_path = os.path.join(folder, "original.onnx")
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        torch.onnx.export(
+            model,
+            (example,),
+            orig_path,
+            input_names=["images"],
+            dynamo=True,
+            optimize=True,
+            external_data=False,
+            dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+        )
+        dep_path = export_onnx(net, os.path.join(folder, "decision.onnx"), example)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    providers = ["CPUExecutionProvider"]
+    return (
+        ort.InferenceSession(orig_path, opts, providers=providers),
+        ort.InferenceSession(str(dep_path), opts, providers=providers),
+    )
+
+
+def bench_case(
+    model: nn.Module, shape: tuple[int, ...], batch: int, seconds: float, onnx: bool
+) -> dict[str, float]:
+    """Ratios (and the original's milliseconds) for one model, batch size and thread count."""
+    torch.manual_seed(0)
+    model = copy.deepcopy(model).eval()
+    twin = copy.deepcopy(model).eval()
+    net = RejectHead.wrap(copy.deepcopy(model), k=5).eval()
+    net.calibrate([torch.randn(64, *shape)], coverage=0.95)
+    dep = net.deployable()
+    x = torch.randn(batch, *shape)
+    fns: list[Callable[[], object]] = [
+        lambda: model(x),
+        lambda: twin(x),
+        lambda: net(x),
+        lambda: dep(x),
+        lambda: net.predict(x),
+    ]
     with torch.inference_mode():
-        for r in range(int(seconds * 2e4 / block)):
-            for i in (r % 2, (r + 1) % 2):
-                fns[i]()
-                times[i].extend(_time(fns[i]) for _ in range(block - 1))
-    return statistics.median(times[0]), statistics.median(times[1])
+        assert torch.equal(net(x)[:, :10], model(x)), "class logits must be bit-exact"
+        (orig, cp, wrapped, deploy, pred), rounds = interleaved(fns, seconds)
+    out = {
+        "ms": 1e3 * orig,
+        "rounds": float(rounds),
+        "copy": cp / orig,
+        "wrapped": wrapped / orig,
+        "deployable": deploy / orig,
+        "predict": pred / orig,
+    }
+    if onnx:
+        sessions = _onnx_sessions(model, net, torch.randn(2, *shape), torch.get_num_threads())
+        if sessions is not None:
+            s_orig, s_dep = sessions
+            feed = {"images": x.numpy()}
+            ofns: list[Callable[[], object]] = [
+                lambda: s_orig.run(None, feed),  # type: ignore[attr-defined]
+                lambda: s_dep.run(None, feed),  # type: ignore[attr-defined]
+            ]
+            (o_orig, o_dep), _ = interleaved(ofns, seconds / 2)
+            out["onnx_ms"] = 1e3 * o_orig
+            out["onnx"] = o_dep / o_orig
+    return out
 
 
 def main() -> None:
-    """Print one line per model and batch size."""
+    """Print one line per model, batch size and thread count."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument(
+        "--threads", default="1,0", help="comma-separated thread counts (0 = all cores)"
+    )
     parser.add_argument("--seconds", type=float, default=4.0, help="time budget per row")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime rows")
+    parser.add_argument(
+        "--models", default="smallcnn,resnet18", help="comma-separated: smallcnn, resnet18"
+    )
     args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    all_threads = os.cpu_count() or 1
+    thread_counts = [int(t) or all_threads for t in args.threads.split(",")]
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} thread(s), CPU, torch.inference_mode, k=5"
+        f"{all_threads} core(s), CPU, torch.inference_mode, k=5, calibrated sum_reject"
     )
-    print(
-        f"{'model':<22}{'batch':>6}{'rounds':>7}{'original ms':>12}{'wrapped ms':>11}"
-        f"{'wrapped/orig':>13}{'copy/orig':>10}{'deployable/orig':>16}"
+    header = (
+        f"{'model':<22}{'thr':>4}{'batch':>6}{'rounds':>7}{'orig ms':>9}{'copy':>7}"
+        f"{'wrapped':>8}{'deploy':>8}{'predict':>8}{'onnx ms':>9}{'onnx dec':>9}"
     )
-    torch.manual_seed(0)
-    cases: list[tuple[str, nn.Module | None, tuple[int, ...]]] = [
-        ("SmallCNN 1x28x28", SmallCNN(num_classes=10), (1, 28, 28)),
-        ("timm resnet18 3x32x32", _timm_resnet18(), (3, 32, 32)),
+    print("ratios to the original model's median latency (eager, then onnxruntime)")
+    print(header)
+    cases: list[tuple[str, str, nn.Module | None, tuple[int, ...]]] = [
+        ("smallcnn", "SmallCNN 1x28x28", SmallCNN(num_classes=10), (1, 28, 28)),
+        ("resnet18", "timm resnet18 3x32x32", _timm_resnet18(), (3, 32, 32)),
     ]
-    worst = 0.0
-    for name, model, shape in cases:
+    wanted = set(args.models.split(","))
+    for key, name, model, shape in cases:
+        if key not in wanted:
+            continue
         if model is None:
             print(f"{name:<22} skipped: timm is not installed")
             continue
-        for batch in (1, 64):
-            x = torch.randn(batch, *shape)
-            (orig, twin, wrapped, deploy), rounds = bench(model, x, args.seconds)
-            worst = max(worst, wrapped / orig)
-            print(
-                f"{name:<22}{batch:>6}{rounds:>7}{1e3 * orig:>12.3f}{1e3 * wrapped:>11.3f}"
-                f"{wrapped / orig:>13.3f}{twin / orig:>10.3f}{deploy / orig:>16.3f}"
-            )
-    base_s, layer_s = bench_head(args.seconds)
-    print(
-        f"head alone, batch 1: nn.Linear(128, 10) {1e6 * base_s:.1f} us, its RejectLinear "
-        f"(k=5) {1e6 * layer_s:.1f} us: {1e6 * (layer_s - base_s):+.1f} us per call"
-    )
-    verdict = "meets" if worst <= 1.02 else "misses"
-    print(f"worst wrapped/original ratio {worst:.3f}: {verdict} the target of <= 1.02")
+        for threads in thread_counts:
+            torch.set_num_threads(threads)
+            for batch in (1, 64):
+                r = bench_case(model, shape, batch, args.seconds, not args.no_onnx)
+                onnx = (
+                    f"{r['onnx_ms']:>9.3f}{r['onnx']:>9.3f}" if "onnx" in r else f"{'-':>9}{'-':>9}"
+                )
+                print(
+                    f"{name:<22}{threads:>4}{batch:>6}{int(r['rounds']):>7}{r['ms']:>9.3f}"
+                    f"{r['copy']:>7.3f}{r['wrapped']:>8.3f}{r['deployable']:>8.3f}"
+                    f"{r['predict']:>8.3f}{onnx}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ class Calibrated(Protocol):
     """What :class:`DeployedModel` needs of a network (a :class:`~rejectnet.RejectHead`)."""
 
     model: nn.Module
+    head_path: str
     num_classes: int
     k: int
     threshold: torch.Tensor
@@ -181,6 +182,40 @@ def _finite_total(t: torch.Tensor) -> bool:
     return math.isfinite(float(total))
 
 
+def _fuse_head(dep: DeployedModel) -> None:
+    """Replace the copy's widened head (class layer + reject layer + concat) by one linear.
+
+    One ``Gemm`` instead of two ``Gemm`` and a ``Concat`` in the graph; the outputs are
+    the same C + k logits up to the float rounding of one matrix product instead of two.
+    Heads with hooks or of other types than plain ``nn.Linear`` are left as they are.
+    """
+    inner = dep.net.model
+    path = str(dep.net.head_path)
+    layer = inner.get_submodule(path)
+    base, reject = getattr(layer, "base", None), getattr(layer, "reject", None)
+    plain = [m for m in (layer, base, reject) if isinstance(m, nn.Module)]
+    if (
+        type(base) is not nn.Linear
+        or type(reject) is not nn.Linear
+        or any(m._forward_hooks or m._forward_pre_hooks for m in plain)
+    ):
+        return
+    if base.bias is None or reject.bias is None:
+        return
+    fused = nn.Linear(
+        base.in_features,
+        base.out_features + reject.out_features,
+        device=base.weight.device,
+        dtype=base.weight.dtype,
+    )
+    with torch.no_grad():
+        fused.weight.copy_(torch.cat([base.weight, reject.weight]))
+        fused.bias.copy_(torch.cat([base.bias, reject.bias]))
+    parent_path, _, name = path.rpartition(".")
+    parent = inner.get_submodule(parent_path) if parent_path else inner
+    setattr(parent, name, fused)
+
+
 def export_onnx(
     net: Calibrated | DeployedModel,
     path: str | Path,
@@ -193,7 +228,8 @@ def export_onnx(
 
     Uses ``torch.onnx.export(..., dynamo=True)`` (needs the ``onnx`` and ``onnxscript``
     packages: ``pip install rejectnet[export]``) on :meth:`~rejectnet.RejectHead.deployable`,
-    with the exporter's graph optimisation on. The outputs are named ``labels``,
+    with the exporter's graph optimisation on, on a copy whose widened head is one
+    ``Gemm`` (the class and reject weights side by side). The outputs are named ``labels``,
     ``ood_score`` and ``is_ood``; the input is ``images``, with a dynamic batch
     dimension unless ``dynamic_batch=False``.
 
@@ -226,7 +262,7 @@ def export_onnx(
         '.onnx'
     """
     if isinstance(net, DeployedModel):
-        model = net.eval()
+        model = copy.deepcopy(net).eval()
     elif isinstance(net, nn.Module) and isinstance(net, Calibrated):
         model = net.deployable().eval()
     else:
@@ -246,6 +282,7 @@ def export_onnx(
         raise ImportError(
             "export_onnx needs the onnx and onnxscript packages: pip install rejectnet[export]"
         ) from err
+    _fuse_head(model)
     out = Path(path)
     kwargs: dict[str, Any] = dict(
         input_names=["images"],

@@ -698,7 +698,7 @@ class RejectHead(nn.Module):
         The threshold is the smallest score that keeps at least ``coverage`` of the
         loader's samples (they score at or below it); no OOD data is needed. The model
         runs in eval mode for the pass (each submodule's mode is restored afterwards).
-        The scores are computed at the current :attr:`temperature`: fit the temperature
+        The scores are computed at the current ``temperature``: fit the temperature
         first (:meth:`fit_temperature`), then calibrate. The shape and dtype of the
         inputs are recorded in :attr:`input_spec`.
 

@@ -179,8 +179,11 @@ def test_exported_graph_has_few_nodes(tmp_path: Path) -> None:
     net = _net()
     path = rejectnet.export_onnx(net, tmp_path / "model.onnx", _images(4))
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
-    tail = ops[ops.index("Concat") + 1 :]
-    # softmax, one mat-vec product, the input guard, the comparison, arg-max and mask
+    last_gemm = len(ops) - 1 - ops[::-1].index("Gemm")
+    tail = ops[last_gemm + 1 :]
+    # one Gemm for the C + k logits (no Concat); then softmax, one mat-vec product, the
+    # input guard (Mul, ReduceSum, Add), the comparison (LessOrEqual, Not), arg-max, mask
+    assert ops.count("Gemm") == 2 and "Concat" not in ops, ops
     assert "ReduceLogSumExp" not in ops and "Exp" not in ops and "Cast" not in tail, ops
     assert len(tail) <= 10, tail
 
