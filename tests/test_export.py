@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import rejectnet
@@ -239,3 +241,35 @@ def test_head_fast_path_keeps_hooks_and_subclasses_working() -> None:
     assert torch.equal(net(x)[:, :3], torch.zeros(4, 3)), "a hook that edits the output applies"
     handle.remove()
     assert torch.equal(net(x)[:, :3], base(x))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    score=st.sampled_from(
+        ["sum_reject", "weighted_reject", "max_reject", "entropy_reject", "msp", "max_logit"]
+    ),
+    temperature=st.sampled_from([1.0, 0.5, 2.5]),
+    coverage=st.floats(0.3, 1.0),
+    scale=st.sampled_from([0.1, 1.0, 30.0]),
+)
+def test_deployable_equals_predict_bit_for_bit(
+    seed: int, score: str, temperature: float, coverage: float, scale: float
+) -> None:
+    torch.manual_seed(seed)
+    net = RejectHead.wrap(nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)), k=2)
+    net.eval()
+    net.score_weights.copy_(torch.tensor([0.25, 3.0]))
+    net.set_temperature(temperature)
+    g = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(40, 5, generator=g) * scale
+    net.calibrate([x[:20]], coverage=coverage, score=score)
+    pred = net.predict(x)
+    labels, s, is_ood = net.deployable()(x)
+    assert torch.equal(s, pred.ood_score) and torch.equal(is_ood, pred.is_ood)
+    assert torch.equal(labels, pred.labels)
+    # the decision is exactly the float64 comparison of the returned score
+    assert torch.equal(is_ood, s.double() > float(net.threshold))
+    # calibration data: the promised coverage, exactly
+    kept = (~net.predict(x[:20]).is_ood).double().mean().item()
+    assert kept >= coverage - 1e-9
