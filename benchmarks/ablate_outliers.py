@@ -54,6 +54,7 @@ from rejectnet.outliers import (
     Rotate,
     Stitch,
     VirtualOutliers,
+    Warp,
     recommended,
 )
 from rejectnet.scores import msp, sum_reject
@@ -80,6 +81,13 @@ def _variants() -> dict[str, dict[str, Any]]:
         "rn+stitch": v("rejectnet", [*half, (Stitch(), 0.5)]),
         "rn+overlay": v("rejectnet", [*half, (Overlay(), 0.5)]),
         "rn+rotate": v("rejectnet", [*half, (Rotate(), 0.5)]),
+        "rn+warp": v("rejectnet", [*half, (Warp(), 0.5)]),
+        "rn+warp20": v("rejectnet", [(PoolRows(), 0.8), (Warp(), 0.2)]),
+        "rn+rotate20": v("rejectnet", [(PoolRows(), 0.8), (Rotate(), 0.2)]),
+        "rn+synth20": v("rejectnet", [(PoolRows(), 0.8)] + [(s, w / 5) for s, w in SYNTH]),
+        "rn+blend0.3+synth20": v(
+            "rejectnet", [(Blend((0.1, 0.4)), 0.8)] + [(s, w / 5) for s, w in SYNTH]
+        ),
         "rn+virtual": v("rejectnet", pool, virtual=True),
         "rn+cluster": v("rejectnet", pool, labels="cluster"),
         "rn+synth": v("rejectnet", half + [(s, w / 2) for s, w in SYNTH]),

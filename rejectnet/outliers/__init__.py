@@ -7,7 +7,7 @@ out-of-distribution inputs (see the how-to "When your outliers are not like your
 * pool rows as they are (:class:`PoolRows`) or blended with in-distribution images
   (:class:`Blend`, the paper's ``alpha``);
 * in-distribution images made into outliers in input space (:class:`Jigsaw`,
-  :class:`Stitch`, :class:`Overlay`, :class:`Rotate`), which also work with no pool;
+  :class:`Stitch`, :class:`Overlay`, :class:`Rotate`, :class:`Warp`), which also work with no pool;
 * virtual outliers in feature space at the head's input (:class:`VirtualOutliers`);
 * clustering pseudo-labels for the reject units (:class:`ClusterLabeler`).
 
@@ -27,10 +27,12 @@ from rejectnet.outliers.synthesis import (
     Overlay,
     Rotate,
     Stitch,
+    Warp,
     jigsaw,
     overlay,
     rotate,
     stitch,
+    warp,
 )
 from rejectnet.outliers.virtual import VirtualOutliers, head_of
 
@@ -47,6 +49,7 @@ __all__ = [
     "Rotate",
     "Stitch",
     "VirtualOutliers",
+    "Warp",
     "blend",
     "head_of",
     "jigsaw",
@@ -56,4 +59,5 @@ __all__ = [
     "sinkhorn_assign",
     "split_counts",
     "stitch",
+    "warp",
 ]

@@ -18,6 +18,10 @@ Every transform rests on an assumption about the data; check it for yours:
 * :func:`overlay` (a convex mix of two images of different classes, weight 0.4-0.6):
   two superimposed characters are no single one. Weights near 0 or 1 would give back a
   class.
+* :func:`warp` (a strong random smooth deformation): bending strokes far enough
+  makes other shapes of the same strokes. Mild warps are the usual *augmentation* of the
+  training data (elastic distortions of MNIST), so the displacement must be large;
+  check a few samples by eye.
 * :func:`rotate` (90 or 270 degrees by default): a digit on its side is no digit. False
   for rotation-symmetric classes (``0``, ``8`` at 180 degrees, ``1`` and ``0`` nearly at
   any angle) and for data without a canonical orientation (aerial, microscopy); a
@@ -29,10 +33,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from rejectnet.outliers._base import check_fraction, check_images, check_positive_int, randint
 
-__all__ = ["Jigsaw", "Overlay", "Rotate", "Stitch", "jigsaw", "overlay", "rotate", "stitch"]
+__all__ = [
+    "Jigsaw",
+    "Overlay",
+    "Rotate",
+    "Stitch",
+    "Warp",
+    "jigsaw",
+    "overlay",
+    "rotate",
+    "stitch",
+    "warp",
+]
 
 
 def _check_batch(x: torch.Tensor, name: str = "x") -> torch.Tensor:
@@ -245,6 +261,55 @@ def rotate(
     return turned[pick, torch.arange(x.shape[0], device=x.device)]
 
 
+def warp(
+    x: torch.Tensor,
+    strength: float = 0.4,
+    knots: int = 5,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Deform each image with a random smooth displacement field.
+
+    A ``knots`` x ``knots`` grid of displacements, uniform in ``[-strength, strength]``
+    (in units of half the image side), is upsampled bicubically to a dense field and
+    applied with bilinear sampling (zeros outside).
+
+    Args:
+        x: Images ``(N, C, H, W)``.
+        strength: Largest displacement at a knot, as a fraction of half the side.
+        knots: Control points per side (>= 2); fewer make smoother, larger bends.
+        generator: RNG on the images' device (``None``: torch's global RNG).
+
+    Returns:
+        A new ``(N, C, H, W)`` tensor; ``x`` unchanged.
+
+    Raises:
+        ValueError: If ``x`` is not ``(N, C, H, W)`` or an argument is out of range.
+
+    Example:
+        >>> import torch
+        >>> x = torch.rand(2, 1, 8, 8)
+        >>> torch.allclose(warp(x, strength=0.0), x, atol=1e-5)
+        True
+    """
+    _check_batch(x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be (N, C, H, W) images, got shape {tuple(x.shape)}")
+    strength = check_fraction(strength, "strength", high=2.0)
+    knots = check_positive_int(knots, "knots", minimum=2)
+    n, _, h, w = x.shape
+    coarse = torch.rand(n, 2, knots, knots, device=x.device, generator=generator)
+    coarse = (2 * coarse - 1) * strength
+    field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)
+    ys = torch.linspace(-1, 1, h, device=x.device)
+    xs = torch.linspace(-1, 1, w, device=x.device)
+    base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (H, W, 2) as (x, y)
+    grid = base[None] + field.permute(0, 2, 3, 1)
+    out: torch.Tensor = F.grid_sample(
+        x.float(), grid.float(), mode="bilinear", padding_mode="zeros", align_corners=True
+    )
+    return out.to(x.dtype)
+
+
 def _check_labels(y: torch.Tensor | None, n: int) -> None:
     if y is None:
         return
@@ -382,3 +447,30 @@ class Rotate(_FromBatch):
 
     def __repr__(self) -> str:
         return f"Rotate(angles={self.angles!r})"
+
+
+class Warp(_FromBatch):
+    """In-distribution images bent by a strong random smooth deformation; see :func:`warp`.
+
+    Args:
+        strength: Largest displacement at a knot (fraction of half the side).
+        knots: Control points per side.
+
+    Example:
+        >>> import torch
+        >>> Warp()(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]), None, 3).shape
+        torch.Size([3, 1, 8, 8])
+    """
+
+    def __init__(self, strength: float = 0.4, knots: int = 5) -> None:
+        warp(torch.zeros(1, 1, 2, 2), strength, knots)  # validates
+        self.strength = float(strength)
+        self.knots = int(knots)
+
+    def _apply(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        return warp(x, self.strength, self.knots, generator)
+
+    def __repr__(self) -> str:
+        return f"Warp(strength={self.strength}, knots={self.knots})"

@@ -7,7 +7,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rejectnet.outliers import Jigsaw, Overlay, Rotate, Stitch, jigsaw, overlay, rotate, stitch
+from rejectnet.outliers import (
+    Jigsaw,
+    Overlay,
+    Rotate,
+    Stitch,
+    Warp,
+    jigsaw,
+    overlay,
+    rotate,
+    stitch,
+    warp,
+)
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -80,7 +91,7 @@ def test_rotate_turns_by_the_drawn_angles_only() -> None:
     assert torch.equal(rotate(x, angles=(180,)), torch.rot90(x, 2, (2, 3)))
 
 
-@pytest.mark.parametrize("source", [Jigsaw(2), Stitch(), Overlay(), Rotate()])
+@pytest.mark.parametrize("source", [Jigsaw(2), Stitch(), Overlay(), Rotate(), Warp()])
 def test_sources_deterministic_shaped_and_leave_inputs_alone(source: object) -> None:
     x = torch.rand(8, 1, 8, 8, generator=_gen(0))
     y = torch.arange(8) % 4
@@ -116,3 +127,17 @@ def test_bad_arguments_are_rejected() -> None:
         stitch(torch.zeros(3, 1, 4, 4), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="floating-point"):
         Jigsaw()(torch.zeros(2, 1, 4, 4, dtype=torch.long), torch.zeros(2), None, 2)
+
+
+def test_warp_moves_pixels_smoothly_and_zero_strength_is_identity() -> None:
+    x = torch.rand(6, 1, 12, 12, generator=_gen(0))
+    assert torch.allclose(warp(x, strength=0.0), x, atol=1e-5)
+    out = warp(x, generator=_gen(1))
+    assert out.shape == x.shape and float((out - x).abs().mean()) > 0.05
+    # the same field for every channel: a 2-channel copy warps identically
+    two = warp(torch.cat([x, x], dim=1), generator=_gen(1))
+    assert torch.allclose(two[:, 0], two[:, 1]) and torch.allclose(two[:, :1], out)
+    with pytest.raises(ValueError, match="knots"):
+        Warp(knots=1)
+    with pytest.raises(ValueError, match="strength"):
+        Warp(strength=-0.1)
