@@ -26,6 +26,20 @@ def test_usage_example_runs(tmp_path: Path) -> None:
     assert re.search(r"tensor\(\[.*\]\) -?\d", done.stdout), done.stdout
 
 
+def test_own_loop_snippet_runs_after_the_usage_example(tmp_path: Path) -> None:
+    usage, own_loop = _blocks("python")[:2]
+    check = "\nassert net.head.reject.weight.grad is not None and loss.ndim == 0\nprint('ok')"
+    done = subprocess.run(
+        [sys.executable, "-c", usage + own_loop + check],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok")
+
+
 def test_ci_runs_the_readme_test_command() -> None:
     first, second = (b.strip() for b in _blocks("bash")[:2])
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
