@@ -58,7 +58,7 @@ def _canonical(value: Any) -> Any:
 def run_fingerprint(
     model: nn.Module,
     *,
-    num_classes: int,
+    num_classes: int | None,
     k: int | None,
     objective: str,
     options: Mapping[str, Any],
@@ -69,7 +69,7 @@ def run_fingerprint(
     Args:
         model: The module being trained; its architecture enters as every state-dict
             name, shape and dtype (not the values, which change as it trains).
-        num_classes: C.
+        num_classes: C (``None`` if unknown; the architecture still holds it).
         k: The number of reject classes (``None`` for a plain classifier).
         objective: The objective's name (``"rejectnet"``, ``"outlier_exposure"``, ...).
         options: The options that change what is trained (``lam``, ``lr``, ``epochs``,
@@ -105,7 +105,7 @@ def run_fingerprint(
 def run_identity(
     model: nn.Module,
     *,
-    num_classes: int,
+    num_classes: int | None,
     k: int | None,
     objective: str,
     options: Mapping[str, Any],
@@ -114,14 +114,15 @@ def run_identity(
     """The fields to merge into every checkpoint: ``num_classes``, ``k``, ``fingerprint``.
 
     Takes the same arguments as :func:`run_fingerprint`; :func:`validate_resume` reads
-    these fields back (``k`` is omitted for a plain classifier).
+    these fields back (``num_classes`` and ``k`` are omitted when ``None``).
     """
     out: dict[str, Any] = {
-        "num_classes": num_classes,
         "fingerprint": run_fingerprint(
             model, num_classes=num_classes, k=k, objective=objective, options=options, seed=seed
         ),
     }
+    if num_classes is not None:
+        out["num_classes"] = num_classes
     if k is not None:
         out["k"] = k
     return out

@@ -107,9 +107,10 @@ def test_other_num_classes(saved: Path, reliability: ReliabilityCounts) -> None:
     )
     reliability.fault()
     # without the field (older checkpoints), the head's shapes name the difference
+    old = {n: v for n, v in read_checkpoint(saved).items() if n not in ("num_classes", "k")}
     _refuse(
         saved,
-        read_checkpoint(saved),
+        old,
         net,
         opt,
         sched,
