@@ -24,6 +24,7 @@ checkpoint and epoch boundaries (:class:`~rejectnet.finetune.nonfinite.LossWatch
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable
@@ -46,6 +47,7 @@ from rejectnet.finetune.optim import OptimizerStep, build_optimizer
 from rejectnet.finetune.options import TrainOptions
 from rejectnet.finetune.preflight import Preflight, check_labels, preflight
 from rejectnet.finetune.progress import EpochProgress, epoch_summary
+from rejectnet.finetune.resume import run_identity
 from rejectnet.finetune.rng import seed_everything
 from rejectnet.finetune.run_state import RunState, capture, restore
 from rejectnet.finetune.stats import EpochAccumulator
@@ -134,6 +136,36 @@ class Finetuner:
         self._sampler_seed_value = 0
         self.device = torch.device("cpu")
         self.train_loader: Iterable[Any] | None = None
+        self._identity: dict[str, Any] = {}
+
+    _NOT_IN_FINGERPRINT = frozenset(
+        {
+            "device",
+            "checkpoint_dir",
+            "checkpoint_every",
+            "progress",
+            "callbacks",
+            "sync_batchnorm",
+            "channels_last",
+        }
+    )
+
+    def _run_identity(self, num_classes: int) -> dict[str, Any]:
+        """num_classes, k and the run fingerprint, written into every checkpoint."""
+        opts = {
+            f.name: getattr(self.options, f.name)
+            for f in dataclasses.fields(self.options)
+            if f.name not in self._NOT_IN_FINGERPRINT
+        }
+        objective = {k: v for k, v in vars(self.objective).items() if not k.startswith("_")}
+        return run_identity(
+            self.model,
+            num_classes=num_classes,
+            k=getattr(self.model, "k", None),
+            objective=f"{self.name}:{type(self.objective).__qualname__}",
+            options={"train": opts, "objective": objective},
+            seed=self.options.seed,
+        )
 
     # ------------------------------------------------------------------ views
     @property
@@ -234,6 +266,7 @@ class Finetuner:
                 "every rank can read)",
             )
         ckpt = found.state if found is not None else None
+        self._identity = self._run_identity(pre.num_classes)
         if ckpt is not None:
             saved_world = int(ckpt.get("world_size", 1))
             if saved_world != ctx.world_size:
@@ -290,6 +323,7 @@ class Finetuner:
                     out_stream=out_stream,
                     signal=signal,
                     device=device,
+                    fingerprint=self._identity["fingerprint"],
                 )
                 self._log("%s: resumed at epoch %d, step %d", self.name, run.epoch + 1, run.step)
             elif resume:
@@ -550,6 +584,7 @@ class Finetuner:
             state = {
                 **shared,
                 **own,
+                **self._identity,
                 "world_size": self._ctx.world_size,
                 "sampler_seed": self._sampler_seed_value,
             }

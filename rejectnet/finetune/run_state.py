@@ -1,9 +1,10 @@
 """The run's state in a checkpoint: what is saved, and restoring it only after checking it.
 
-``restore`` validates the WHOLE checkpoint against the live model and optimizer first
-(:func:`validate_model_state`, and the full resume validation of
-:mod:`rejectnet.finetune.resume` where it is available), and only then loads anything,
-so a checkpoint that does not fit leaves the caller's weights bit-identical.
+``restore`` validates the WHOLE checkpoint against the live run first
+(:func:`rejectnet.finetune.resume.validate_resume`: C, k, every model tensor, the
+optimizer, schedule and scaler, the world size and the run fingerprint), and only then
+loads anything, so a checkpoint that does not fit leaves the caller's weights
+bit-identical.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from rejectnet.finetune.resume import validate_resume
 from rejectnet.finetune.rng import rng_state, set_rng_state
 from rejectnet.finetune.streams import EpochStream, OutlierStream
 
-__all__ = ["RankState", "RunState", "capture", "restore", "validate_model_state"]
+__all__ = ["RankState", "RunState", "capture", "restore"]
 
 
 @dataclass
@@ -97,38 +98,6 @@ def capture(
     return shared, own
 
 
-def validate_model_state(model: nn.Module, saved: dict[str, Any], path: Path) -> None:
-    """Refuse a saved model state that does not fit ``model``, before anything is loaded.
-
-    Args:
-        model: The live module.
-        saved: The checkpoint's ``model`` state_dict.
-        path: The checkpoint file (for the message).
-
-    Raises:
-        CheckpointError: Naming the file and the first keys or shapes that differ
-            (e.g. another k or C: the reject layer's weight shape).
-    """
-    live = model.state_dict()
-    missing = sorted(set(live) - set(saved))
-    extra = sorted(set(saved) - set(live))
-    if missing or extra:
-        raise CheckpointError(
-            f"{path}: the checkpoint's model does not match this model: missing keys "
-            f"{missing[:5]}, unexpected keys {extra[:5]}; use another checkpoint_dir or "
-            "resume=False"
-        )
-    for key, value in live.items():
-        other = saved[key]
-        if not isinstance(other, torch.Tensor) or tuple(other.shape) != tuple(value.shape):
-            raise CheckpointError(
-                f"{path}: field model.{key} has shape "
-                f"{tuple(getattr(other, 'shape', ()))} in the checkpoint but "
-                f"{tuple(value.shape)} in this model (another C or k, or another "
-                "architecture); use another checkpoint_dir or resume=False"
-            )
-
-
 def restore(
     ckpt: dict[str, Any],
     path: Path,
@@ -178,16 +147,6 @@ def restore(
         k=getattr(model, "k", None),
         fingerprint=fingerprint,
     )
-    validate_model_state(model, ckpt["model"], path)
-    saved_groups = ckpt["optimizer"].get("param_groups", [])
-    live_groups = opt.optimizer.param_groups
-    if [len(g["params"]) for g in saved_groups] != [len(g["params"]) for g in live_groups]:
-        raise CheckpointError(
-            f"{path}: field optimizer.param_groups holds "
-            f"{[len(g['params']) for g in saved_groups]} parameters per group in the checkpoint "
-            f"but {[len(g['params']) for g in live_groups]} in this run's optimizer; use the "
-            "same optimizer, or another checkpoint_dir"
-        )
     own = ckpt["rank_states"][rank] if "rank_states" in ckpt else ckpt
     if (own.get("signal") is None) != (signal is None):
         raise CheckpointError(
