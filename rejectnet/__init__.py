@@ -15,7 +15,7 @@ Example:
     torch.Size([5])
 """
 
-from rejectnet import finetune, metrics, scores
+from rejectnet import finetune, losses, metrics, scores
 from rejectnet._version import __version__
 from rejectnet.evaluation import Report, evaluate
 from rejectnet.export import DeployedModel, export_onnx
@@ -27,11 +27,12 @@ from rejectnet.finetune import (
 from rejectnet.head import RejectHead, RejectLinear
 from rejectnet.prediction import REJECTED, Prediction
 from rejectnet.scores import ThresholdResult
-from rejectnet.serialization import load, read_metadata, save
+from rejectnet.serialization import ModelFileError, load, read_metadata, save
 
 __all__ = [
     "REJECTED",
     "DeployedModel",
+    "ModelFileError",
     "OutlierExposureFinetuner",
     "SelfSupervisedOODFinetuner",
     "Prediction",
@@ -43,6 +44,7 @@ __all__ = [
     "evaluate",
     "export_onnx",
     "load",
+    "losses",
     "metrics",
     "read_metadata",
     "save",
