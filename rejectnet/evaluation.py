@@ -251,8 +251,8 @@ class Report:
             (on the only set, with one): ``threshold``, ``coverage``, ``risk`` (error on
             accepted in-distribution samples), ``risk_without_rejection`` and
             ``total_misclassification``.
-        n_runs: Subsampling runs requested per OOD set (see :attr:`OODResult.runs` for
-            the runs done).
+        n_runs: Subsampling runs requested per OOD set (``runs`` of each
+            :class:`OODResult` says how many were done).
         tpr: The TPR of the FPR metric and of the selective threshold.
         scores_in: In-distribution scores (for plots).
         scores_out: OOD set name -> scores (for plots).
@@ -361,7 +361,7 @@ class Report:
         Returns:
             The table (columns method, score, ID accuracy, OOD set, AUROC, AUPR-in,
             AUPR-out, FPR@95%TPR and detection error; ``mean ± std`` over runs, a bare
-            number for a single run) followed by the :attr:`notes` as a list.
+            number for a single run) followed by the ``notes`` as a list.
 
         Example:
             >>> import torch

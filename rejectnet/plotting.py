@@ -65,9 +65,13 @@ def _roc(reports: Sequence[ReportLike]) -> Any:
 
 
 def _histograms(reports: Sequence[ReportLike]) -> Any:
-    fig = _figure(4 * len(reports), 3.5)
-    axes = fig.subplots(1, len(reports), squeeze=False)
-    for ax, r in zip(axes[0], reports, strict=True):
+    cols = min(4, len(reports))  # a grid, so that many methods stay readable
+    rows = -(-len(reports) // cols)
+    fig = _figure(4 * cols, 3.5 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(reports) :]:
+        ax.set_axis_off()
+    for ax, r in zip(axes, reports, strict=False):
         target = _target(r)
         both = np.r_[r.scores_in, r.scores_out[target]]
         bins: Any = np.linspace(both.min(), both.max(), 40) if np.ptp(both) > 0 else 10

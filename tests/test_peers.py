@@ -181,6 +181,11 @@ def test_tuned_peers_pick_the_best_setting_on_ood_and_say_so(trained: nn.Sequent
     mix = torch.cat(list(tune_ood.values()))
     m = ood_metrics(odin(tune_id), odin(mix))
     assert best["fpr95"] == pytest.approx(m["fpr95"]) and best["auroc"] == pytest.approx(m["auroc"])
+    # every candidate's numbers are those of pytorch-ood's ODIN with its settings
+    for row in odin.tuning:
+        det = pod.ODIN(trained, eps=row["eps"], temperature=row["temperature"])
+        m = ood_metrics(det.predict(tune_id).double(), det.predict(mix).double())
+        assert (row["fpr95"], row["auroc"]) == (m["fpr95"], m["auroc"]), row
     maha = built["mahalanobis-tuned"]
     assert [r["eps"] for r in maha.tuning] == list(
         peers.DEFAULT_SETTINGS["mahalanobis-tuned"]["eps"]
@@ -241,3 +246,18 @@ def test_bad_models_and_fit_data(trained: nn.Sequential) -> None:
     # fit_samples caps the samples seen (the first batches)
     capped = peers.build("knn", trained, fit_loader=_loader(x, y, bs=16), k=3, fit_samples=40)
     assert capped.fit_samples == 40
+
+
+def test_the_how_to_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    import runpy
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "howto" / "peers_example.py"
+    env = runpy.run_path(str(path))
+    out = capsys.readouterr().out
+    names = [*peers.PEER_NAMES, *peers.TUNED_PEER_NAMES]
+    assert [r.name for r in env["reports"]] == names
+    for name in names:
+        assert f"| {name} |" in out
+    assert out.count("; tuned on OOD: far, near |") == 2 * 3  # 2 tuned peers x (far, near, mixed)
+    assert env["report"].name == "knn"

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -15,7 +16,7 @@ from rejectnet._inference import eval_mode
 from rejectnet.peers._backend import detectors
 from rejectnet.peers._features import ClassifierTap, FeatureModule, LogitsModule, collect_outputs
 from rejectnet.peers._peer import Peer
-from rejectnet.peers._tuning import TuningSet, check_tuning_set, choose
+from rejectnet.peers._tuning import TuningSet, check_tuning_set, choose, score_in_batches
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -208,7 +209,7 @@ def _make(name: str, tap: ClassifierTap, s: Mapping[str, Any], fit: Callable[[],
                 settings=s,
                 fit_samples=n,
                 reference=ref + "Mahalanobis",
-                score_outputs=lambda f, z: det.predict_features(f),
+                score_outputs=lambda f, z: det.predict_features(f.to("cpu")),  # fitted on the CPU
             )
         det = d.MahalanobisODIN(FeatureModule(tap), eps=float(s["eps"]))
         det.fit_features(data.features.to(tap.device), data.labels.to(tap.device))
@@ -233,7 +234,7 @@ def _make(name: str, tap: ClassifierTap, s: Mapping[str, Any], fit: Callable[[],
             settings=s,
             fit_samples=n,
             reference=ref + "KNN",
-            score_outputs=lambda f, z: det.predict_features(f),
+            score_outputs=lambda f, z: det.predict_features(f.to("cpu")),  # fitted on the CPU
         )
     if name == "vim":
         dim = data.features.shape[1]
@@ -252,7 +253,7 @@ def _make(name: str, tap: ClassifierTap, s: Mapping[str, Any], fit: Callable[[],
             settings={"d": k},
             fit_samples=n,
             reference=ref + "ViM",
-            score_outputs=lambda f, z: det.predict_features(f),
+            score_outputs=lambda f, z: det.predict_features(f.to("cpu")),  # fitted on the CPU
         )
     raise AssertionError(name)  # pragma: no cover - names are checked before
 
@@ -260,6 +261,34 @@ def _make(name: str, tap: ClassifierTap, s: Mapping[str, Any], fit: Callable[[],
 def _grid(settings: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     keys = list(settings)
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*settings.values())]
+
+
+def _odin_grid(
+    tap: ClassifierTap, grid: Mapping[str, Sequence[Any]], x: torch.Tensor
+) -> dict[tuple[float, float], np.ndarray[Any, np.dtype[np.float64]]]:
+    """ODIN's scores for every (temperature, eps) of the grid, one gradient per temperature.
+
+    The input gradient's sign depends on the temperature only, so it is computed once per
+    temperature with pytorch-ood's ``odin_preprocessing`` (at ``eps = 1``, from which the
+    sign is recovered exactly) and reused for every ``eps``; the scores equal those of
+    pytorch-ood's ``ODIN(model, eps, temperature).predict``, bit for bit.
+    """
+    d = detectors()
+    model = LogitsModule(tap.model)
+    parts: dict[tuple[float, float], list[torch.Tensor]] = {
+        (float(t), float(e)): [] for t in grid["temperature"] for e in grid["eps"]
+    }
+    with eval_mode(tap.model):
+        for i in range(0, len(x), 256):
+            xb = x[i : i + 256].to(tap.device)
+            for t in grid["temperature"]:
+                moved = d.odin_preprocessing(model, xb, eps=1.0, temperature=float(t))
+                sign = (xb - moved).round()  # exactly the sign of the gradient, -1, 0 or 1
+                with torch.no_grad():
+                    for e in grid["eps"]:
+                        s = d.MaxSoftmax.score(model(xb - float(e) * sign), float(t))
+                        parts[(float(t), float(e))].append(s.detach().to("cpu", torch.float64))
+    return {k: torch.cat(v).numpy() for k, v in parts.items()}
 
 
 def _make_tuned(
@@ -270,6 +299,8 @@ def _make_tuned(
     tuning: TuningSet,
 ) -> Peer:
     base = name.removesuffix("-tuned")
+    tune_id, tune_ood = tuning
+    x_out = torch.cat(list(tune_ood.values()))
     cache: dict[tuple[Any, ...], Peer] = {}
 
     def peer_for(settings: dict[str, Any]) -> Peer:
@@ -278,21 +309,25 @@ def _make_tuned(
             cache[key] = _make(base, tap, settings, fit)
         return cache[key]
 
-    chosen, table = choose(_grid(grid), peer_for, tuning)
+    scores_for: Callable[[dict[str, Any]], tuple[Any, Any]]
+    scale = max(float(tune_id.abs().max()), float(x_out.abs().max()))
+    exact = tune_id.is_floating_point() and scale * torch.finfo(tune_id.dtype).eps < 0.25
+    if base == "odin" and exact:  # rounding x - (x - sign) recovers the sign exactly
+        on_id, on_out = _odin_grid(tap, grid, tune_id), _odin_grid(tap, grid, x_out)
+
+        def scores_for(settings: dict[str, Any]) -> tuple[Any, Any]:
+            key = (float(settings["temperature"]), float(settings["eps"]))
+            return on_id[key], on_out[key]
+
+    else:
+
+        def scores_for(settings: dict[str, Any]) -> tuple[Any, Any]:
+            peer = peer_for(settings)
+            return score_in_batches(peer, tune_id), score_in_batches(peer, x_out)
+
+    chosen, table = choose(_grid(grid), scores_for)
     picked = peer_for(chosen)
-    peer = Peer(
-        name,
-        kind=picked.kind,
-        tap=tap,
-        settings=chosen,
-        reference=picked.reference,
-        score_outputs=picked._score_outputs,
-        score_inputs=picked._score_inputs,
-        tuned_on=tuple(tuning[1]),
-        fit_samples=picked.fit_samples,
-        tuning=table,
-    )
-    return peer
+    return picked.renamed(name, tuned_on=tuple(tune_ood), tuning=table)
 
 
 def build_peers(

@@ -93,6 +93,32 @@ class Peer:
             text += "; tuned on OOD: " + ", ".join(self.tuned_on)
         return text
 
+    def renamed(
+        self, name: str, *, tuned_on: tuple[str, ...], tuning: Sequence[Mapping[str, Any]]
+    ) -> Peer:
+        """The same detector under another name, with where its settings came from.
+
+        Args:
+            name: The new name (e.g. ``"odin-tuned"``).
+            tuned_on: Names of the OOD sets that chose the settings.
+            tuning: The grid with its tuning numbers.
+
+        Returns:
+            A new :class:`Peer` sharing this one's detector.
+        """
+        return Peer(
+            name,
+            kind=self.kind,
+            tap=self._tap,
+            settings=self.settings,
+            reference=self.reference,
+            score_outputs=self._score_outputs,
+            score_inputs=self._score_inputs,
+            tuned_on=tuned_on,
+            fit_samples=self.fit_samples,
+            tuning=tuning,
+        )
+
     def __repr__(self) -> str:
         return f"Peer({self.score})"
 

@@ -75,28 +75,27 @@ def score_in_batches(
 
 def choose(
     candidates: Sequence[dict[str, Any]],
-    scorer_for: Callable[[dict[str, Any]], Callable[[torch.Tensor], torch.Tensor]],
-    tuning: TuningSet,
+    scores_for: Callable[
+        [dict[str, Any]],
+        tuple[np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]]],
+    ],
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Pick the settings with the lowest FPR@95%TPR on the mix of the OOD tuning sets.
 
     Args:
         candidates: The grid, one settings dict each, in order.
-        scorer_for: Builds ``x -> scores`` for one settings dict.
-        tuning: The tuning samples (see :func:`check_tuning_set`).
+        scores_for: The scores of the in-distribution tuning inputs and of all OOD
+            tuning inputs (the mix) under one settings dict.
 
     Returns:
         The chosen settings and, per candidate, its settings with ``fpr95`` and ``auroc``
         on the tuning mix (fractions).
     """
-    tune_id, tune_ood = tuning
-    x_out = torch.cat(list(tune_ood.values()))
     table: list[dict[str, Any]] = []
     best: tuple[float, float, int] | None = None
     chosen = candidates[0]
     for i, settings in enumerate(candidates):
-        fn = scorer_for(settings)
-        m = ood_metrics(score_in_batches(fn, tune_id), score_in_batches(fn, x_out))
+        m = ood_metrics(*scores_for(settings))
         table.append({**settings, "fpr95": m["fpr95"], "auroc": m["auroc"]})
         key = (m["fpr95"], -m["auroc"], i)
         if best is None or key < best:
