@@ -39,7 +39,12 @@ from rejectnet._inference import collect_logits, eval_mode, module_device
 from rejectnet._outputs import extract_logits
 from rejectnet.finetune import distributed as dist_utils
 from rejectnet.finetune.callbacks import FitView, StopTraining
-from rejectnet.finetune.checkpoint import check_writable, find_latest, write_checkpoint
+from rejectnet.finetune.checkpoint import (
+    CheckpointError,
+    check_writable,
+    find_latest,
+    write_checkpoint,
+)
 from rejectnet.finetune.history import History
 from rejectnet.finetune.nonfinite import LossWatch
 from rejectnet.finetune.objectives import Objective
@@ -253,8 +258,19 @@ class Finetuner:
         found = None
         if resume and ckpt_dir is not None:
             # rank 0 first: reading may move a corrupted file aside, which the others see
+            error: CheckpointError | None = None
             if ctx.is_main:
-                found = find_latest(ckpt_dir)
+                try:
+                    found = find_latest(ckpt_dir)
+                except CheckpointError as err:
+                    error = err  # told to the other ranks first, so that none hangs
+            if dist_utils.broadcast_int(int(error is not None), ctx, device):
+                if error is not None:
+                    raise error
+                raise CheckpointError(
+                    f"{ckpt_dir}: rank 0 could not use the checkpoints there (its error "
+                    "says why); nothing was restored"
+                )
             dist_utils.barrier(ctx, device)
             if not ctx.is_main:
                 found = find_latest(ckpt_dir)
