@@ -65,8 +65,11 @@ class DeployedModel(nn.Module):
     threshold rounded down to the score's dtype (:func:`rejectnet.decision.threshold_for`),
     the arg-max and the label mask. It never raises on bad values: a row whose input
     (or logits) hold NaN or infinity gets a NaN score and is rejected, in eager mode,
-    compiled, exported and in ONNX alike. In eager mode one reduction over the batch
-    checks the input; only when it is not finite does the per-row guard
+    compiled, exported and in ONNX alike. For ``sum_reject`` / ``weighted_reject`` the
+    input guard is folded into the score (``addmv(x_flat @ zeros, softmax(z), w)``: the
+    product with zeros is exactly 0 for a finite row and NaN otherwise); for the other
+    scores, in eager mode, one reduction over the batch checks the input and only when
+    it is not finite does the per-row guard
     (:func:`rejectnet.decision.nan_if_nonfinite`) run, which a traced graph always
     contains.
 
@@ -152,18 +155,41 @@ class DeployedModel(nn.Module):
         logits = out if type(out) is torch.Tensor else extract_logits(out)
         z = logits if self._unit_temperature else logits / self.temperature
         f64 = z.dtype == torch.float64
+        sdt = torch.float64 if f64 else torch.float32
         w = (buffers["weights"] if f64 else buffers["weights32"]) if self._has_weights else None
-        score = self._score_fn(z, w)
-        if self._guard_logits:
-            if decision.is_tracing() or not (_finite_total(x) and _finite_total(logits)):
-                score = decision.nan_if_nonfinite(score, x, logits)
-        elif decision.is_tracing() or not _finite_total(x):
-            score = decision.nan_if_nonfinite(score, x)
+        if w is not None and x.is_floating_point():
+            # sum / weighted_reject with the input guard folded in: addmv(guard, p, w) is
+            # guard + p @ w, and the guard x_flat @ 0 is exactly 0 for a finite row and NaN
+            # otherwise. No host synchronisation, the same ops in eager mode and in a graph.
+            flat = x.reshape(x.shape[0], math.prod(int(d) for d in x.shape[1:]))
+            guard = torch.mv(flat, self._zeros_like_row(flat))
+            p = torch.softmax(z, 1, dtype=sdt)
+            score = torch.addmv(guard if guard.dtype == sdt else guard.to(sdt), p, w)
+        else:
+            score = self._score_fn(z, w)
+            if self._guard_logits:
+                if decision.is_tracing() or not (_finite_total(x) and _finite_total(logits)):
+                    score = decision.nan_if_nonfinite(score, x, logits)
+            elif decision.is_tracing() or not _finite_total(x):
+                score = decision.nan_if_nonfinite(score, x)
         thr = buffers["threshold" if f64 else "thr32"]
         assert thr is not None
         is_ood = torch.le(score, thr).logical_not_()
         classes = logits.narrow(1, 0, self.num_classes).argmax(1)
         return classes.masked_fill_(is_ood, REJECTED), score, is_ood
+
+    def _zeros_like_row(self, flat: torch.Tensor) -> torch.Tensor:
+        """A zero vector as long as one flattened input row (cached in eager mode)."""
+        if decision.is_tracing():
+            return torch.zeros(int(flat.shape[1]), dtype=flat.dtype, device=flat.device)
+        key = (int(flat.shape[1]), flat.dtype, flat.device)
+        cache: dict[Any, torch.Tensor] = self.__dict__.setdefault("_zeros_cache", {})
+        found = cache.get(key)
+        if found is None:
+            if len(cache) > 8:
+                cache.clear()
+            found = cache[key] = torch.zeros(key[0], dtype=key[1], device=key[2])
+        return found
 
     def extra_repr(self) -> str:
         """The score and threshold, for ``repr()``."""

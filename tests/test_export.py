@@ -183,8 +183,9 @@ def test_exported_graph_has_few_nodes(tmp_path: Path) -> None:
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     last_gemm = len(ops) - 1 - ops[::-1].index("Gemm")
     tail = ops[last_gemm + 1 :]
-    # one Gemm for the C + k logits (no Concat); then softmax, one mat-vec product, the
-    # input guard (Mul, ReduceSum, Add), the comparison (LessOrEqual, Not), arg-max, mask
+    # one Gemm for the C + k logits (no Concat); then the input guard (Reshape, MatMul by
+    # zeros), Softmax, the score's MatMul plus the guard (Add), the comparison
+    # (LessOrEqual, Not), the arg-max over the classes (Slice, ArgMax) and the mask (Where)
     assert ops.count("Gemm") == 2 and "Concat" not in ops, ops
     assert "ReduceLogSumExp" not in ops and "Exp" not in ops and "Cast" not in tail, ops
     assert len(tail) <= 10, tail
