@@ -12,9 +12,9 @@ with fewer ops; the values agree with those functions to float32 rounding, not b
 bit):
 
 * ``sum_reject`` and ``weighted_reject``: one softmax over all C + k logits, then one
-  matrix-vector product with a column-weight vector (0 for the C classes, 1 or the
-  score weight ``w_j`` for the k reject units). A sum of probabilities can exceed 1 by
-  a rounding error; it is not clamped.
+  matrix-vector product (``addmv`` onto zeros) with a column-weight vector (0 for the C
+  classes, 1 or the score weight ``w_j`` for the k reject units). A sum of
+  probabilities can exceed 1 by a rounding error; it is not clamped.
 * ``max_reject``: the largest reject-unit probability of the same softmax.
 * ``entropy_reject`` / ``entropy_diff``: partial entropies of one log-softmax.
 * ``msp``, ``energy``, ``max_logit``: on the first C logits.
@@ -197,7 +197,10 @@ def score_function(name: str, num_classes: int) -> ScoreFn:
 
         def weighted(z: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
             assert w is not None, "pass column_weights(...) for sum_reject / weighted_reject"
-            return torch.mv(torch.softmax(z, 1, dtype=score_dtype(z.dtype)), w)
+            p = torch.softmax(z, 1, dtype=score_dtype(z.dtype))
+            # addmv onto zeros, the very kernel call the deployed module makes with its
+            # input guard (exactly 0 for finite rows): the same bits on every backend
+            return torch.addmv(p.new_zeros(p.shape[0]), p, w)
 
         return weighted
     if name == "max_reject":
