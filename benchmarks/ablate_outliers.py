@@ -59,6 +59,8 @@ from rejectnet.outliers import (
 )
 from rejectnet.scores import msp, sum_reject
 
+ROT_WARP = [(Rotate(), 0.5), (Warp(), 0.5)]
+ROT_WARP_HALF = [(Rotate(), 0.25), (Warp(), 0.25)]
 SYNTH = [(Jigsaw(2), 0.25), (Stitch(), 0.25), (Overlay(), 0.25), (Rotate(), 0.25)]
 
 
@@ -88,7 +90,14 @@ def _variants() -> dict[str, dict[str, Any]]:
         "rn+blend0.3+synth20": v(
             "rejectnet", [(Blend((0.1, 0.4)), 0.8)] + [(s, w / 5) for s, w in SYNTH]
         ),
+        "rn+rot+warp": v("rejectnet", [*half, *ROT_WARP_HALF]),
+        "rn+rot+warp+virtual": v("rejectnet", [*half, *ROT_WARP_HALF], virtual=True),
+        "rn+rot+warp+cluster": v("rejectnet", [*half, *ROT_WARP_HALF], labels="cluster"),
+        "oe+rot+warp": v("oe", [*half, *ROT_WARP_HALF]),
+        "rn-nopool+rot+warp": v("rejectnet", ROT_WARP),
+        "oe-nopool+rot+warp": v("oe", ROT_WARP),
         "rn+virtual": v("rejectnet", pool, virtual=True),
+        "rn+virtual-relu": v("rejectnet", pool, virtual="relu"),
         "rn+cluster": v("rejectnet", pool, labels="cluster"),
         "rn+synth": v("rejectnet", half + [(s, w / 2) for s, w in SYNTH]),
         "rn+synth+virtual": v("rejectnet", half + [(s, w / 2) for s, w in SYNTH], True),
@@ -143,7 +152,11 @@ def build(spec: dict[str, Any], base: nn.Module) -> tuple[nn.Module, Any, Compos
         labels = recipe.pseudo_labels
         loss = SelfSupervisedRejectLoss(10, 5.0, pseudo_labels=labels)
         return net, loss, recipe.signal
-    virtual = VirtualOutliers() if spec["virtual"] else None
+    virtual = None
+    if spec["virtual"] == "relu":  # non-negative samples further out, for ReLU features
+        virtual = VirtualOutliers(ratio=0.5, shell=(1.5, 3.0), nonnegative=True)
+    elif spec["virtual"]:
+        virtual = VirtualOutliers()
     signal = ComposedSignal(spec["parts"], virtual=virtual)
     if method == "oe":
         return copy.deepcopy(base), OutlierExposureLoss(0.5), signal
@@ -228,18 +241,41 @@ def step_cost(
     return statistics.median(a) / statistics.median(b)
 
 
+def markdown_table(path: str, names: list[str] | None = None) -> str:
+    """The results of ``path`` (JSON lines) as a markdown table, AUROC / FPR95 in %."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    by_name = {r["name"]: r for r in rows}  # the last run of a variant wins
+    order = names or list(by_name)
+    sets = [k for k, v in rows[0].items() if isinstance(v, list)]
+    head = "| variant | ID acc | " + " | ".join(sets) + " | step cost |"
+    lines = [head, "|---|---:|" + "---:|" * len(sets) + "---:|"]
+    for name in order:
+        if name not in by_name:
+            continue
+        r = by_name[name]
+        cells = " | ".join(f"{100 * r[k][0]:.2f} / {100 * r[k][1]:.2f}" for k in sets)
+        lines.append(f"| {name} | {100 * r['id_acc']:.2f} | {cells} | {r['cost']:.2f}x |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--variants", default="all")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ft-seed", type=int, default=None, help="stage-two seed (default --seed)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--stage-one-epochs", type=int, default=3)
     p.add_argument("--cache", default="/tmp/ablate_stage1_seed{seed}.safetensors")
     p.add_argument("--n-dev", type=int, default=3000)
     p.add_argument("--cost-reps", type=int, default=10)
     p.add_argument("--out", default="/tmp/ablation.jsonl")
+    p.add_argument("--table", action="store_true", help="print --out as markdown and exit")
     args = p.parse_args()
+    if args.table:
+        names = None if args.variants == "all" else args.variants.split(",")
+        print(markdown_table(args.out, names))
+        return
     torch.set_num_threads(1)
     root = Path(args.data_dir)
     mnist = load_npz(root / "mnist.npz", keys=("x_train", "y_train"))
@@ -262,6 +298,7 @@ def main() -> None:
     )
     ft_idx = torch.from_numpy(rng.permutation(len(y_tr))[: 64 * args.steps])
     variants = _variants()
+    ft_seed = args.seed if args.ft_seed is None else args.ft_seed
     names = list(variants) if args.variants == "all" else args.variants.split(",")
     for name in names:
         spec = variants[name]
@@ -270,7 +307,7 @@ def main() -> None:
             res = evaluate(base, False, val, dev)
             res.update(name=name, cost=1.0, seconds=0.0)
         else:
-            torch.manual_seed(args.seed)
+            torch.manual_seed(ft_seed)
             net, loss_fn, signal = build(spec, base)
             uses_pool = signal is None or signal.uses_pool
             opt = torch.optim.SGD(
@@ -280,7 +317,7 @@ def main() -> None:
                 opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / args.steps))
             )
             step = make_step(net, loss_fn, signal, opt)
-            g = torch.Generator().manual_seed(args.seed)
+            g = torch.Generator().manual_seed(ft_seed)
             order = ft_idx[torch.randperm(len(ft_idx), generator=g)]
             pool_order = torch.randperm(len(pool), generator=g)
             if signal is not None:
@@ -300,6 +337,9 @@ def main() -> None:
             res = evaluate(net, isinstance(net, RejectHead), val, dev)
             res.update(name=name, cost=cost, seconds=round(train_s, 1))
         res["seed"] = args.seed
+        res["ft_seed"] = ft_seed
+        if ft_seed != args.seed:
+            res["name"] = name = f"{name} (stage-two seed {ft_seed})"
         cells = "  ".join(
             f"{k} {100 * v[0]:.2f}/{100 * v[1]:.2f}" for k, v in res.items() if isinstance(v, tuple)
         )

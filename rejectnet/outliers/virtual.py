@@ -79,6 +79,8 @@ class VirtualOutliers:
         refresh: Steps between two refits of the Gaussians.
         warmup: Rows to see before the first virtual outliers (default ``queue_size``).
         ridge: Covariance regulariser, relative to the mean variance.
+        nonnegative: Clamp the samples at 0, for heads fed by ReLU features (a sample
+            with negative coordinates is trivially unlike every real feature vector).
         generator: RNG on the features' device (``None``: torch's global RNG).
 
     Raises:
@@ -107,6 +109,7 @@ class VirtualOutliers:
         refresh: int = 10,
         warmup: int | None = None,
         ridge: float = 1e-2,
+        nonnegative: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         self.ratio = check_fraction(ratio, "ratio", high=100.0)
@@ -118,6 +121,9 @@ class VirtualOutliers:
         self.refresh = check_positive_int(refresh, "refresh")
         self.warmup = self.queue_size if warmup is None else check_positive_int(warmup, "warmup")
         self.ridge = check_fraction(ridge, "ridge", high=1e6)
+        if not isinstance(nonnegative, bool):
+            raise TypeError(f"nonnegative must be a bool, got {nonnegative!r}")
+        self.nonnegative = nonnegative
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
         self.generator = generator
@@ -264,7 +270,7 @@ class VirtualOutliers:
         lo, hi = self.shell
         r = (lo + (hi - lo) * torch.rand(m, 1, device=device, generator=g)) * d99
         out: torch.Tensor = mu[cls] + (r * z) @ chol.T
-        return out
+        return out.clamp_min(0) if self.nonnegative else out
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -323,5 +329,6 @@ class VirtualOutliers:
     def __repr__(self) -> str:
         return (
             f"VirtualOutliers(ratio={self.ratio}, queue_size={self.queue_size}, "
-            f"shell={self.shell}, refresh={self.refresh}, warmup={self.warmup})"
+            f"shell={self.shell}, refresh={self.refresh}, warmup={self.warmup}, "
+            f"nonnegative={self.nonnegative})"
         )

@@ -141,3 +141,18 @@ def test_bad_arguments_and_states_are_rejected_without_change() -> None:
     assert vo.feats is not None and torch.equal(vo.feats, before["feats"])
     assert vo.seen == before["seen"]
     vo.detach()
+
+
+def test_nonnegative_clamps_samples() -> None:
+    vo = VirtualOutliers(nonnegative=True)
+    vo.num_classes = 1
+    vo.stats = {
+        "mu": torch.zeros(1, 4),
+        "chol": torch.eye(4),
+        "d99": torch.tensor(3.0),
+        "labels": torch.zeros(2, dtype=torch.long),
+    }
+    s = vo.sample(200)
+    assert float(s.min()) == 0.0 and float(s.max()) > 0
+    with pytest.raises(TypeError, match="nonnegative"):
+        VirtualOutliers(nonnegative=1)  # type: ignore[arg-type]
