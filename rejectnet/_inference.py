@@ -48,10 +48,9 @@ class eval_mode:
         self._saved: list[tuple[nn.Module, bool]] = []
 
     def __enter__(self) -> nn.Module:
-        mods = list(self.module.modules())
-        self._saved = [(m, m.training) for m in mods if m.training]
-        for m, _ in self._saved:
-            m.training = False
+        self._saved = [(m, m.training) for m in self.module.modules() if m.training]
+        if self._saved:
+            self.module.eval()  # through train(False), so that overrides of train() run
         return self.module
 
     def __exit__(self, *exc: object) -> None:
