@@ -81,6 +81,14 @@ def test_odin_matches_pytorch_ood_and_leaves_the_model_alone(trained: nn.Sequent
         assert torch.equal(v, before[k])
 
 
+def test_odin_without_perturbation_needs_no_gradient(trained: nn.Sequential) -> None:
+    x = torch.randn(16, 4)
+    peer = peers.build("odin", trained, temperature=10.0, eps=0.0)
+    assert peer.kind == "logits" and peer.reference.endswith("MaxSoftmax")
+    want = pod.ODIN(trained, eps=0.0, temperature=10.0).predict(x).double()
+    torch.testing.assert_close(peer(x), want, rtol=1e-6, atol=1e-7)
+
+
 def test_fitted_peers_equal_their_definitions(trained: nn.Sequential) -> None:
     x_fit, y_fit = _blobs(300, 1)
     built = peers.build_peers(

@@ -185,6 +185,18 @@ def _make(name: str, tap: ClassifierTap, s: Mapping[str, Any], fit: Callable[[],
             reference=ref + "MaxLogit",
             score_outputs=lambda f, z: det.predict_logits(z),
         )
+    if name == "odin" and s["eps"] == 0:
+        # no perturbation: ODIN's score is the max softmax at temperature T of the input
+        # itself, with no gradient needed (pytorch-ood's MaxSoftmax gives the same values)
+        det = d.MaxSoftmax(None, t=float(s["temperature"]))
+        return Peer(
+            name,
+            kind="logits",
+            tap=tap,
+            settings=s,
+            reference=ref + "MaxSoftmax",
+            score_outputs=lambda f, z: det.predict_logits(z),
+        )
     if name == "odin":
         det = d.ODIN(
             LogitsModule(tap.model), eps=float(s["eps"]), temperature=float(s["temperature"])
