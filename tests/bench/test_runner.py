@@ -39,6 +39,10 @@ def test_smoke_run_writes_results_in_the_schema(tiny: dict[str, Path], tmp_path:
     assert set(meta["method_seconds"]) >= set(FINETUNED)
     md = (out / "results.md").read_text()
     assert "| rejectnet-paper |" in md and "| msp |" in md
+    # 5 of the 50 far images chose the tuned peers' settings: held out for every method
+    assert "far: 45 images" in md
+    assert "tuned on OOD" in saved["odin-tuned"]["score"]
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
     assert (out / "roc.png").exists()
 
 
