@@ -1,8 +1,9 @@
 """The demo: the whole pipeline on data that ships with the dependencies, in minutes.
 
 Stage one trains a small CNN on scikit-learn's 8x8 digits. From those same weights,
-Outlier Exposure and rejectnet (k=5, lam=5, outlier batches 5x) are fine-tuned on crops
-of one photograph; max-softmax, OE and rejectnet are then evaluated on OOD sets that were
+Outlier Exposure and rejectnet (k=5, lam=5, outlier batches 5x, with the recommended
+outlier recipe of :func:`rejectnet.outliers.recommended`) are fine-tuned on crops of one
+photograph; max-softmax, OE and rejectnet are then evaluated on OOD sets that were
 never seen in training (crops of another photograph, rendered letters, uniform noise).
 """
 
@@ -24,6 +25,7 @@ from rejectnet.finetune import (
 )
 from rejectnet.head import RejectHead
 from rejectnet.models import SmallCNN
+from rejectnet.outliers import recommended
 
 __all__ = ["DemoConfig", "format_table", "run_demo"]
 
@@ -146,12 +148,15 @@ def run_demo(config: DemoConfig | None = None) -> list[Report]:
         **common,  # type: ignore[arg-type]
     ).fit(in_loader, out_loader)
     net = RejectHead.wrap(model, k=cfg.k)
+    recipe = recommended(pool=True)  # the dev-chosen outlier recipe (rejectnet.outliers)
     SelfSupervisedOODFinetuner(
         net,
         lam=cfg.lam,
         epochs=cfg.finetune_epochs,
         lr=cfg.finetune_lr,
         outlier_ratio=cfg.outlier_ratio,
+        pseudo_labels=recipe.pseudo_labels,
+        outlier_signal=recipe.signal,
         **common,  # type: ignore[arg-type]
     ).fit(in_loader, out_loader)
     net.eval().calibrate(val_loader, coverage=0.95)
