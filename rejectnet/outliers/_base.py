@@ -34,7 +34,7 @@ class OutlierSource(Protocol):
         Args:
             x_in: The labeled in-distribution images of the step ``(N, ...)``.
             y: Their labels ``(N,)``.
-            x_out: Exactly ``n`` pool rows when :attr:`needs_pool`, else ``None`` or
+            x_out: Exactly ``n`` pool rows when ``needs_pool``, else ``None`` or
                 anything (ignored).
             n: Number of rows to return.
             generator: RNG on the images' device (``None``: torch's global RNG).

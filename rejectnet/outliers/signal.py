@@ -192,7 +192,7 @@ class ComposedSignal:
         x_out: torch.Tensor | None,
         num_outliers: int,
     ) -> torch.Tensor | None:
-        """The step's ``num_outliers`` outlier rows, in the order of :attr:`parts`.
+        """The step's ``num_outliers`` outlier rows, in the order of ``parts``.
 
         Args:
             x_in: Labeled in-distribution images ``(N, ...)`` (already on the device).
@@ -201,7 +201,7 @@ class ComposedSignal:
             num_outliers: Rows to return.
 
         Returns:
-            A new ``(num_outliers, ...)`` tensor (or ``None`` when :attr:`parts` is
+            A new ``(num_outliers, ...)`` tensor (or ``None`` when ``parts`` is
             empty); the inputs are left unchanged.
 
         Raises:
