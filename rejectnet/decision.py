@@ -11,10 +11,12 @@ Scores (the built-in reject scores and baselines of :mod:`rejectnet.scores`, com
 with fewer ops; the values agree with those functions to float32 rounding, not bit for
 bit):
 
-* ``sum_reject`` and ``weighted_reject``: one softmax over all C + k logits, then one
-  matrix-vector product (``addmv`` onto zeros) with a column-weight vector (0 for the C
-  classes, 1 or the score weight ``w_j`` for the k reject units). A sum of
-  probabilities can exceed 1 by a rounding error; it is not clamped.
+* ``sum_reject`` and ``weighted_reject``: one softmax over all C + k logits, then a
+  row-wise weighted sum with a column-weight vector (0 for the C classes, 1 or the score
+  weight ``w_j`` for the k reject units). A row-wise product and sum rather than a
+  matrix-vector product, whose BLAS rounding of a row depends on the batch size: the same
+  input gets the same score in any batch. A sum of probabilities can exceed 1 by a
+  rounding error; it is not clamped.
 * ``max_reject``: the largest reject-unit probability of the same softmax.
 * ``entropy_reject`` / ``entropy_diff``: partial entropies of one log-softmax.
 * ``msp``, ``energy``, ``max_logit``: on the first C logits.
@@ -198,9 +200,10 @@ def score_function(name: str, num_classes: int) -> ScoreFn:
         def weighted(z: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
             assert w is not None, "pass column_weights(...) for sum_reject / weighted_reject"
             p = torch.softmax(z, 1, dtype=score_dtype(z.dtype))
-            # addmv onto zeros, the very kernel call the deployed module makes with its
-            # input guard (exactly 0 for finite rows): the same bits on every backend
-            return torch.addmv(p.new_zeros(p.shape[0]), p, w)
+            # a row-wise product and sum, NOT a matrix-vector product: BLAS gemv rounds a
+            # row differently depending on how many rows the batch has, and a decision
+            # must not depend on the rest of the batch
+            return (p * w).sum(1)
 
         return weighted
     if name == "max_reject":

@@ -121,3 +121,20 @@ def test_softmax_scores_turn_nonfinite_logits_into_nan(name: str) -> None:
 @pytest.mark.parametrize("name", BASELINES)
 def test_baselines_need_the_explicit_guard(name: str) -> None:
     assert not decision.propagates_nonfinite(name)
+
+
+@pytest.mark.parametrize("name", ["sum_reject", "weighted_reject", "max_reject", "msp"])
+def test_a_rows_score_does_not_depend_on_the_rest_of_the_batch(name: str) -> None:
+    """A score is a function of its row's logits alone: BLAS gemv (addmv) rounds a row
+    differently for different batch sizes, so calibrate() (all logits at once) and
+    predict() (one batch) would disagree at ties."""
+    g = torch.Generator().manual_seed(0)
+    c, k = 3, 4
+    w = decision.column_weights(
+        name, c, k, torch.rand(k, generator=g) + 0.1, torch.float32, torch.device("cpu")
+    )
+    for n in (2, 7, 33, 97, 250):
+        z = torch.randn(n, c + k, generator=g) * 3
+        together = decision.compute_score(z, name, c, w)
+        alone = torch.cat([decision.compute_score(z[i : i + 1], name, c, w) for i in range(n)])
+        assert torch.equal(together, alone), n
