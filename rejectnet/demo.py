@@ -84,7 +84,7 @@ def format_table(reports: list[Report]) -> str:
         >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
         >>> report = evaluate(net, [torch.randn(20, 4)], {"far": [torch.randn(20, 4) + 5]})
         >>> print(format_table([report]).splitlines()[0])
-        method        ID acc      far AUROC   FPR95    mixed AUROC   FPR95
+        method        ID acc      far AUROC   FPR95
     """
     sets = list(reports[0].ood)
     head = f"{'method':<12}{'ID acc':>8}" + "".join(f"{s + ' AUROC':>15}{'FPR95':>8}" for s in sets)
