@@ -7,6 +7,7 @@ it with ``logging.basicConfig(level=logging.INFO)`` or
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import Any, TextIO
@@ -29,6 +30,12 @@ def epoch_summary(name: str, epochs: int, stats: EpochStats) -> str:
     if stats.val_accuracy is not None:
         parts.append(f"val-acc {100 * stats.val_accuracy:.2f}%")
     return " ".join(parts) + f" ({stats.seconds:.1f} s)"
+
+
+def _logged_anyway() -> bool:
+    """Whether the ``"rejectnet"`` logger already shows the INFO epoch line somewhere."""
+    log = logging.getLogger("rejectnet")
+    return log.isEnabledFor(logging.INFO) and log.hasHandlers()
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -92,7 +99,7 @@ class EpochProgress:
     def close(self, stats: EpochStats | None = None) -> None:
         """End the epoch: final loss on the bar, or the summary line without a terminal."""
         if stats is not None:
-            if self.enabled and self.bar is None:
+            if self.enabled and self.bar is None and not _logged_anyway():
                 print(epoch_summary(self.name, self.epochs, stats), file=self.stream, flush=True)
         if self.bar is not None:
             if stats is not None:

@@ -260,3 +260,14 @@ def test_world_size_without_rank_trains_alone(monkeypatch: pytest.MonkeyPatch) -
     assert (ctx.rank, ctx.world_size, ctx.enabled) == (0, 1, False)
     hist = SelfSupervisedOODFinetuner(_net(), epochs=1, progress=False).fit(*loaders())
     assert hist[0].steps == 6
+
+
+def test_epoch_line_is_not_repeated_when_the_logger_shows_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stream = io.StringIO()
+    stats = EpochStats(1, 3, 0.25, 0.2, None, 0.98, None, None, 0.01, 3.0)
+    with caplog.at_level("INFO", logger="rejectnet"):
+        bar = EpochProgress(enabled=True, name="x", epoch=0, epochs=1, total=3, stream=stream)
+        bar.close(stats)
+    assert stream.getvalue() == ""  # the logger's handler shows the line instead
