@@ -92,19 +92,32 @@ class OutlierStream:
             batch = next(self._iter)
         except StopIteration:
             if self.position == 0:
-                raise ValueError("outlier_loader yielded no batches; it needs outliers") from None
+                raise ValueError(
+                    "outlier_loader yielded no outliers (no batches at all); it needs outliers"
+                ) from None
             if self._rows == 0:
                 raise ValueError(
-                    "outlier_loader yielded only empty batches (under torch.distributed, "
+                    "outlier_loader yielded no outliers in a whole pass, only empty batches "
+                    "(under torch.distributed, "
                     "each rank keeps every world_size-th row of a batch: use batches with "
                     "at least world_size rows)"
                 ) from None
             self._restart()
             return self._next_batch()
         self.position += 1
-        x, _ = split_batch(batch, "outlier_loader batch")
+        x, _ = split_batch(batch, "outlier_loader batch", labels=False)
         self._rows += int(x.shape[0])
         return x
+
+    def next_batch(self) -> torch.Tensor:
+        """The next non-empty loader batch as it comes (after any leftover rows)."""
+        if self.leftover is not None:
+            out, self.leftover = self.leftover, None
+            return out
+        while True:
+            x = self._next_batch()
+            if x.shape[0] > 0:
+                return x
 
     def take(self, n: int) -> torch.Tensor:
         """Return exactly ``n`` outlier inputs (new tensor, the caller's data untouched)."""
@@ -151,7 +164,7 @@ class OutlierStream:
         self._iter = iter(self.loader)
         self._rows = 0
         for _ in range(int(state["position"])):
-            x, _ = split_batch(next(self._iter), "outlier_loader batch")
+            x, _ = split_batch(next(self._iter), "outlier_loader batch", labels=False)
             self._rows += int(x.shape[0])
             self.position += 1
         _restore_rng(current)

@@ -19,16 +19,10 @@ import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
 from rejectnet._batches import split_batch
+from rejectnet.finetune.distributed import set_epoch
+from rejectnet.finetune.streams import OutlierStream
 
 __all__ = ["OutlierPairs"]
-
-
-def _set_epoch(loader: Any, epoch: int) -> None:
-    for holder in (loader, getattr(loader, "batch_sampler", None)):
-        fn = getattr(getattr(holder, "sampler", None), "set_epoch", None)
-        if callable(fn):
-            fn(epoch)
-            return
 
 
 def _unsharded(loader: Any) -> bool:
@@ -112,10 +106,12 @@ class OutlierPairs:
         self.outlier_loader = outlier_loader
         self.ratio = ratio
         self.epoch = 0
-        self.passes = 0
-        self._out_iter: Iterator[Any] | None = None
-        self._leftover: torch.Tensor | None = None
-        self._rows_this_pass = 0
+        self._stream = OutlierStream(outlier_loader)
+
+    @property
+    def passes(self) -> int:
+        """Passes started over ``outlier_loader`` so far."""
+        return self._stream.passes
 
     def __len__(self) -> int:
         """The number of in-distribution batches (steps per epoch)."""
@@ -135,49 +131,10 @@ class OutlierPairs:
                     "DataLoader(dataset, batch_size=..., sampler=DistributedSampler(dataset))"
                 )
 
-    def _next_outlier_batch(self) -> torch.Tensor:
-        while True:
-            if self._out_iter is None:
-                _set_epoch(self.outlier_loader, self.passes)
-                self._out_iter = iter(self.outlier_loader)
-                self._rows_this_pass = 0
-                self.passes += 1
-            try:
-                batch = next(self._out_iter)
-            except StopIteration:
-                self._out_iter = None
-                if self._rows_this_pass == 0:
-                    raise ValueError(
-                        "outlier_loader yielded no outliers in a whole pass; it needs at "
-                        "least one non-empty batch"
-                    ) from None
-                continue
-            x, _ = split_batch(batch, "outlier_loader batch", labels=False)
-            self._rows_this_pass += int(x.shape[0])
-            if x.shape[0] > 0:
-                return x
-
-    def _take(self, n: int) -> torch.Tensor:
-        parts: list[torch.Tensor] = []
-        have = 0
-        if self._leftover is not None:
-            parts.append(self._leftover)
-            have = int(self._leftover.shape[0])
-            self._leftover = None
-        while have < n:
-            x = self._next_outlier_batch()
-            parts.append(x)
-            have += int(x.shape[0])
-        out = parts[0] if len(parts) == 1 else torch.cat(parts)
-        if have > n:
-            self._leftover = out[n:].clone()
-            out = out[:n]
-        return out
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Yield ``(x_in, y, x_out)`` for every batch of ``in_loader`` (one epoch)."""
         self._check_distributed()
-        _set_epoch(self.in_loader, self.epoch)
+        set_epoch(self.in_loader, self.epoch)
         self.epoch += 1
         for batch in self.in_loader:
             x_in, y = split_batch(batch, "in_loader batch")
@@ -186,9 +143,9 @@ class OutlierPairs:
                     "in_loader batches must carry labels: (x, y) or a dict with a label key"
                 )
             if self.ratio is None:
-                x_out = self._next_outlier_batch()
+                x_out = self._stream.next_batch()
             else:
-                x_out = self._take(max(1, round(self.ratio * int(x_in.shape[0]))))
+                x_out = self._stream.take(max(1, round(self.ratio * int(x_in.shape[0]))))
             if tuple(x_out.shape[1:]) != tuple(x_in.shape[1:]):
                 raise ValueError(
                     f"outlier_loader inputs have shape {tuple(x_out.shape[1:])} but "
