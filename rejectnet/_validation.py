@@ -8,6 +8,7 @@ Nothing here modifies the caller's data: tensors are detached and copied.
 
 from __future__ import annotations
 
+import math
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -19,7 +20,10 @@ __all__ = [
     "as_bool_array",
     "as_logits",
     "as_score_array",
+    "check_flag",
     "check_fraction",
+    "check_int",
+    "check_number",
 ]
 
 ArrayLike: TypeAlias = "torch.Tensor | npt.NDArray[Any] | list[float] | tuple[float, ...]"
@@ -189,3 +193,43 @@ def _is_compiling() -> bool:
     """Whether torch.compile or torch.export is tracing the current call."""
     fn = getattr(getattr(torch, "compiler", None), "is_compiling", None)
     return bool(fn()) if callable(fn) else False
+
+
+def check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = False) -> None:
+    """Refuse a non-int (``TypeError``) or an int below ``minimum`` (``ValueError``).
+
+    Raises:
+        TypeError: ``value`` is not an int (bools are refused too).
+        ValueError: ``value < minimum``.
+    """
+    if value is None and allow_none:
+        return
+    what = "a positive int (>= 1)" if minimum == 1 else f"an int >= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"{name} must be {what}{' or None' if allow_none else ''}, got "
+            f"{type(value).__name__} {value!r}"
+        )
+    if value < minimum:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def check_number(value: Any, name: str, *, positive: bool = False) -> float:
+    """A finite real number ``>= 0`` (``> 0`` when ``positive``), as a float.
+
+    Raises:
+        TypeError: ``value`` is not a real number (bools are refused too).
+        ValueError: It is negative (or 0 when ``positive``), NaN or infinite.
+    """
+    bound = "> 0" if positive else ">= 0"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number {bound}, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def check_flag(value: Any, name: str) -> None:
+    """Refuse anything but ``True`` or ``False`` (``TypeError``)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")

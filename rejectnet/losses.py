@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rejectnet._validation import check_number
+
 __all__ = [
     "CrossEntropyLoss",
     "LossTerms",
@@ -90,14 +92,6 @@ class LossTerms(NamedTuple):
     loss: torch.Tensor
     in_loss: torch.Tensor
     out_loss: torch.Tensor | None
-
-
-def _check_lam(lam: object) -> float:
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)):
-        raise TypeError(f"lam must be a number >= 0, got {type(lam).__name__}")
-    if not (lam >= 0 and lam < float("inf")):
-        raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
-    return float(lam)
 
 
 def _check_num_classes(num_classes: object) -> int:
@@ -236,7 +230,7 @@ class SelfSupervisedRejectLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.num_classes = _check_num_classes(num_classes)
-        self.lam = _check_lam(lam)
+        self.lam = check_number(lam, "lam")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(
                 f"generator must be a torch.Generator or None, got {type(generator).__name__}"
@@ -337,7 +331,7 @@ class OutlierExposureLoss(nn.Module):
 
     def __init__(self, lam: float = 0.5) -> None:
         super().__init__()
-        self.lam = _check_lam(lam)
+        self.lam = check_number(lam, "lam")
 
     def terms(
         self,

@@ -14,7 +14,6 @@ would be valid.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from rejectnet._validation import check_flag, check_int, check_number
 from rejectnet.finetune.callbacks import Callback
 
 __all__ = [
@@ -39,32 +39,6 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 """``params -> Optimizer``, e.g. ``lambda p: torch.optim.AdamW(p, lr=1e-3)``."""
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler]
 """``(optimizer, total_optimizer_steps) -> LRScheduler``, stepped after every optimizer step."""
-
-
-def _int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    what = "a positive int (>= 1)" if minimum == 1 else f"an int >= {minimum}"
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"{name} must be {what}{' or None' if allow_none else ''}, got "
-            f"{type(value).__name__} {value!r}"
-        )
-    if value < minimum:
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-
-
-def _number(value: Any, name: str, *, positive: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-
-
-def _flag(value: Any, name: str) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -146,11 +120,11 @@ class TrainOptions:
     outlier_signal: Any = None
 
     def __post_init__(self) -> None:
-        _int(self.epochs, "epochs")
-        _number(self.lr, "lr", positive=True)
-        _number(self.momentum, "momentum")
-        _number(self.weight_decay, "weight_decay")
-        _flag(self.nesterov, "nesterov")
+        check_int(self.epochs, "epochs")
+        check_number(self.lr, "lr", positive=True)
+        check_number(self.momentum, "momentum")
+        check_number(self.weight_decay, "weight_decay")
+        check_flag(self.nesterov, "nesterov")
         if self.optimizer is not None and not callable(self.optimizer):
             raise TypeError(
                 "optimizer must be None (SGD) or a factory callable params -> Optimizer, e.g. "
@@ -166,8 +140,8 @@ class TrainOptions:
             raise TypeError(
                 f"scheduler must be 'cosine', None or a callable, got {self.scheduler!r}"
             )
-        _number(self.outlier_ratio, "outlier_ratio", positive=True)
-        _int(self.accumulate_grad_batches, "accumulate_grad_batches")
+        check_number(self.outlier_ratio, "outlier_ratio", positive=True)
+        check_int(self.accumulate_grad_batches, "accumulate_grad_batches")
         if self.device is not None:
             if not isinstance(self.device, (str, torch.device)):
                 raise TypeError(
@@ -183,9 +157,9 @@ class TrainOptions:
                 ) from None
         if self.amp not in (False, True, "bf16", "fp16") or (not isinstance(self.amp, (bool, str))):
             raise ValueError(f"amp must be False, True, 'bf16' or 'fp16', got {self.amp!r}")
-        _int(self.seed, "seed", minimum=0, allow_none=True)
+        check_int(self.seed, "seed", minimum=0, allow_none=True)
         if self.grad_clip is not None:
-            _number(self.grad_clip, "grad_clip", positive=True)
+            check_number(self.grad_clip, "grad_clip", positive=True)
         if self.checkpoint_dir is not None and not isinstance(
             self.checkpoint_dir, (str, os.PathLike)
         ):
@@ -193,8 +167,8 @@ class TrainOptions:
                 "checkpoint_dir must be a str or path (a folder), or None; got "
                 f"{type(self.checkpoint_dir).__name__}"
             )
-        _int(self.checkpoint_every, "checkpoint_every", allow_none=True)
-        _flag(self.progress, "progress")
+        check_int(self.checkpoint_every, "checkpoint_every", allow_none=True)
+        check_flag(self.progress, "progress")
         if isinstance(self.callbacks, (str, bytes)) or not isinstance(
             self.callbacks, (Sequence, tuple, list)
         ):
@@ -208,8 +182,8 @@ class TrainOptions:
                     f"override on_step_end/on_epoch_end); got {type(cb).__name__}"
                 )
         object.__setattr__(self, "callbacks", tuple(self.callbacks))
-        _flag(self.sync_batchnorm, "sync_batchnorm")
-        _flag(self.channels_last, "channels_last")
+        check_flag(self.sync_batchnorm, "sync_batchnorm")
+        check_flag(self.channels_last, "channels_last")
         if self.outlier_signal is not None:
             missing = [
                 m

@@ -10,7 +10,6 @@ it is exhausted. :class:`OutlierPairs` is that pairing as a plain iterable: hand
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
 from rejectnet._batches import split_batch
+from rejectnet._validation import check_number
 from rejectnet.finetune.distributed import set_epoch
 from rejectnet.finetune.streams import OutlierStream
 
@@ -95,13 +95,7 @@ class OutlierPairs:
                     f"batches), got {type(loader).__name__}"
                 )
         if ratio is not None:
-            if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
-                raise TypeError(f"ratio must be a number > 0 or None, got {type(ratio).__name__}")
-            if not (math.isfinite(ratio) and ratio > 0):
-                raise ValueError(
-                    f"ratio must be a finite number > 0 (the paper uses 5) or None, got {ratio!r}"
-                )
-            ratio = float(ratio)
+            ratio = check_number(ratio, "ratio", positive=True)
         self.in_loader = in_loader
         self.outlier_loader = outlier_loader
         self.ratio = ratio
