@@ -86,9 +86,6 @@ class Finetuner:
         model: The module being trained.
         objective: The objective.
         options: The checked options.
-        history: Statistics of the epochs completed so far.
-        step: Optimizer steps taken so far in the whole run.
-        epoch: The current (0-based) epoch.
         device: The training device (set by ``fit``).
         train_loader: The in-distribution loader this rank iterates (re-created with a
             ``DistributedSampler`` under torch.distributed when needed; set by ``fit``).
@@ -133,9 +130,7 @@ class Finetuner:
         self.objective = objective
         self.options = TrainOptions.from_kwargs(kwargs, base=options)
         self.name = name
-        self.history = History()
-        self.step = 0
-        self.epoch = 0
+        self._run = RunState(name, self.options.epochs, history=History())
         self._ctx = dist_utils.DistContext()
         self._ddp: DistributedDataParallel | None = None
         self._sampler_seed_value = 0
@@ -182,6 +177,22 @@ class Finetuner:
     def world_size(self) -> int:
         """Number of training processes (1 when not distributed)."""
         return self._ctx.world_size
+
+    @property
+    def history(self) -> History:
+        """Statistics of the epochs completed so far."""
+        assert self._run.history is not None
+        return self._run.history
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps taken so far in the whole run."""
+        return self._run.step
+
+    @property
+    def epoch(self) -> int:
+        """The current (0-based) epoch."""
+        return self._run.epoch
 
     @property
     def is_main(self) -> bool:
@@ -327,7 +338,7 @@ class Finetuner:
             )
             in_stream = EpochStream(in_rank)
             out_stream = OutlierStream(out_rank) if out_rank is not None else None
-            run = RunState(self.name, opts.epochs, history=History())
+            run = self._run = RunState(self.name, opts.epochs, history=History())
             if ckpt is not None and found is not None:
                 restore(
                     ckpt,
@@ -344,7 +355,6 @@ class Finetuner:
                 self._log("%s: resumed at epoch %d, step %d", self.name, run.epoch + 1, run.step)
             elif resume:
                 self._log("resume=True but no checkpoint in %s; starting from scratch", ckpt_dir)
-            self._sync(run)
             watch = LossWatch(
                 self.name,
                 device,
@@ -423,10 +433,6 @@ class Finetuner:
         """Whether the NaN check is read only at boundaries (CUDA or distributed)."""
         return device.type == "cuda" or self._ctx.enabled
 
-    def _sync(self, run: RunState) -> None:
-        assert run.history is not None
-        self.history, self.step, self.epoch = run.history, run.step, run.epoch
-
     def _broadcast_buffers(self) -> None:
         """Give every rank rank 0's buffers (batch-norm statistics), as DDP does before
         each forward, so that all ranks hold the same model between epochs."""
@@ -502,7 +508,6 @@ class Finetuner:
                     opt.step()
                     acc.count_step()
                     run.step += 1
-                    self._sync(run)
                     for cb in opts.callbacks:
                         cb.on_step_end(self._view(opt.lr), run.step)
                     if (
@@ -533,7 +538,6 @@ class Finetuner:
         assert run.history is not None
         run.history.epochs.append(stats)
         run.epoch += 1
-        self._sync(run)
         self._log("%s", epoch_summary(self.name, opts.epochs, stats))
         self._save(run, in_stream, out_stream, opt, watch, signal, None, ckpt_dir)
         for cb in opts.callbacks:
