@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -474,16 +475,21 @@ def _subsample(
     return a if len(a) == n else a[rng.choice(len(a), size=n, replace=False)]
 
 
+def _set_seed(seed: int, name: str) -> tuple[int, int]:
+    """The subsampling seed of one OOD set: the run's seed and a hash of the set's name."""
+    return (seed, zlib.crc32(name.encode()))
+
+
 def _summarise(
     s_in: npt.NDArray[np.float64],
     s_out: npt.NDArray[np.float64],
     n_runs: int,
-    seed: int,
+    seed: Sequence[int],
     tpr: float,
 ) -> OODResult:
     n = min(len(s_in), len(s_out))
     runs_done = n_runs if len(s_in) != len(s_out) else 1  # equal sizes: every run is the same
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(list(seed))
     runs: dict[str, list[float]] = {m: [] for m in METRIC_NAMES}
     for _ in range(runs_done):
         m = ood_metrics(_subsample(rng, s_in, n), _subsample(rng, s_out, n), tpr=tpr)
@@ -680,16 +686,22 @@ def evaluate(
     accuracy = float(correct.mean()) if correct is not None else None
 
     scores_out = {k: scored(v, f"ood_loaders[{k!r}]").scores for k, v in ood_loaders.items()}
+    # each set's subsamples are drawn from (seed, the set's name): the same samples whatever
+    # other sets are evaluated beside it, and in whatever order
     results = {
-        k: _summarise(s_in, s, n_runs, seed + i, tpr) for i, (k, s) in enumerate(scores_out.items())
+        k: _summarise(s_in, s, n_runs, _set_seed(seed, k), tpr) for k, s in scores_out.items()
     }
     notes = [_describe(k, r) for k, r in results.items()]
     mixed_scores = None
     if mixed and len(scores_out) >= 2:
         m = min(len(s) for s in scores_out.values())
-        rng = np.random.default_rng(seed + 10_000)
-        mixed_scores = np.concatenate([_subsample(rng, s, m) for s in scores_out.values()])
-        results[MIXED] = _summarise(s_in, mixed_scores, n_runs, seed + 20_000, tpr)
+        mixed_scores = np.concatenate(
+            [
+                _subsample(np.random.default_rng(_set_seed(seed, f"{k} in {MIXED}")), s, m)
+                for k, s in sorted(scores_out.items())  # by name: order-independent
+            ]
+        )
+        results[MIXED] = _summarise(s_in, mixed_scores, n_runs, _set_seed(seed, MIXED), tpr)
         notes.append(
             f"{MIXED}: {m} samples from each of the {len(scores_out)} OOD sets "
             f"({', '.join(scores_out)}); " + _describe(MIXED, results[MIXED]).split(": ", 1)[1]

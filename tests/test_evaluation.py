@@ -304,3 +304,18 @@ def test_html_report_is_self_contained(tmp_path: object) -> None:
     assert 'src="http' not in page and "href=" not in page  # nothing to fetch
     for note in a.notes:
         assert note.replace("±", "±") in page
+
+
+def test_a_sets_subsamples_do_not_depend_on_the_other_sets_or_their_order() -> None:
+    torch.manual_seed(0)
+    net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+    id_loader, ood = _data()
+    alone = evaluate(net, id_loader, {"near": ood["near"]}, n_runs=5, seed=3)
+    both = evaluate(net, id_loader, {"far": ood["far"], "near": ood["near"]}, n_runs=5, seed=3)
+    swapped = evaluate(net, id_loader, {"near": ood["near"], "far": ood["far"]}, n_runs=5, seed=3)
+    assert alone.ood["near"].runs == 5  # 60 in vs 50 out: really subsampled
+    assert alone.ood["near"].mean == both.ood["near"].mean == swapped.ood["near"].mean
+    assert both.ood["far"].mean == swapped.ood["far"].mean
+    assert both.ood["mixed"].mean == swapped.ood["mixed"].mean
+    other = evaluate(net, id_loader, {"near": ood["near"]}, n_runs=5, seed=4)
+    assert other.ood["near"].mean != alone.ood["near"].mean  # the seed still matters
