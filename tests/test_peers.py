@@ -269,3 +269,25 @@ def test_the_how_to_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
         assert f"| {name} |" in out
     assert out.count("; tuned on OOD: far, near |") == 2 * 3  # 2 tuned peers x (far, near, mixed)
     assert env["report"].name == "knn"
+
+
+def test_mahalanobis_with_eps_skips_weight_gradients_but_scores_like_pytorch_ood(
+    trained: nn.Sequential,
+) -> None:
+    x_fit, y_fit = _blobs(300, 8)
+    model = copy.deepcopy(trained)
+    model[0].weight.requires_grad_(False)  # a partly frozen model keeps its flags
+    peer = peers.build("mahalanobis", model, fit_loader=_loader(x_fit, y_fit), eps=0.01)
+    x = torch.randn(30, 4) * 2
+    ref = pod.MahalanobisODIN(model[:-1], eps=0.01)
+    ref.fit_features(_penultimate(model, x_fit), y_fit)
+    expected = ref.predict(x).double()  # pytorch-ood's own call: backward() into the weights
+    model.zero_grad(set_to_none=True)
+    seen: list[bool] = []
+    hook = model[2].register_forward_hook(lambda m, i, o: seen.append(m.weight.requires_grad))
+    got = peer(x)
+    hook.remove()
+    torch.testing.assert_close(got, expected)
+    assert seen and not any(seen)  # no weight needed a gradient during the call
+    assert [p.requires_grad for p in model.parameters()] == [False, True, True, True, True, True]
+    assert all(p.grad is None for p in model.parameters())

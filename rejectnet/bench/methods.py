@@ -70,8 +70,13 @@ class MethodContext:
         tune_id: Held-out in-distribution inputs for the OOD-tuned peers.
         tune_ood: Small OOD subsamples for the OOD-tuned peers (name -> tensor), held
             out of the evaluated OOD sets.
+        peer_names: The post-hoc peers this run evaluates. The untuned ones are built
+            together (one pass over the fit data) and scored together (one forward pass
+            per test batch) when the first of them runs; the ``*-tuned`` ones each run
+            their own search.
         notes: Method name -> why it was skipped or changed; methods append here.
         models: Method name -> fine-tuned RejectHead (kept for saving).
+        peer_reports: Peer reports computed ahead of their turn, by peer name.
     """
 
     model: nn.Module
@@ -94,8 +99,10 @@ class MethodContext:
     ood_test: Mapping[str, DataLoader[Any]]
     tune_id: torch.Tensor
     tune_ood: Mapping[str, torch.Tensor]
+    peer_names: tuple[str, ...] = ()
     notes: dict[str, str] = field(default_factory=dict)
     models: dict[str, RejectHead] = field(default_factory=dict)
+    peer_reports: dict[str, Report] = field(default_factory=dict)
 
     def logits(self, model: nn.Module) -> tuple[DatasetLogits, dict[str, DatasetLogits]]:
         """Logits of ``model`` on the test sets (compute once, evaluate many scores).
@@ -206,17 +213,33 @@ def _peer(name: str) -> Callable[[MethodContext], list[Report]]:
                 'skipped: pytorch-ood is not installed (pip install "rejectnet[peers]")'
             )
             return []
-        tuned = name.endswith("-tuned")
-        peer = peers.build(
-            name,
-            ctx.model,
-            fit_loader=ctx.train_loader,
-            tune_id=ctx.tune_id if tuned else None,
-            tune_ood=ctx.tune_ood if tuned else None,
-        )
-        return peers.evaluate_peers(
-            {name: peer}, ctx.id_test, ctx.ood_test, n_runs=ctx.n_runs, seed=ctx.seed
-        )
+        if name not in ctx.peer_reports:
+            tuned = name.endswith("-tuned")
+            group = (
+                [name]
+                if tuned
+                else [
+                    n
+                    for n in dict.fromkeys((*ctx.peer_names, name))
+                    if not n.endswith("-tuned") and n not in ctx.peer_reports
+                ]
+            )
+            built = peers.build_peers(
+                ctx.model,
+                ctx.train_loader,
+                names=group,
+                tune_id=ctx.tune_id if tuned else None,
+                tune_ood=ctx.tune_ood if tuned else None,
+            )
+            reports = peers.evaluate_peers(
+                built, ctx.id_test, ctx.ood_test, n_runs=ctx.n_runs, seed=ctx.seed
+            )
+            ctx.peer_reports.update((r.name, r) for r in reports)
+            if len(group) > 1:
+                ctx.notes.setdefault(
+                    "peers", f"built and scored together when {name} ran: {', '.join(group)}"
+                )
+        return [ctx.peer_reports.pop(name)]
 
     return run
 

@@ -31,11 +31,13 @@ from rejectnet.bench.progress import StageProgress
 from rejectnet.bench.sources import InDistribution, load_in_distribution, load_unlabeled
 from rejectnet.evaluation import Report, reports_to_markdown
 from rejectnet.finetune import train_classifier
+from rejectnet.peers import PEER_NAMES, TUNED_PEER_NAMES
 from rejectnet.serialization import save
 
 __all__ = ["load_data", "run_bench", "summary_table"]
 
 EVAL_BATCH = 512
+PEERS = frozenset((*PEER_NAMES, *TUNED_PEER_NAMES))
 TUNE_SAMPLES = 1000  # per OOD set, for the *-tuned peers (the paper's Figure 1 protocol)
 PLOTTED = ("msp", "odin", "mahalanobis", "oe", "rejectnet-paper", "rejectnet")
 
@@ -266,6 +268,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, progress: bool = True) -> di
                 ood_test={n: _loader(v) for n, v in ood_x.items()},
                 tune_id=data.x_train[val_idx[:TUNE_SAMPLES]],
                 tune_ood=tune_ood,
+                peer_names=tuple(m for m in cfg.methods if m in PEERS),
             )
             reports: list[Report] = []
             for method in cfg.methods:

@@ -80,3 +80,26 @@ def test_peers_without_pytorch_ood_are_skipped_with_a_note(
     notes = results["_meta"]["notes"]
     assert "pytorch-ood is not installed" in notes["odin"] and "rejectnet[peers]" in notes["knn"]
     assert results["energy"]["score"] == "energy"  # the built-in score
+
+
+def test_peers_scored_together_equal_each_peer_run_alone(
+    tiny: dict[str, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("pytorch_ood", reason='the peers need pytorch-ood ("rejectnet[peers]")')
+    together_names = ["energy", "knn", "vim", "mahalanobis"]
+
+    def run(methods: list[str], out: str) -> dict[str, object]:
+        raw = {
+            "data": {"id": "id.npz", "ood": {"far": "far.npz", "near": "near.npz"}},
+            "train": {"preset": "smoke"},
+            "eval": {"methods": methods},
+            "output": {"plots": False},
+        }
+        return run_bench(config_from_dict(raw, tiny["id"].parent), tmp_path / out, progress=False)
+
+    together = run(together_names, "together")
+    assert "built and scored together when energy ran" in together["_meta"]["notes"]["peers"]
+    for name in together_names:
+        alone = run([name], name)
+        assert alone[name]["ood"] == together[name]["ood"], name
+        assert alone[name]["id_accuracy"] == together[name]["id_accuracy"]
