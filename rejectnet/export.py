@@ -150,20 +150,55 @@ class DeployedModel(nn.Module):
             (``(N,)``, higher = more likely OOD; NaN for non-finite inputs) and
             ``is_ood`` (``(N,)`` bool, ``ood_score > threshold`` or NaN).
         """
-        buffers = self._buffers
-        out = self.net._modules["model"](x)  # type: ignore[index, misc]
+        out = self._modules["net"]._modules["model"](x)  # type: ignore[union-attr, misc]
         logits = out if type(out) is torch.Tensor else extract_logits(out)
+        if _is_compiling() or _jit_tracing():
+            return self._graph_forward(x, logits)
+        # eager mode: the fewest tensor ops and Python steps (each op costs a few
+        # microseconds of dispatch, which is what batch-1 latency is made of)
+        buffers = self._buffers
+        f64 = logits.dtype is torch.float64
+        z = logits if self._unit_temperature else logits / buffers["temperature"]  # type: ignore[operator]
+        if self._has_weights:
+            # sum / weighted_reject: exactly decision.score_function's ops
+            w = buffers["weights" if f64 else "weights32"]
+            p = torch.softmax(z, 1) if f64 or z.dtype is torch.float32 else _softmax32(z)
+            score = (p * w).sum(1)  # type: ignore[operator]
+            if x.is_floating_point():
+                # the input guard: x_flat @ 0 is exactly 0 for a finite row (s + 0 == s,
+                # s >= +0) and NaN otherwise; addmv adds it in the same op
+                flat = x if x.ndim == 2 else (x.flatten(1) if x.ndim > 2 else x.unsqueeze(1))
+                zeros = self._zero_row(flat)
+                if flat.dtype is score.dtype:
+                    score = torch.addmv(score, flat, zeros)
+                else:
+                    score = score.add_(torch.mv(flat, zeros).to(score.dtype))
+        else:
+            score = self._score_fn(z, None)
+            if self._guard_logits:
+                if not (_finite_total(x) and _finite_total(logits)):
+                    score = decision.nan_if_nonfinite(score, x, logits)
+            elif not _finite_total(x):
+                score = decision.nan_if_nonfinite(score, x)
+        is_ood = torch.le(score, buffers["threshold" if f64 else "thr32"]).logical_not_()  # type: ignore[arg-type]
+        labels = logits.narrow(1, 0, self.num_classes).argmax(1).masked_fill_(is_ood, REJECTED)
+        return labels, score, is_ood
+
+    def _graph_forward(
+        self, x: torch.Tensor, logits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The forward as torch.compile, torch.export and ONNX trace it (branch-free)."""
         z = logits if self._unit_temperature else logits / self.temperature
         f64 = z.dtype == torch.float64
         sdt = torch.float64 if f64 else torch.float32
-        w = (buffers["weights"] if f64 else buffers["weights32"]) if self._has_weights else None
+        w = (self.weights if f64 else self.weights32) if self._has_weights else None
         if w is not None and x.is_floating_point():
             # sum / weighted_reject with the input guard added: x_flat @ 0 is exactly 0 for
             # a finite row and NaN otherwise, and s + 0 == s, so the score has the bits of
-            # predict()'s row-wise sum. No host synchronisation, the same ops in eager mode
-            # and in a graph.
+            # predict()'s row-wise sum, without host synchronisation
             flat = x.reshape(x.shape[0], math.prod(int(d) for d in x.shape[1:]))
-            guard = torch.mv(flat, self._zeros_like_row(flat))
+            zeros = torch.zeros(int(flat.shape[1]), dtype=flat.dtype, device=flat.device)
+            guard = torch.mv(flat, zeros)
             p = torch.softmax(z, 1, dtype=sdt)
             guard = guard if guard.dtype == sdt else guard.to(sdt)
             if torch.onnx.is_in_onnx_export():
@@ -174,23 +209,19 @@ class DeployedModel(nn.Module):
                 score = (p * w).sum(1).add_(guard)
         else:
             score = self._score_fn(z, w)
-            if self._guard_logits:
-                if decision.is_tracing() or not (_finite_total(x) and _finite_total(logits)):
-                    score = decision.nan_if_nonfinite(score, x, logits)
-            elif decision.is_tracing() or not _finite_total(x):
-                score = decision.nan_if_nonfinite(score, x)
-        thr = buffers["threshold" if f64 else "thr32"]
-        assert thr is not None
+            tensors = (x, logits) if self._guard_logits else (x,)
+            score = decision.nan_if_nonfinite(score, *tensors)
+        thr = self.threshold if f64 else self.thr32
         is_ood = torch.le(score, thr).logical_not_()
         classes = logits.narrow(1, 0, self.num_classes).argmax(1)
         return classes.masked_fill_(is_ood, REJECTED), score, is_ood
 
-    def _zeros_like_row(self, flat: torch.Tensor) -> torch.Tensor:
-        """A zero vector as long as one flattened input row (cached in eager mode)."""
-        if decision.is_tracing():
-            return torch.zeros(int(flat.shape[1]), dtype=flat.dtype, device=flat.device)
-        key = (int(flat.shape[1]), flat.dtype, flat.device)
-        cache: dict[Any, torch.Tensor] = self.__dict__.setdefault("_zeros_cache", {})
+    def _zero_row(self, flat: torch.Tensor) -> torch.Tensor:
+        """A zero vector as long as one flattened input row (cached; eager mode only)."""
+        key = (flat.shape[1], flat.dtype, flat.device)
+        cache: dict[Any, torch.Tensor] | None = self.__dict__.get("_zeros_cache")
+        if cache is None:
+            cache = self.__dict__["_zeros_cache"] = {}
         found = cache.get(key)
         if found is None:
             if len(cache) > 8:
@@ -204,6 +235,15 @@ class DeployedModel(nn.Module):
         return f"score={self.score!r}, threshold={float(self.threshold):.6g}" + (
             f", temperature={temp:.6g}" if temp != 1.0 else ""
         )
+
+
+_is_compiling = torch.compiler.is_compiling
+_jit_tracing = torch.jit.is_tracing  # type: ignore[attr-defined]
+
+
+def _softmax32(z: torch.Tensor) -> torch.Tensor:
+    """``softmax(z, 1)`` in float32 (for half / bfloat16 logits), as predict() computes it."""
+    return torch.softmax(z, 1, dtype=torch.float32)
 
 
 def _finite_total(t: torch.Tensor) -> bool:
