@@ -85,31 +85,48 @@ class RejectLinear(nn.Module):
         modules = self._modules
         base, reject = modules["base"], modules["reject"]
         assert base is not None and reject is not None
-        if _plain_linear(base) and _plain_linear(reject):
+        if _plain_linear(base) and _plain_linear(reject) and not _global_module_hooks():
             # nn.Linear.forward is exactly F.linear on the same tensors, so the class
             # logits stay bit-exact; calling it directly saves two module calls (a few
             # microseconds, which matter at batch size 1).
             pb, pr = base._parameters, reject._parameters
-            class_logits = F.linear(x, pb["weight"], pb["bias"])  # type: ignore[arg-type]
-            reject_logits = F.linear(x, pr["weight"], pr["bias"])  # type: ignore[arg-type]
-            return torch.cat([class_logits, reject_logits], dim=-1)
+            return torch.cat(
+                [
+                    F.linear(x, pb["weight"], pb["bias"]),  # type: ignore[arg-type]
+                    F.linear(x, pr["weight"], pr["bias"]),  # type: ignore[arg-type]
+                ],
+                dim=-1,
+            )
         return torch.cat([base(x), reject(x)], dim=-1)
 
 
 def _plain_linear(m: nn.Module) -> bool:
-    """Whether calling ``m`` is the same as ``F.linear(x, m.weight, m.bias)``: an exact
-    ``nn.Linear`` (not a subclass, so not parametrized either: parametrization swaps the
-    class) with no hooks of its own and no global module hooks."""
-    if type(m) is not nn.Linear or "weight" not in m._parameters or "bias" not in m._parameters:
-        return False  # e.g. a subclass, or FSDP swapped the parameters for plain tensors
-    if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
-        return False
-    hooks = nn.modules.module
-    return not (
-        hooks._global_forward_hooks
-        or hooks._global_forward_pre_hooks
-        or hooks._global_backward_hooks
-        or hooks._global_backward_pre_hooks
+    """Whether calling ``m`` is the same as ``F.linear(x, m.weight, m.bias)``, global
+    module hooks aside (see :func:`_global_module_hooks`): an exact ``nn.Linear`` (not a
+    subclass, so not parametrized either: parametrization swaps the class) with no hooks
+    of its own."""
+    params = m._parameters
+    return (
+        type(m) is nn.Linear
+        and "weight" in params  # not e.g. FSDP's plain tensors in place of parameters
+        and "bias" in params
+        and not (
+            m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+        )
+    )
+
+
+_module_state = nn.modules.module
+
+
+def _global_module_hooks() -> bool:
+    """Whether any global module hook (``nn.modules.module.register_module_*_hook``) is set."""
+    h = _module_state
+    return bool(
+        h._global_forward_hooks
+        or h._global_forward_pre_hooks
+        or h._global_backward_hooks
+        or h._global_backward_pre_hooks
     )
 
 
