@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,46 @@ def test_non_finite_inputs_raise_in_predict_and_are_rejected_when_deployed() -> 
     keep = torch.tensor([0, 2, 3, 5])
     ref = net.predict(x[keep])
     assert torch.equal(labels[keep], ref.labels) and torch.equal(score[keep], ref.ood_score)
+
+
+@pytest.mark.parametrize("shape", [(5, 6), (5, 2, 3), (5, 1, 2, 3)])
+@pytest.mark.parametrize("score", ["sum_reject", "weighted_reject", "max_reject", "energy"])
+def test_eager_input_guard_for_every_input_rank(shape: tuple[int, ...], score: str) -> None:
+    # the eager forward flattens (or not) each rank its own way for the input guard: a
+    # non-finite row is rejected with a NaN score, the others are predict()'s bit for bit,
+    # a transposed (non-contiguous) batch and an empty batch included
+    torch.manual_seed(0)
+    d = math.prod(shape[1:])
+    net = RejectHead.wrap(nn.Sequential(nn.Flatten(), nn.Linear(d, 3)), k=2).eval()
+    g = torch.Generator().manual_seed(3)
+    net.calibrate([torch.randn(64, *shape[1:], generator=g)], coverage=0.6, score=score)
+    dep = net.deployable()
+    x = torch.randn(*shape, generator=g)
+    if len(shape) >= 3:
+        x = x.transpose(-1, -2).contiguous().transpose(-1, -2)  # same values, other strides
+    x[1] = float("nan")
+    x[3] = float("-inf")
+    labels, s, is_ood = dep(x)
+    assert bool(s[1].isnan()) and bool(s[3].isnan()) and bool(is_ood[1]) and bool(is_ood[3])
+    assert int(labels[1]) == int(labels[3]) == rejectnet.REJECTED
+    keep = torch.tensor([0, 2, 4])
+    ref = net.predict(x[keep])
+    assert torch.equal(s[keep], ref.ood_score) and torch.equal(labels[keep], ref.labels)
+    assert torch.equal(is_ood[keep], ref.is_ood)
+    empty = dep(x[:0])
+    assert [tuple(t.shape) for t in empty] == [(0,), (0,), (0,)]
+
+
+def test_deployable_leaves_the_input_untouched() -> None:
+    net = _net()
+    x = _images(8)
+    x[2] = float("nan")
+    before, version = x.clone(), x._version
+    with torch.inference_mode():
+        net.deployable()(x)
+    net.deployable()(x)
+    assert x._version == version
+    assert torch.equal(x.isnan(), before.isnan()) and torch.equal(x[:2], before[:2])
 
 
 def test_predict_and_ood_score_under_inference_mode() -> None:
