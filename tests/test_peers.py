@@ -195,10 +195,18 @@ def test_tuned_peers_pick_the_best_setting_on_ood_and_say_so(trained: nn.Sequent
         m = ood_metrics(det.predict(tune_id).double(), det.predict(mix).double())
         assert (row["fpr95"], row["auroc"]) == (m["fpr95"], m["auroc"]), row
     maha = built["mahalanobis-tuned"]
+    assert all(p.grad is None for p in trained.parameters())  # backward() left no gradients
     assert [r["eps"] for r in maha.tuning] == list(
         peers.DEFAULT_SETTINGS["mahalanobis-tuned"]["eps"]
     )
-    assert all(p.grad is None for p in trained.parameters())  # backward() left no gradients
+    # one input gradient shared by every eps, yet each candidate's numbers are those of
+    # pytorch-ood's MahalanobisODIN with that eps
+    z_fit = _penultimate(trained, x_fit)
+    for row in maha.tuning:
+        det = pod.MahalanobisODIN(trained[:-1], eps=row["eps"]).fit_features(z_fit, y_fit)
+        m = ood_metrics(det.predict(tune_id).double(), det.predict(mix).double())
+        assert (row["fpr95"], row["auroc"]) == (m["fpr95"], m["auroc"]), row
+    trained.zero_grad(set_to_none=True)  # pytorch-ood's own predict() left gradients
 
 
 def test_tuned_peers_are_only_built_with_tuning_data(trained: nn.Sequential) -> None:

@@ -229,8 +229,7 @@ def _make(name: str, tap: ClassifierTap, s: Mapping[str, Any], fit: Callable[[],
                 reference=ref + "Mahalanobis",
                 score_outputs=lambda f, z: det.predict_features(f.to("cpu")),  # fitted on the CPU
             )
-        det = d.MahalanobisODIN(FeatureModule(tap), eps=float(s["eps"]))
-        det.fit_features(data.features.to(tap.device), data.labels.to(tap.device))
+        det = _mahalanobis_odin(tap, float(s["eps"]), data)
         return Peer(
             name,
             kind="inputs",
@@ -309,6 +308,37 @@ def _odin_grid(
     return {k: torch.cat(v).numpy() for k, v in parts.items()}
 
 
+def _mahalanobis_odin(tap: ClassifierTap, eps: float, data: _Fit) -> Any:
+    """pytorch-ood's ``MahalanobisODIN`` on the tap's features, fitted on ``data``."""
+    det = detectors().MahalanobisODIN(FeatureModule(tap), eps=eps)
+    det.fit_features(data.features.to(tap.device), data.labels.to(tap.device))
+    return det
+
+
+def _mahalanobis_grid(
+    tap: ClassifierTap, grid: Mapping[str, Sequence[Any]], data: _Fit, x: torch.Tensor
+) -> dict[float, np.ndarray[Any, np.dtype[np.float64]]]:
+    """Mahalanobis scores for every ``eps`` of the grid, one input gradient per batch.
+
+    Like :func:`_odin_grid`: the sign of the input gradient does not depend on ``eps``, so
+    it is taken once (pytorch-ood's own preprocessing at ``eps = 1``, from which the sign
+    is recovered exactly) and every ``eps`` costs one forward pass; the scores equal
+    ``MahalanobisODIN(encoder, eps).predict`` bit for bit.
+    """
+    det = _mahalanobis_odin(tap, 1.0, data)
+    preprocess = _keeping_grads(tap.model, lambda xb: det._odin_preprocess(xb, xb.device))
+    parts: dict[float, list[torch.Tensor]] = {float(e): [] for e in grid["eps"]}
+    with eval_mode(tap.model):
+        for i in range(0, len(x), 256):
+            xb = x[i : i + 256].to(tap.device)
+            sign = (xb - preprocess(xb)).round()  # exactly the sign of the gradient
+            with torch.no_grad():
+                for e in grid["eps"]:
+                    s = det._base.predict(xb - float(e) * sign)
+                    parts[float(e)].append(s.detach().to("cpu", torch.float64))
+    return {k: torch.cat(v).numpy() for k, v in parts.items()}
+
+
 def _make_tuned(
     name: str,
     tap: ClassifierTap,
@@ -336,6 +366,16 @@ def _make_tuned(
         def scores_for(settings: dict[str, Any]) -> tuple[Any, Any]:
             key = (float(settings["temperature"]), float(settings["eps"]))
             return on_id[key], on_out[key]
+
+    elif base == "mahalanobis" and exact:
+        data = fit()
+        m_id, m_out = (
+            _mahalanobis_grid(tap, grid, data, tune_id),
+            _mahalanobis_grid(tap, grid, data, x_out),
+        )
+
+        def scores_for(settings: dict[str, Any]) -> tuple[Any, Any]:
+            return m_id[float(settings["eps"])], m_out[float(settings["eps"])]
 
     else:
 
