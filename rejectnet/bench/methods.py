@@ -70,10 +70,11 @@ class MethodContext:
         tune_id: Held-out in-distribution inputs for the OOD-tuned peers.
         tune_ood: Small OOD subsamples for the OOD-tuned peers (name -> tensor), held
             out of the evaluated OOD sets.
-        peer_names: The post-hoc peers this run evaluates. The untuned ones are built
-            together (one pass over the fit data) and scored together (one forward pass
-            per test batch) when the first of them runs; the ``*-tuned`` ones each run
-            their own search.
+        peer_names: The post-hoc peers this run evaluates. They are all built when the
+            first of them runs (one pass over the fit data, the ``*-tuned`` ones' grid
+            searches) and scored together (one forward pass per test batch for the
+            predictions and the logit and feature peers; the input-gradient peers add
+            their own passes); the others then report what was computed.
         notes: Method name -> why it was skipped or changed; methods append here.
         models: Method name -> fine-tuned RejectHead (kept for saving).
         peer_reports: Peer reports computed ahead of their turn, by peer name.
@@ -214,16 +215,8 @@ def _peer(name: str) -> Callable[[MethodContext], list[Report]]:
             )
             return []
         if name not in ctx.peer_reports:
-            tuned = name.endswith("-tuned")
-            group = (
-                [name]
-                if tuned
-                else [
-                    n
-                    for n in dict.fromkeys((*ctx.peer_names, name))
-                    if not n.endswith("-tuned") and n not in ctx.peer_reports
-                ]
-            )
+            group = [n for n in dict.fromkeys((*ctx.peer_names, name)) if n not in ctx.peer_reports]
+            tuned = any(n.endswith("-tuned") for n in group)
             built = peers.build_peers(
                 ctx.model,
                 ctx.train_loader,

@@ -287,8 +287,9 @@ def _odin_grid(
 
     The input gradient's sign depends on the temperature only, so it is computed once per
     temperature with pytorch-ood's ``odin_preprocessing`` (at ``eps = 1``, from which the
-    sign is recovered exactly) and reused for every ``eps``; the scores equal those of
-    pytorch-ood's ``ODIN(model, eps, temperature).predict``, bit for bit.
+    sign is recovered exactly) and reused for every ``eps``; ``eps = 0`` (no
+    perturbation) reuses one forward pass for every temperature. The scores equal those
+    of pytorch-ood's ``ODIN(model, eps, temperature).predict``, bit for bit.
     """
     d = detectors()
     model = LogitsModule(tap.model)
@@ -298,12 +299,15 @@ def _odin_grid(
     with eval_mode(tap.model):
         for i in range(0, len(x), 256):
             xb = x[i : i + 256].to(tap.device)
+            with torch.no_grad():
+                plain = model(xb)  # the logits of eps = 0, the same for every temperature
             for t in grid["temperature"]:
                 moved = d.odin_preprocessing(model, xb, eps=1.0, temperature=float(t))
                 sign = (xb - moved).round()  # exactly the sign of the gradient, -1, 0 or 1
                 with torch.no_grad():
                     for e in grid["eps"]:
-                        s = d.MaxSoftmax.score(model(xb - float(e) * sign), float(t))
+                        z = plain if float(e) == 0 else model(xb - float(e) * sign)
+                        s = d.MaxSoftmax.score(z, float(t))
                         parts[(float(t), float(e))].append(s.detach().to("cpu", torch.float64))
     return {k: torch.cat(v).numpy() for k, v in parts.items()}
 

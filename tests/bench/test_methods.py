@@ -86,7 +86,7 @@ def test_peers_scored_together_equal_each_peer_run_alone(
     tiny: dict[str, Path], tmp_path: Path
 ) -> None:
     pytest.importorskip("pytorch_ood", reason='the peers need pytorch-ood ("rejectnet[peers]")')
-    together_names = ["energy", "knn", "vim", "mahalanobis"]
+    together_names = ["energy", "knn", "vim", "mahalanobis", "odin-tuned", "mahalanobis-tuned"]
 
     def run(methods: list[str], out: str) -> dict[str, object]:
         raw = {
