@@ -12,6 +12,8 @@ nesterov, weight decay 5e-4). Everything is measured on DEV data only:
 * far OOD: Fashion-MNIST (``x_test``) and 5,000 held-out training outliers (photo patches
   never used in training).
 
+Variants ending in ``-k<K>`` use K reject classes instead of 5.
+
 The step cost is the ratio of medians of the variant's full step to a plain
 cross-entropy step on the same concatenated batch, timed interleaved. Usage::
 
@@ -69,8 +71,10 @@ def _variants() -> dict[str, dict[str, Any]]:
     pool = [(PoolRows(), 1.0)]
     half = [(PoolRows(), 0.5)]
 
-    def v(method: str, parts: Any = None, virtual: bool = False, labels: str = "random") -> Any:
-        return {"method": method, "parts": parts, "virtual": virtual, "labels": labels}
+    def v(
+        method: str, parts: Any = None, virtual: bool = False, labels: str = "random", k: int = 5
+    ) -> Any:
+        return {"method": method, "parts": parts, "virtual": virtual, "labels": labels, "k": k}
 
     return {
         "msp": v("msp"),
@@ -91,6 +95,12 @@ def _variants() -> dict[str, dict[str, Any]]:
             "rejectnet", [(Blend((0.1, 0.4)), 0.8)] + [(s, w / 5) for s, w in SYNTH]
         ),
         "rn+rot+warp": v("rejectnet", [*half, *ROT_WARP_HALF]),
+        "rn-k1": v("rejectnet", pool, k=1),
+        "rn-k2": v("rejectnet", pool, k=2),
+        "rn+rot+warp-k1": v("rejectnet", [*half, *ROT_WARP_HALF], k=1),
+        "rn+rot+warp-k2": v("rejectnet", [*half, *ROT_WARP_HALF], k=2),
+        "rn+rot+warp-k10": v("rejectnet", [*half, *ROT_WARP_HALF], k=10),
+        "rn-nopool+rot+warp-k1": v("rejectnet", ROT_WARP, k=1),
         "rn+rot+warp+virtual": v("rejectnet", [*half, *ROT_WARP_HALF], virtual=True),
         "rn+rot+warp+cluster": v("rejectnet", [*half, *ROT_WARP_HALF], labels="cluster"),
         "oe+rot+warp": v("oe", [*half, *ROT_WARP_HALF]),
@@ -160,7 +170,7 @@ def build(spec: dict[str, Any], base: nn.Module) -> tuple[nn.Module, Any, Compos
     signal = ComposedSignal(spec["parts"], virtual=virtual)
     if method == "oe":
         return copy.deepcopy(base), OutlierExposureLoss(0.5), signal
-    net = RejectHead.wrap(base, k=5)
+    net = RejectHead.wrap(base, k=spec["k"])
     labels = ClusterLabeler() if spec["labels"] == "cluster" else "random"
     return net, SelfSupervisedRejectLoss(10, 5.0, pseudo_labels=labels), signal
 
@@ -217,7 +227,7 @@ def step_cost(
     reps: int,
 ) -> float:
     """Median full step over median plain-CE step on the same concatenated batch (interleaved)."""
-    width = 10 + (5 if isinstance(net, RejectHead) else 0)
+    width = 10 + (net.k if isinstance(net, RejectHead) else 0)
     x_all = torch.cat([x_in, x_pool if x_pool is not None else x_in.repeat(5, 1, 1, 1)])
     y_all = torch.randint(0, width, (x_all.shape[0],))
     plain_opt = torch.optim.SGD(net.parameters(), lr=1e-6, momentum=0.9)
