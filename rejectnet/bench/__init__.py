@@ -33,7 +33,7 @@ from rejectnet.bench.methods import METHODS, SCORE_ALIASES, Method, MethodContex
 from rejectnet.bench.mnist import mnist_config, run_mnist
 from rejectnet.bench.networks import BUILTIN_MODELS, build_model
 from rejectnet.bench.presets import PRESETS, TrainPreset
-from rejectnet.bench.runner import load_data, run_bench, summary_table
+from rejectnet.bench.runner import load_data, run_bench
 from rejectnet.bench.sources import (
     IMAGE_EXTENSIONS,
     InDistribution,
@@ -42,6 +42,7 @@ from rejectnet.bench.sources import (
     load_in_distribution,
     load_unlabeled,
 )
+from rejectnet.bench.tables import seeds_markdown, summary_table
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -72,5 +73,6 @@ __all__ = [
     "read_toml",
     "run_bench",
     "run_mnist",
+    "seeds_markdown",
     "summary_table",
 ]

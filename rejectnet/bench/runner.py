@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,13 @@ from rejectnet.bench.methods import METHODS, MethodContext, method_seed
 from rejectnet.bench.networks import build_model
 from rejectnet.bench.progress import StageProgress
 from rejectnet.bench.sources import InDistribution, load_in_distribution, load_unlabeled
+from rejectnet.bench.tables import seeds_markdown, summary_table
 from rejectnet.evaluation import Report, reports_to_markdown
 from rejectnet.finetune import train_classifier
 from rejectnet.peers import PEER_NAMES, TUNED_PEER_NAMES
 from rejectnet.serialization import save
 
-__all__ = ["load_data", "run_bench", "summary_table"]
+__all__ = ["load_data", "run_bench"]
 
 EVAL_BATCH = 512
 PEERS = frozenset((*PEER_NAMES, *TUNED_PEER_NAMES))
@@ -320,6 +321,8 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, progress: bool = True) -> di
     (out_dir / "results.json").write_text(json.dumps({**results, "_meta": meta}, indent=2))
     notes_md = "".join(f"- `{k}`: {v}\n" for k, v in notes.items())
     md = _header(cfg, data, last) + reports_to_markdown(last) + "\n"
+    if cfg.seeds > 1:
+        md += f"\n## Mean ± std over the {cfg.seeds} seeds\n\n" + seeds_markdown(results) + "\n"
     if notes_md:
         md += "\nNotes:\n\n" + notes_md
     (out_dir / "results.md").write_text(md)
@@ -341,27 +344,3 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, progress: bool = True) -> di
         print(summary_table(results))
         print(f"wrote {out_dir}/results.md, results.json, report.html ({meta['seconds']:.0f} s)")
     return {**results, "_meta": meta}
-
-
-def summary_table(results: Mapping[str, Any]) -> str:
-    """A fixed-width text table of ``results.json`` (ID accuracy, AUROC / FPR per set).
-
-    Args:
-        results: What :func:`run_bench` returns (``"_meta"`` is skipped).
-
-    Returns:
-        The table.
-    """
-    rows = {k: v for k, v in results.items() if not k.startswith("_")}
-    sets = list(next(iter(rows.values()))["ood"])
-    head = f"{'method':<24}{'ID acc':>8}" + "".join(
-        f"{s[:10] + ' AUROC':>17}{'FPR95':>8}" for s in sets
-    )
-    lines = [head, "-" * len(head)]
-    for name, r in rows.items():
-        acc = f"{100 * r['id_accuracy']:.2f}" if r["id_accuracy"] is not None else "-"
-        cells = "".join(
-            f"{100 * r['ood'][s]['auroc']:>17.2f}{100 * r['ood'][s]['fpr95']:>8.2f}" for s in sets
-        )
-        lines.append(f"{name:<24}{acc:>8}{cells}")
-    return "\n".join(lines)

@@ -45,6 +45,8 @@ def test_a_new_method_is_one_registry_entry(
     assert seen == [0, 1]
     assert results["energy-again"]["ood"] == results["energy"]["ood"]
     assert results["energy"]["seeds"] == 2 and "ood_std" in results["energy"]
+    md = (tmp_path / "o" / "results.md").read_text()
+    assert "## Mean ± std over the 2 seeds" in md and "| energy-again | `energy` |" in md
 
 
 def test_ablation_rows_for_k_and_scores(tiny: dict[str, Path], tmp_path: Path) -> None:
