@@ -17,7 +17,10 @@ thread and with all threads, it times, in eager PyTorch,
 
 and in onnxruntime (graph optimisations on, the same thread count), the ONNX export of
 the original model against :func:`rejectnet.export_onnx`'s decision graph (target
-``<= 1.05`` at batch 1).
+``<= 1.05`` at batch 1); and compiled ahead of time with AOTInductor (needs a C++
+compiler), the original model's package against :func:`rejectnet.export_aoti`'s, both
+compiled once per model with a dynamic batch (``aoti dec``), and the decision package
+against the eager original (``aoti/eager``).
 
 The variants run in interleaved blocks (round r starts at variant r mod n), so that slow
 drift of the machine affects all alike. Each block calls one variant six times in a row
@@ -25,7 +28,8 @@ and times the last five, so that every timing sees that variant's weights in the
 as a deployed model would. Eager timings run under ``torch.inference_mode()`` after a
 warm-up. The table gives the ratio of the medians to the original's median.
 
-Run: ``python benchmarks/bench_inference.py [--threads 1,0] [--seconds S] [--no-onnx]``
+Run: ``python benchmarks/bench_inference.py [--threads 1,0] [--seconds S] [--no-onnx]
+[--no-aoti]``
 (``0`` = all threads).
 """
 
@@ -45,7 +49,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from rejectnet import RejectHead, export_onnx
+from rejectnet import RejectHead, export_aoti, export_onnx
+from rejectnet.aoti import _find_compiler
 from rejectnet.models import SmallCNN
 
 __all__ = ["main"]
@@ -120,15 +125,46 @@ def _onnx_sessions(
     )
 
 
-def bench_case(
-    model: nn.Module, shape: tuple[int, ...], batch: int, seconds: float, onnx: bool
-) -> dict[str, float]:
-    """Ratios (and the original's milliseconds) for one model, batch size and thread count."""
+def aoti_packages(
+    model: nn.Module, shape: tuple[int, ...]
+) -> tuple[Callable[..., object], Callable[..., object]] | None:
+    """AOTInductor packages of the original model and of its calibrated decision."""
+    if _find_compiler() is None:
+        return None
+    from torch._inductor import aoti_compile_and_package, aoti_load_package
+
+    model, _, net = _models(model, shape)
+    folder = tempfile.mkdtemp(prefix="rejectnet-bench-")
+    example = torch.randn(2, *shape)
+    with torch.no_grad():
+        program = torch.export.export(
+            model, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}}
+        )
+    orig = aoti_compile_and_package(program, package_path=os.path.join(folder, "original.pt2"))
+    dec = export_aoti(net, os.path.join(folder, "decision.pt2"), example)
+    return aoti_load_package(orig), aoti_load_package(str(dec))
+
+
+def _models(model: nn.Module, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module, RejectHead]:
+    """The original (a copy), its twin, and the calibrated wrapped network, seeded."""
     torch.manual_seed(0)
     model = copy.deepcopy(model).eval()
     twin = copy.deepcopy(model).eval()
     net = RejectHead.wrap(copy.deepcopy(model), k=5).eval()
     net.calibrate([torch.randn(64, *shape)], coverage=0.95)
+    return model, twin, net
+
+
+def bench_case(
+    model: nn.Module,
+    shape: tuple[int, ...],
+    batch: int,
+    seconds: float,
+    onnx: bool,
+    aoti: tuple[Callable[..., object], Callable[..., object]] | None = None,
+) -> dict[str, float]:
+    """Ratios (and the original's milliseconds) for one model, batch size and thread count."""
+    model, twin, net = _models(model, shape)
     dep = net.deployable()
     x = torch.randn(batch, *shape)
     fns: list[Callable[[], object]] = [
@@ -161,6 +197,14 @@ def bench_case(
             (o_orig, o_dep), _ = interleaved(ofns, seconds / 2)
             out["onnx_ms"] = 1e3 * o_orig
             out["onnx"] = o_dep / o_orig
+    if aoti is not None:
+        a_orig, a_dep = aoti
+        afns: list[Callable[[], object]] = [lambda: model(x), lambda: a_orig(x), lambda: a_dep(x)]
+        with torch.inference_mode():
+            (eager, t_orig, t_dep), _ = interleaved(afns, seconds / 2)
+        out["aoti_ms"] = 1e3 * t_orig
+        out["aoti"] = t_dep / t_orig
+        out["aoti_eager"] = t_dep / eager
     return out
 
 
@@ -172,6 +216,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=4.0, help="time budget per row")
     parser.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime rows")
+    parser.add_argument("--no-aoti", action="store_true", help="skip the AOTInductor rows")
     parser.add_argument(
         "--models", default="smallcnn,resnet18", help="comma-separated: smallcnn, resnet18"
     )
@@ -185,8 +230,12 @@ def main() -> None:
     header = (
         f"{'model':<22}{'thr':>4}{'batch':>6}{'rounds':>7}{'orig ms':>9}{'copy':>7}"
         f"{'wrapped':>8}{'deploy':>8}{'predict':>8}{'onnx ms':>9}{'onnx dec':>9}"
+        f"{'aoti ms':>9}{'aoti dec':>9}{'aoti/eager':>11}"
     )
-    print("ratios to the original model's median latency (eager, then onnxruntime)")
+    print(
+        "ratios to the original model's median latency (eager, then onnxruntime, "
+        "then AOTInductor; aoti/eager: the decision package against the eager original)"
+    )
     print(header)
     cases: list[tuple[str, str, nn.Module | None, tuple[int, ...]]] = [
         ("smallcnn", "SmallCNN 1x28x28", SmallCNN(num_classes=10), (1, 28, 28)),
@@ -199,12 +248,18 @@ def main() -> None:
         if model is None:
             print(f"{name:<22} skipped: timm is not installed")
             continue
+        packages = None if args.no_aoti else aoti_packages(model, shape)
         for threads in thread_counts:
             torch.set_num_threads(threads)
             for batch in (1, 64):
-                r = bench_case(model, shape, batch, args.seconds, not args.no_onnx)
+                r = bench_case(model, shape, batch, args.seconds, not args.no_onnx, packages)
                 onnx = (
                     f"{r['onnx_ms']:>9.3f}{r['onnx']:>9.3f}" if "onnx" in r else f"{'-':>9}{'-':>9}"
+                )
+                onnx += (
+                    f"{r['aoti_ms']:>9.3f}{r['aoti']:>9.3f}{r['aoti_eager']:>11.3f}"
+                    if "aoti" in r
+                    else f"{'-':>9}{'-':>9}{'-':>11}"
                 )
                 print(
                     f"{name:<22}{threads:>4}{batch:>6}{int(r['rounds']):>7}{r['ms']:>9.3f}"

@@ -17,6 +17,7 @@ Example:
 
 from rejectnet import finetune, losses, metrics, scores
 from rejectnet._version import __version__
+from rejectnet.aoti import export_aoti
 from rejectnet.evaluation import Report, evaluate
 from rejectnet.export import DeployedModel, export_onnx
 from rejectnet.finetune import (
@@ -42,6 +43,7 @@ __all__ = [
     "ThresholdResult",
     "__version__",
     "evaluate",
+    "export_aoti",
     "export_onnx",
     "load",
     "losses",

@@ -255,6 +255,31 @@ def _finite_total(t: torch.Tensor) -> bool:
     return math.isfinite(float(total))
 
 
+def _export_copy(
+    net: Calibrated | DeployedModel, example_input: torch.Tensor, dynamic_batch: bool
+) -> DeployedModel:
+    """The :class:`DeployedModel` an exporter traces (a copy), after checking its inputs.
+
+    Shared by :func:`export_onnx` and :func:`rejectnet.aoti.export_aoti`.
+    """
+    if isinstance(net, DeployedModel):
+        model = copy.deepcopy(net).eval()
+    elif isinstance(net, nn.Module) and isinstance(net, Calibrated):
+        model = net.deployable().eval()
+    else:
+        raise TypeError(
+            f"net must be a calibrated RejectHead or a DeployedModel, got {type(net).__name__}"
+        )
+    if not isinstance(example_input, torch.Tensor) or example_input.ndim < 2:
+        raise ValueError("example_input must be a tensor batch (N, ...) with N >= 2")
+    if dynamic_batch and example_input.shape[0] < 2:
+        raise ValueError(
+            "example_input needs a batch of at least 2 samples for a dynamic batch size "
+            "(torch.export specialises dimensions of size 0 and 1)"
+        )
+    return model
+
+
 def _fuse_head(dep: DeployedModel) -> None:
     """Replace the copy's widened head (class layer + reject layer + concat) by one linear.
 
@@ -334,21 +359,7 @@ def export_onnx(
         >>> out.suffix
         '.onnx'
     """
-    if isinstance(net, DeployedModel):
-        model = copy.deepcopy(net).eval()
-    elif isinstance(net, nn.Module) and isinstance(net, Calibrated):
-        model = net.deployable().eval()
-    else:
-        raise TypeError(
-            f"net must be a calibrated RejectHead or a DeployedModel, got {type(net).__name__}"
-        )
-    if not isinstance(example_input, torch.Tensor) or example_input.ndim < 2:
-        raise ValueError("example_input must be a tensor batch (N, ...) with N >= 2")
-    if dynamic_batch and example_input.shape[0] < 2:
-        raise ValueError(
-            "example_input needs a batch of at least 2 samples for a dynamic batch size "
-            "(torch.export specialises dimensions of size 0 and 1)"
-        )
+    model = _export_copy(net, example_input, dynamic_batch)
     try:
         import onnxscript  # noqa: F401
     except ImportError as err:

@@ -1,0 +1,101 @@
+"""AOTInductor deployment: `rejectnet.export_aoti` and the package it writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import rejectnet
+from rejectnet import RejectHead
+from rejectnet.aoti import _find_compiler
+from rejectnet.models import SmallCNN
+
+needs_compiler = pytest.mark.skipif(_find_compiler() is None, reason="no C++ compiler")
+
+
+def _net(score: str, temperature: float = 1.0) -> RejectHead:
+    torch.manual_seed(0)
+    model = SmallCNN(num_classes=4, image_size=8, channels=(4, 8), hidden=16)
+    net = RejectHead.wrap(model, k=3).eval()
+    if score == "weighted_reject":
+        net.score_weights.copy_(torch.tensor([0.5, 2.0, 1.0]))
+    if temperature != 1.0:
+        net.set_temperature(temperature)
+    g = torch.Generator().manual_seed(1)
+    net.calibrate([torch.randn(64, 1, 8, 8, generator=g)], coverage=0.6, score=score)
+    return net
+
+
+def _images(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 8, 8, generator=g) * 1.5
+
+
+@needs_compiler
+@pytest.mark.parametrize(("score", "temperature"), [("weighted_reject", 1.7), ("max_reject", 1.0)])
+def test_package_decides_like_predict(score: str, temperature: float, tmp_path: Path) -> None:
+    net = _net(score, temperature)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    example = _images(4, seed=0)
+    example_copy = example.clone()
+    path = rejectnet.export_aoti(net, tmp_path / "sub" / "model.pt2", example)
+    assert path == tmp_path / "sub" / "model.pt2" and path.is_file()
+    # exporting changed neither the network nor the example
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert torch.equal(example, example_copy)
+    compiled = torch._inductor.aoti_load_package(str(path))
+    seen_both = False
+    for n in (1, 7, 33):  # other batch sizes than the example's
+        x = _images(n, seed=10 + n)
+        labels, s, is_ood = compiled(x)
+        want = net.predict(x)
+        assert labels.shape == (n,) and labels.dtype == torch.int64 and is_ood.dtype == torch.bool
+        assert torch.allclose(s, want.ood_score, rtol=0.0, atol=1e-5)
+        clear = (want.ood_score.double() - float(net.threshold)).abs() > 1e-5
+        assert torch.equal(is_ood[clear], want.is_ood[clear])
+        assert torch.equal(labels[clear], want.labels[clear])
+        seen_both |= bool(want.is_ood.any()) and bool((~want.is_ood).any())
+    assert seen_both, "the test should see both decisions"
+    # non-finite inputs: rejected with a NaN score, the other rows decided as usual
+    x = _images(5, seed=3)
+    x[1, 0, 7, 7] = float("nan")
+    x[3, 0, 0, 0] = float("-inf")
+    labels, s, is_ood = compiled(x)
+    assert s.isnan().tolist() == [False, True, False, True, False]
+    assert is_ood[[1, 3]].all() and (labels[[1, 3]] == rejectnet.REJECTED).all()
+    d_labels, d_score, d_ood = net.deployable()(x)
+    assert torch.equal(is_ood, d_ood) and torch.equal(labels, d_labels)
+    assert torch.equal(s.isnan(), d_score.isnan())
+
+
+def test_arguments_are_checked_before_compiling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    net = _net("sum_reject")
+    x = _images(4, seed=0)
+    with pytest.raises(ValueError, match=r"path must end in \.pt2"):
+        rejectnet.export_aoti(net, tmp_path / "model.so", x)
+    with pytest.raises(RuntimeError, match="calibrate"):
+        rejectnet.export_aoti(RejectHead.wrap(nn.Linear(8, 3), k=2), tmp_path / "m.pt2", x)
+    with pytest.raises(TypeError, match="RejectHead or a DeployedModel"):
+        rejectnet.export_aoti(nn.Linear(8, 3), tmp_path / "m.pt2", x)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least 2"):
+        rejectnet.export_aoti(net, tmp_path / "m.pt2", x[:1])
+    monkeypatch.setenv("CXX", "no-such-compiler-rejectnet")
+    with pytest.raises(RuntimeError, match="C\\+\\+ compiler"):
+        rejectnet.export_aoti(net, tmp_path / "m.pt2", x)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_compiler_lookup_follows_cxx(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake = tmp_path / "my-cxx"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CXX", str(fake))
+    assert _find_compiler() == str(fake)
+    monkeypatch.delenv("CXX")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert _find_compiler() is None
