@@ -59,7 +59,7 @@ def test_custom_loop_loss_equals_the_finetuners_loss() -> None:
     ft = SelfSupervisedOODFinetuner(net, epochs=1, seed=11, progress=False)
     stats = ft.fit([(x_in, y)], [x_out])[0]
     assert stats.steps == 1
-    assert stats.loss == float(loss)
+    assert stats.loss == float(loss.detach())
 
 
 def test_any_callable_objective_and_options_object() -> None:
