@@ -19,8 +19,9 @@ and in onnxruntime (graph optimisations on, the same thread count), the ONNX exp
 the original model against :func:`rejectnet.export_onnx`'s decision graph (target
 ``<= 1.05`` at batch 1); and compiled ahead of time with AOTInductor (needs a C++
 compiler), the original model's package against :func:`rejectnet.export_aoti`'s, both
-compiled once per model with a dynamic batch (``aoti dec``), and the decision package
-against the eager original (``aoti/eager``).
+compiled once per model with a dynamic batch (``aoti dec``; the decision loaded with
+:func:`rejectnet.load_aoti`, input checks included), and the decision package against
+the eager original (``aoti/eager``).
 
 The variants run in interleaved blocks (round r starts at variant r mod n), so that slow
 drift of the machine affects all alike. Each block calls one variant six times in a row
@@ -49,7 +50,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from rejectnet import RejectHead, export_aoti, export_onnx
+from rejectnet import RejectHead, export_aoti, export_onnx, load_aoti
 from rejectnet.models import SmallCNN
 
 __all__ = ["main"]
@@ -146,7 +147,10 @@ def aoti_packages(
             model, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}}
         )
     orig = aoti_compile_and_package(program, package_path=os.path.join(folder, "original.pt2"))
-    return aoti_load_package(orig), aoti_load_package(str(dec))
+    # the original through the package loader's cheapest call (no pytree round trip); the
+    # decision as users run it, through load_aoti's input checks
+    run_orig = aoti_load_package(orig).loader.boxed_run
+    return (lambda x: run_orig([x])), load_aoti(dec)
 
 
 def _models(model: nn.Module, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module, RejectHead]:

@@ -17,7 +17,7 @@ Example:
 
 from rejectnet import finetune, losses, metrics, scores
 from rejectnet._version import __version__
-from rejectnet.aoti import export_aoti
+from rejectnet.aoti import AOTIDeployedModel, export_aoti, load_aoti
 from rejectnet.evaluation import Report, evaluate
 from rejectnet.export import DeployedModel, export_onnx
 from rejectnet.finetune import (
@@ -32,6 +32,7 @@ from rejectnet.serialization import ModelFileError, load, read_metadata, save
 
 __all__ = [
     "REJECTED",
+    "AOTIDeployedModel",
     "DeployedModel",
     "ModelFileError",
     "OutlierExposureFinetuner",
@@ -46,6 +47,7 @@ __all__ = [
     "export_aoti",
     "export_onnx",
     "load",
+    "load_aoti",
     "losses",
     "metrics",
     "read_metadata",
