@@ -99,6 +99,11 @@ def test_package_decides_like_predict(
         compiled(torch.zeros(4, 1, 8, 8, dtype=torch.float64))
     with pytest.raises(TypeError, match="torch.Tensor"):
         compiled([[0.0]])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="package runs on cpu"):
+        compiled(torch.zeros(4, 1, 8, 8, device="meta"))
+    # a tensor subclass takes the full checks and runs
+    param = torch.nn.Parameter(_images(4, seed=5), requires_grad=False)
+    assert torch.equal(compiled(param)[0], compiled(param.data)[0])
     if not dynamic:
         with pytest.raises(ValueError, match="exactly 4 samples"):
             compiled(torch.zeros(5, 1, 8, 8))
