@@ -165,7 +165,6 @@ class AOTIDeployedModel:
 
     def __init__(self, loaded: Any, meta: dict[str, Any]) -> None:
         self._run = loaded.loader.boxed_run  # skips the pytree round trip per call
-        self._loaded = loaded
         self.input_spec: InputSpec = meta["input_spec"]
         self.batch_size: int | None = meta["batch"]
         self.device: torch.device = meta["device"]

@@ -66,10 +66,7 @@ def seeds_markdown(results: Mapping[str, Any]) -> str:
         if r["id_accuracy"] is not None:
             acc = _pct(r["id_accuracy"], r.get("id_accuracy_std"))
         cells = [
-            " / ".join(
-                _pct(r["ood"][s][m], std.get(s, {}).get(m) if std else None)
-                for m in ("auroc", "fpr95")
-            )
+            " / ".join(_pct(r["ood"][s][m], std.get(s, {}).get(m)) for m in ("auroc", "fpr95"))
             for s in sets
         ]
         mean_auroc = sum(100 * r["ood"][s]["auroc"] for s in plain) / len(plain)

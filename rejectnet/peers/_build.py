@@ -293,22 +293,23 @@ def _odin_grid(
     """
     d = detectors()
     model = LogitsModule(tap.model)
+    eps_grid = [float(e) for e in grid["eps"]]
     parts: dict[tuple[float, float], list[torch.Tensor]] = {
-        (float(t), float(e)): [] for t in grid["temperature"] for e in grid["eps"]
+        (float(t), e): [] for t in grid["temperature"] for e in eps_grid
     }
     with eval_mode(tap.model):
         for i in range(0, len(x), 256):
             xb = x[i : i + 256].to(tap.device)
-            with torch.no_grad():
-                plain = model(xb)  # the logits of eps = 0, the same for every temperature
+            with torch.no_grad():  # the logits of eps = 0, the same for every temperature
+                plain = model(xb) if 0.0 in eps_grid else None
             for t in grid["temperature"]:
                 moved = d.odin_preprocessing(model, xb, eps=1.0, temperature=float(t))
                 sign = (xb - moved).round()  # exactly the sign of the gradient, -1, 0 or 1
                 with torch.no_grad():
-                    for e in grid["eps"]:
-                        z = plain if float(e) == 0 else model(xb - float(e) * sign)
+                    for e in eps_grid:
+                        z = plain if e == 0 else model(xb - e * sign)
                         s = d.MaxSoftmax.score(z, float(t))
-                        parts[(float(t), float(e))].append(s.detach().to("cpu", torch.float64))
+                        parts[(float(t), e)].append(s.detach().to("cpu", torch.float64))
     return {k: torch.cat(v).numpy() for k, v in parts.items()}
 
 
