@@ -1,4 +1,5 @@
-"""Bounded reads of regular files: the one way rejectnet reads a model file or a checkpoint.
+"""Bounded reads of regular files (the one way rejectnet reads a model file or a checkpoint),
+and the one atomic writer (:func:`write_atomically`).
 
 A path given to :func:`rejectnet.load`, :func:`rejectnet.read_metadata` or a resume can
 point anywhere: a symlink to ``/dev/zero`` would be read until memory runs out, a FIFO
@@ -18,10 +19,18 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["BoundedFile", "UnsafeFileError", "open_regular", "read_bounded"]
+__all__ = [
+    "BoundedFile",
+    "UnsafeFileError",
+    "open_regular",
+    "read_bounded",
+    "write_atomically",
+]
 
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows
@@ -235,3 +244,29 @@ def read_bounded(path: Path, *, max_bytes: int, what: str) -> bytes:
     """
     with open_regular(path, max_bytes=max_bytes, what=what) as f:
         return f.read_rest()
+
+
+def write_atomically(dest: Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``dest``, then rename it to ``dest``.
+
+    The one atomic writer (``rejectnet.save``, ``export_onnx``): a crash or an error
+    midway leaves ``dest`` as it was (``os.replace`` is atomic within a folder), and the
+    temporary file is removed on any error.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> out = Path(tempfile.mkdtemp()) / "a.txt"
+        >>> write_atomically(out, lambda tmp: tmp.write_text("hi")).read_text()
+        'hi'
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return dest

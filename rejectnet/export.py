@@ -25,6 +25,7 @@ from torch import nn
 
 from rejectnet import decision
 from rejectnet._outputs import extract_logits
+from rejectnet._safeio import write_atomically
 from rejectnet.prediction import REJECTED
 
 __all__ = ["Calibrated", "DeployedModel", "export_onnx"]
@@ -184,8 +185,19 @@ class DeployedModel(nn.Module):
         labels = logits.narrow(1, 0, self.num_classes).argmax(1).masked_fill_(is_ood, REJECTED)
         return labels, score, is_ood
 
+    def decide_against(
+        self, x: torch.Tensor, threshold: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The traced forward deciding against ``threshold`` (a 0-d tensor of the score dtype).
+
+        What :func:`rejectnet.export_aoti` compiles: the threshold is an input there.
+        """
+        out = self.net.model(x)
+        logits = out if type(out) is torch.Tensor else extract_logits(out)
+        return self._graph_forward(x, logits, threshold)
+
     def _graph_forward(
-        self, x: torch.Tensor, logits: torch.Tensor
+        self, x: torch.Tensor, logits: torch.Tensor, threshold: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The forward as torch.compile, torch.export and ONNX trace it (branch-free)."""
         z = logits if self._unit_temperature else logits / self.temperature
@@ -211,7 +223,7 @@ class DeployedModel(nn.Module):
             score = self._score_fn(z, w)
             tensors = (x, logits) if self._guard_logits else (x,)
             score = decision.nan_if_nonfinite(score, *tensors)
-        thr = self.threshold if f64 else self.thr32
+        thr = (self.threshold if f64 else self.thr32) if threshold is None else threshold
         is_ood = torch.le(score, thr).logical_not_()
         classes = logits.narrow(1, 0, self.num_classes).argmax(1)
         return classes.masked_fill_(is_ood, REJECTED), score, is_ood
@@ -327,7 +339,9 @@ def export_onnx(
     Uses ``torch.onnx.export(..., dynamo=True)`` (needs the ``onnx`` and ``onnxscript``
     packages: ``pip install rejectnet[export]``) on :meth:`~rejectnet.RejectHead.deployable`,
     with the exporter's graph optimisation on, on a copy whose widened head is one
-    ``Gemm`` (the class and reject weights side by side). The outputs are named ``labels``,
+    ``Gemm`` (the class and reject weights side by side). The file is written atomically
+    (a temporary file beside it, renamed): an export that fails or is killed midway
+    leaves an earlier file at ``path`` intact. The outputs are named ``labels``,
     ``ood_score`` and ``is_ood``; the input is ``images``, with a dynamic batch
     dimension unless ``dynamic_batch=False``.
 
@@ -380,7 +394,12 @@ def export_onnx(
         kwargs["dynamic_shapes"] = {"x": {0: torch.export.Dim("batch")}}
     if opset_version is not None:
         kwargs["opset_version"] = opset_version
-    # the exporter prints its progress to stdout; keep the caller's output clean
-    with contextlib.redirect_stdout(io.StringIO()):
-        torch.onnx.export(model, (example_input,), str(out), **kwargs)
-    return out
+
+    def write(tmp: Path) -> None:
+        # the exporter prints its progress to stdout; keep the caller's output clean
+        with contextlib.redirect_stdout(io.StringIO()):
+            torch.onnx.export(model, (example_input,), str(tmp), **kwargs)
+
+    # a temporary file renamed over `out`: an export that fails or is killed midway
+    # leaves a previous file at `out` as it was
+    return write_atomically(out, write)

@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from rejectnet._locate import find_head, replace_module
-from rejectnet._safeio import BoundedFile, UnsafeFileError, open_regular
+from rejectnet._safeio import BoundedFile, UnsafeFileError, open_regular, write_atomically
 from rejectnet._safetensors import (
     Header,
     HeaderError,
@@ -170,16 +169,9 @@ def save(net: RejectHead, path: str | os.PathLike[str]) -> Path:
         "input_spec": spec.to_dict() if spec is not None else None,
         "sha256": content_digest(tensors),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={_META_KEY: json.dumps(meta)})
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return dest
+    return write_atomically(
+        dest, lambda tmp: save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
+    )
 
 
 def _is_int(v: Any, low: int) -> bool:

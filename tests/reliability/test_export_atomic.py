@@ -1,0 +1,65 @@
+"""``export_onnx`` is atomic (issue 22, item 8): a failed or killed export loses nothing.
+
+An export over a good ``.onnx`` file that dies midway (here: the exporter writes half a
+file, then raises) must leave the old file byte for byte as it was and no temporary file
+behind; a successful export replaces it whole.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import rejectnet
+from tests.conftest import ReliabilityCounts
+
+pytest.importorskip("onnxscript")
+
+
+def _net() -> rejectnet.RejectHead:
+    torch.manual_seed(0)
+    net = rejectnet.RejectHead.wrap(nn.Linear(8, 3), k=2).eval()
+    net.calibrate([torch.randn(64, 8)], coverage=0.9)
+    return net
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_interrupted_export_leaves_the_old_file(
+    error: type[BaseException],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reliability: ReliabilityCounts,
+) -> None:
+    reliability.fault()
+    net = _net()
+    out = tmp_path / "model.onnx"
+    rejectnet.export_onnx(net, out, torch.randn(4, 8))
+    good = out.read_bytes()
+    assert len(good) > 100
+
+    def dies_midway(model: Any, args: Any, f: str, **kwargs: Any) -> None:
+        Path(f).write_bytes(good[: len(good) // 2])
+        raise error("killed midway")
+
+    monkeypatch.setattr(torch.onnx, "export", dies_midway)
+    with pytest.raises(error, match="killed midway"):
+        rejectnet.export_onnx(net, out, torch.randn(4, 8))
+    assert out.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no temporary left
+
+
+def test_export_replaces_the_file_whole(tmp_path: Path, reliability: ReliabilityCounts) -> None:
+    reliability.case(2)
+    onnx = pytest.importorskip("onnx")
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"old contents")
+    assert rejectnet.export_onnx(_net(), out, torch.randn(4, 8)) == out
+    model = onnx.load(str(out))
+    assert [i.name for i in model.graph.input] == ["images"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+    with pytest.raises(FileNotFoundError):
+        rejectnet.export_onnx(_net(), tmp_path / "missing" / "m.onnx", torch.randn(4, 8))
