@@ -1,14 +1,29 @@
-"""Input checks shared by the scores, metrics and calibration code.
+"""The one checks module: every argument check of rejectnet lives here.
 
-Every public function that takes scores or logits converts them here, so that
-bad input fails the same way everywhere: a ``ValueError`` (or ``TypeError``)
-whose message names the offending argument and says what would be valid.
-Nothing here modifies the caller's data: tensors are detached and copied.
+One exception policy, applied by every function below and by every caller:
+
+* a value of the wrong **type** (a string for a number, a float for a count, a list for
+  a tensor, a bool for an int) raises ``TypeError``;
+* a value of the right type but a wrong **value** (out of range, NaN or infinite, the
+  wrong shape, an unknown name) raises ``ValueError``.
+
+Each message names the offending argument and says what would be valid. Nothing here
+modifies the caller's data: tensors are detached and copied.
+
+What is here: tracing detection (:func:`is_tracing`: data-dependent checks are skipped
+while a graph is traced), finiteness (:func:`all_finite`, :func:`nonfinite_rows`,
+:func:`check_finite_rows`, :func:`check_finite_logits`), numbers (:func:`check_real`,
+:func:`check_number`, :func:`check_fraction`), counts (:func:`check_int`,
+:func:`check_num_classes`), flags, devices and dtypes (:func:`check_flag`,
+:func:`as_device`, :func:`check_dtype`), and array conversions (:func:`as_logits`,
+:func:`as_score_array`, :func:`as_bool_array`).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -17,13 +32,22 @@ import torch
 
 __all__ = [
     "ArrayLike",
+    "all_finite",
     "as_bool_array",
+    "as_device",
     "as_logits",
     "as_score_array",
+    "check_dtype",
+    "check_finite_logits",
+    "check_finite_rows",
     "check_flag",
     "check_fraction",
     "check_int",
+    "check_num_classes",
     "check_number",
+    "check_real",
+    "is_tracing",
+    "nonfinite_rows",
 ]
 
 ArrayLike: TypeAlias = "torch.Tensor | npt.NDArray[Any] | list[float] | tuple[float, ...]"
@@ -178,7 +202,7 @@ def as_logits(logits: Any, name: str = "logits") -> torch.Tensor:
         t = t.to(torch.float32)
     # Inside torch.compile / torch.export the check would be a host sync and a
     # data-dependent branch that cannot be traced; compiled graphs skip it.
-    if not _is_compiling() and t.numel() and not bool(torch.isfinite(t).all()):
+    if not is_tracing() and t.numel() and not bool(torch.isfinite(t).all()):
         raise ValueError(
             f"{name} holds NaN or infinite values; scores need finite logits "
             "(check the model for overflow, e.g. run it in float32)"
@@ -189,29 +213,270 @@ def as_logits(logits: Any, name: str = "logits") -> torch.Tensor:
 _INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
 
-def _is_compiling() -> bool:
-    """Whether torch.compile or torch.export is tracing the current call."""
-    fn = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(fn()) if callable(fn) else False
+_is_compiling = torch.compiler.is_compiling
+_jit_tracing = torch._C._is_tracing
+_jit_scripting = torch.jit.is_scripting  # type: ignore[attr-defined]
+# torch's own is_fx_symbolic_tracing() / is_in_onnx_export() cost 1-3 us a call (a
+# thread-local getattr that raises, two imports): read the same flags directly
+_fx_tls = getattr(torch.fx._symbolic_trace, "_is_fx_tracing_tls", None)
 
 
-def check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = False) -> None:
+def _onnx_flags() -> tuple[Any, Any]:
+    try:
+        from torch.onnx._internal.exporter import _flags
+        from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+    except ImportError:  # another torch layout: the public (slower) call below
+        return None, None
+    return _flags, GLOBALS
+
+
+_ONNX_FLAGS, _ONNX_GLOBALS = _onnx_flags()
+
+
+def _in_onnx_export() -> bool:
+    if _ONNX_FLAGS is None:
+        return bool(torch.onnx.is_in_onnx_export())
+    return bool(_ONNX_GLOBALS.in_onnx_export or _ONNX_FLAGS._is_onnx_exporting)
+
+
+def _fx_tracing() -> bool:
+    return bool(_fx_tls.__dict__.get("flag", False)) if _fx_tls is not None else False
+
+
+def is_tracing() -> bool:
+    """Whether a graph is being traced: torch.compile / dynamo, torch.export, the
+    TorchScript tracer or compiler, torch.fx symbolic tracing, or the ONNX exporter.
+
+    Data-dependent Python branches (host-side finiteness checks, errors) are skipped
+    then: the graph takes the branch-free form.
+
+    Example:
+        >>> is_tracing()
+        False
+    """
+    return bool(
+        _is_compiling() or _jit_tracing() or _fx_tracing() or _in_onnx_export() or _jit_scripting()
+    )
+
+
+def nonfinite_rows(t: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` bool: the rows of ``t`` holding a NaN or infinite value.
+
+    Example:
+        >>> nonfinite_rows(torch.tensor([[1.0, float("nan")], [0.0, 2.0]]))
+        tensor([ True, False])
+    """
+    if t.ndim == 1:
+        return ~torch.isfinite(t)
+    return ~torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether ``t`` holds only finite values, with one reduction and one sync.
+
+    The sum of a finite tensor is finite unless it overflows; only then (or when a
+    value really is NaN/inf) does the exact per-element test run. True for
+    non-floating and empty tensors.
+
+    Example:
+        >>> all_finite(torch.tensor([3e38, 3e38])), all_finite(torch.tensor([1.0, float("inf")]))
+        (True, False)
+    """
+    if not t.is_floating_point() or t.numel() == 0:
+        return True
+    t = t.detach()
+    total = t.sum(dtype=torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t.sum()
+    if math.isfinite(float(total)):
+        return True
+    return not bool(nonfinite_rows(t).any())
+
+
+def _rows_text(bad: torch.Tensor) -> tuple[int, str]:
+    rows = bad.nonzero().flatten().tolist()
+    shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if len(rows) > 10 else "")
+    return len(rows), shown
+
+
+def check_finite_rows(bad: torch.Tensor, name: str) -> None:
+    """Refuse inputs ``name`` whose rows ``bad`` (``(N,)`` bool) hold NaN or infinity.
+
+    Raises:
+        ValueError: Naming ``name``, how many rows and which.
+
+    Example:
+        >>> check_finite_rows(torch.tensor([False, False]), "x")
+    """
+    if bool(bad.any()):
+        n, shown = _rows_text(bad)
+        raise ValueError(
+            f"{name} holds NaN or infinite values for {n} of {bad.shape[0]} sample(s) "
+            f"(rows {shown}); {name} must hold finite inputs (check the data: a NaN the model "
+            "never reads would otherwise pass unnoticed)"
+        )
+
+
+def check_finite_logits(logits: torch.Tensor, name: str) -> None:
+    """Refuse a model's logits on input ``name`` if any is NaN or infinite.
+
+    Skipped while a graph is traced (:func:`is_tracing`: a data-dependent branch).
+
+    Raises:
+        ValueError: Naming the input ``name`` and the rows.
+
+    Example:
+        >>> check_finite_logits(torch.zeros(2, 3), "x")
+    """
+    if is_tracing() or all_finite(logits):
+        return
+    n, shown = _rows_text(nonfinite_rows(logits))
+    raise ValueError(
+        f"the model's logits on {name} hold NaN or infinite values for {n} of "
+        f"{logits.shape[0]} sample(s) (rows {shown}); {name} must hold finite inputs on "
+        "which the model does not overflow (check for NaN/inf in the data, or run in float32)"
+    )
+
+
+def check_real(value: Any, name: str, noun: str = "number") -> float:
+    """``value`` (a real number or a 0-d tensor) as a finite float.
+
+    Raises:
+        TypeError: ``value`` is not a real number (strings and bools are refused).
+        ValueError: It is NaN or infinite, or an integer beyond the float range.
+
+    Example:
+        >>> check_real(torch.tensor(0.5), "value", "threshold")
+        0.5
+    """
+    if isinstance(value, (str, bytes, bool)):
+        raise TypeError(f"{name} must be a finite real {noun}, got {value!r:.60}")
+    try:
+        v = float(value)
+    except OverflowError:
+        raise ValueError(
+            f"{name} must be a finite {noun}; got an integer too large for a float "
+            f"(about {int(abs(int(value)).bit_length() * math.log10(2)) + 1} digits)"
+        ) from None
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name} must be a finite real {noun} (a float, a 0-d tensor or a "
+            f"ThresholdResult), got {type(value).__name__}"
+        ) from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite {noun}, got {v!r}")
+    return v
+
+
+def check_num_classes(num_classes: Any, width: int, *, allow_all: bool = False) -> int:
+    """Validate ``num_classes`` (C) against a logits width and return it as an ``int``.
+
+    Args:
+        num_classes: The number C of ordinary classes.
+        width: The number of columns of the logits (C + k).
+        allow_all: Whether ``num_classes == width`` (no reject units) is acceptable.
+
+    Raises:
+        TypeError: If ``num_classes`` is not an integer (bools are refused).
+        ValueError: If it is out of range for ``width``.
+
+    Example:
+        >>> check_num_classes(3, 5)
+        3
+    """
+    if isinstance(num_classes, bool):
+        raise TypeError(f"num_classes must be an integer, got {num_classes!r}")
+    try:
+        c = operator.index(num_classes)
+    except TypeError:
+        raise TypeError(
+            f"num_classes must be an integer, got {type(num_classes).__name__}"
+        ) from None
+    if allow_all:
+        if not 1 <= c <= width:
+            raise ValueError(
+                f"num_classes must satisfy 1 <= num_classes <= logits width ({width}), "
+                f"got num_classes={c}"
+            )
+    elif not 1 <= c < width:
+        raise ValueError(
+            f"num_classes must satisfy 1 <= num_classes < logits width ({width}) so that "
+            f"k = width - num_classes >= 1 reject units remain; got num_classes={c}"
+        )
+    return c
+
+
+def as_device(value: Any, name: str = "device") -> torch.device:
+    """``value`` (a ``torch.device``, a string such as ``"cpu"`` or ``"cuda:0"``) as a device.
+
+    Raises:
+        TypeError: ``value`` is neither a device nor a string.
+        ValueError: The string names no device type torch knows.
+
+    Example:
+        >>> as_device("cpu")
+        device(type='cpu')
+    """
+    if isinstance(value, torch.device):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{name} must be a torch.device or a string such as 'cpu' or 'cuda:0', "
+            f"got {type(value).__name__}"
+        )
+    try:
+        return torch.device(value)
+    except RuntimeError as err:
+        raise ValueError(f"{name}={value!r} is not a device: {err}") from None
+
+
+def check_dtype(value: Any, name: str = "dtype", *, floating: bool = False) -> torch.dtype:
+    """``value`` as a ``torch.dtype`` (floating when ``floating``).
+
+    Raises:
+        TypeError: ``value`` is not a ``torch.dtype``.
+        ValueError: ``floating`` and it is not a floating dtype.
+
+    Example:
+        >>> check_dtype(torch.float16, floating=True)
+        torch.float16
+    """
+    if not isinstance(value, torch.dtype):
+        raise TypeError(f"{name} must be a torch.dtype, got {type(value).__name__}")
+    if floating and not value.is_floating_point:
+        raise ValueError(f"{name} must be a floating dtype, got {value}")
+    return value
+
+
+def check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = False) -> int:
     """Refuse a non-int (``TypeError``) or an int below ``minimum`` (``ValueError``).
+
+    Python and numpy integers are accepted (``operator.index``); bools are refused.
+
+    Returns:
+        ``value`` as a Python int (``None`` passes through when ``allow_none``).
 
     Raises:
         TypeError: ``value`` is not an int (bools are refused too).
         ValueError: ``value < minimum``.
+
+    Example:
+        >>> check_int(3, "k")
+        3
     """
     if value is None and allow_none:
-        return
+        return value  # type: ignore[return-value]  # None passes through
     what = "a positive int (>= 1)" if minimum == 1 else f"an int >= {minimum}"
-    if isinstance(value, bool) or not isinstance(value, int):
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        v = operator.index(value)
+    except TypeError:
         raise TypeError(
             f"{name} must be {what}{' or None' if allow_none else ''}, got "
-            f"{type(value).__name__} {value!r}"
-        )
-    if value < minimum:
+            f"{type(value).__name__} {value!r:.60}"
+        ) from None
+    if v < minimum:
         raise ValueError(f"{name} must be {what}, got {value!r}")
+    return v
 
 
 def check_number(value: Any, name: str, *, positive: bool = False) -> float:
@@ -222,9 +487,9 @@ def check_number(value: Any, name: str, *, positive: bool = False) -> float:
         ValueError: It is negative (or 0 when ``positive``), NaN or infinite.
     """
     bound = "> 0" if positive else ">= 0"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number {bound}, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+    if not math.isfinite(float(value)) or value < 0 or (positive and value == 0):
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
 

@@ -39,6 +39,7 @@ from collections.abc import Callable
 
 import torch
 
+from rejectnet._validation import is_tracing
 from rejectnet.prediction import REJECTED
 from rejectnet.scores import registry
 from rejectnet.scores import reject as _reject
@@ -84,19 +85,6 @@ def _is_builtin(name: str) -> bool:
         return False
     fn = registry.spec(name).fn
     return bool(getattr(fn, "__module__", "").startswith("rejectnet.scores."))
-
-
-_is_compiling = torch.compiler.is_compiling
-_jit_tracing = torch.jit.is_tracing  # type: ignore[attr-defined]
-
-
-def is_tracing() -> bool:
-    """Whether torch.compile, torch.export or the TorchScript tracer is tracing now.
-
-    Data-dependent Python branches (host-side finiteness checks, errors) are skipped
-    then: the graph takes the branch-free form.
-    """
-    return bool(_is_compiling() or _jit_tracing())
 
 
 def score_dtype(logits_dtype: torch.dtype) -> torch.dtype:

@@ -26,6 +26,7 @@ from torch import nn
 from rejectnet import decision
 from rejectnet._outputs import extract_logits
 from rejectnet._safeio import write_atomically
+from rejectnet._validation import all_finite, is_tracing
 from rejectnet.prediction import REJECTED
 
 __all__ = ["Calibrated", "DeployedModel", "export_onnx"]
@@ -153,7 +154,7 @@ class DeployedModel(nn.Module):
         """
         out = self._modules["net"]._modules["model"](x)  # type: ignore[union-attr, misc]
         logits = out if type(out) is torch.Tensor else extract_logits(out)
-        if _is_compiling() or _jit_tracing():
+        if is_tracing():
             return self._graph_forward(x, logits)
         # eager mode: the fewest tensor ops and Python steps (each op costs a few
         # microseconds of dispatch, which is what batch-1 latency is made of)
@@ -177,9 +178,9 @@ class DeployedModel(nn.Module):
         else:
             score = self._score_fn(z, None)
             if self._guard_logits:
-                if not (_finite_total(x) and _finite_total(logits)):
+                if not (all_finite(x) and all_finite(logits)):
                     score = decision.nan_if_nonfinite(score, x, logits)
-            elif not _finite_total(x):
+            elif not all_finite(x):
                 score = decision.nan_if_nonfinite(score, x)
         is_ood = torch.le(score, buffers["threshold" if f64 else "thr32"]).logical_not_()  # type: ignore[arg-type]
         labels = logits.narrow(1, 0, self.num_classes).argmax(1).masked_fill_(is_ood, REJECTED)
@@ -249,22 +250,9 @@ class DeployedModel(nn.Module):
         )
 
 
-_is_compiling = torch.compiler.is_compiling
-_jit_tracing = torch.jit.is_tracing  # type: ignore[attr-defined]
-
-
 def _softmax32(z: torch.Tensor) -> torch.Tensor:
     """``softmax(z, 1)`` in float32 (for half / bfloat16 logits), as predict() computes it."""
     return torch.softmax(z, 1, dtype=torch.float32)
-
-
-def _finite_total(t: torch.Tensor) -> bool:
-    """Whether the sum of ``t`` is finite (True for non-floating tensors)."""
-    if not t.is_floating_point() or t.numel() == 0:
-        return True
-    t = t.detach()
-    total = t.sum(dtype=torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t.sum()
-    return math.isfinite(float(total))
 
 
 def _export_copy(

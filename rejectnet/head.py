@@ -25,7 +25,14 @@ from rejectnet._batches import BatchKeys, check_keys
 from rejectnet._inference import collect_logits, eval_mode, module_device
 from rejectnet._locate import find_head, replace_module
 from rejectnet._outputs import extract_logits
-from rejectnet._validation import check_fraction
+from rejectnet._validation import (
+    all_finite,
+    check_finite_logits,
+    check_finite_rows,
+    check_fraction,
+    check_real,
+    nonfinite_rows,
+)
 from rejectnet.export import DeployedModel
 from rejectnet.input_spec import InputSpec, check_input_against_spec, missing_dim_hint
 from rejectnet.prediction import Prediction
@@ -155,60 +162,6 @@ def _autocasting() -> bool:
     return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
 
 
-def _rows_text(bad: torch.Tensor) -> tuple[int, str]:
-    rows = bad.nonzero().flatten().tolist()
-    shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if len(rows) > 10 else "")
-    return len(rows), shown
-
-
-def _nonfinite_rows(t: torch.Tensor) -> torch.Tensor:
-    """``(N,)`` bool: rows of ``t`` holding a NaN or infinite value."""
-    if t.ndim == 1:
-        return ~torch.isfinite(t)
-    return ~torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
-
-
-def _all_finite(t: torch.Tensor) -> bool:
-    """Whether ``t`` holds only finite values, with one reduction and one sync.
-
-    The sum of a finite tensor is finite unless it overflows; only then (or when a
-    value really is NaN/inf) does the exact per-element test run.
-    """
-    if not t.is_floating_point() or t.numel() == 0:
-        return True
-    t = t.detach()
-    total = t.sum(dtype=torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t.sum()
-    if math.isfinite(float(total)):
-        return True
-    return not bool(_nonfinite_rows(t).any())
-
-
-def _check_finite_inputs(bad_in: torch.Tensor, name: str) -> None:
-    if bool(bad_in.any()):
-        n, shown = _rows_text(bad_in)
-        raise ValueError(
-            f"{name} holds NaN or infinite values for {n} of {bad_in.shape[0]} sample(s) "
-            f"(rows {shown}); {name} must hold finite inputs (check the data: a NaN the model "
-            "never reads would otherwise pass unnoticed)"
-        )
-
-
-def _check_finite_logits(logits: torch.Tensor, name: str) -> None:
-    """Raise a ValueError naming the input ``name`` if any logit is NaN or infinite.
-
-    Skipped while torch.compile / torch.export trace (a data-dependent branch).
-    """
-    if decision.is_tracing() or _all_finite(logits):
-        return
-    bad = _nonfinite_rows(logits)
-    n, shown = _rows_text(bad)
-    raise ValueError(
-        f"the model's logits on {name} hold NaN or infinite values for {n} of "
-        f"{logits.shape[0]} sample(s) (rows {shown}); {name} must hold finite inputs on "
-        "which the model does not overflow (check for NaN/inf in the data, or run in float32)"
-    )
-
-
 def _encode_name(name: str) -> torch.Tensor:
     raw = name.encode("ascii")
     buf = torch.zeros(_NAME_BYTES, dtype=torch.uint8)
@@ -219,27 +172,6 @@ def _encode_name(name: str) -> torch.Tensor:
 def _decode_name(buf: torch.Tensor) -> str:
     raw = bytes(int(b) for b in buf.tolist() if b != 0)
     return raw.decode("ascii")
-
-
-def _check_real(value: Any, name: str, noun: str) -> float:
-    """``value`` as a finite float, or a TypeError / ValueError naming ``name``."""
-    if isinstance(value, (str, bytes, bool)):
-        raise TypeError(f"{name} must be a finite real {noun}, got {value!r:.60}")
-    try:
-        v = float(value)
-    except OverflowError:
-        raise ValueError(
-            f"{name} must be a finite {noun}; got an integer too large for a float "
-            f"(about {int(abs(int(value)).bit_length() * math.log10(2)) + 1} digits)"
-        ) from None
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"{name} must be a finite real {noun} (a float, a 0-d tensor or a "
-            f"ThresholdResult), got {type(value).__name__}"
-        ) from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite {noun}, got {v!r}")
-    return v
 
 
 class RejectHead(nn.Module):
@@ -599,9 +531,8 @@ class RejectHead(nn.Module):
                 f"logits must be floating (N, C + k) = (N, {width}) outputs of this model, "
                 f"got {str(logits.dtype).removeprefix('torch.')} of shape {tuple(logits.shape)}"
             )
-        if not _all_finite(logits):
-            n, shown = _rows_text(_nonfinite_rows(logits))
-            raise ValueError(f"logits hold NaN or infinite values in {n} row(s) ({shown})")
+        if not all_finite(logits):
+            check_finite_rows(nonfinite_rows(logits), "logits")
         return self._score(logits.detach(), name)
 
     def _infer(self, x: Any) -> torch.Tensor:
@@ -610,14 +541,14 @@ class RejectHead(nn.Module):
         spec = self._input_spec
         if spec is not None:
             check_input_against_spec(x, spec, "x")
-        if not _all_finite(x):
-            _check_finite_inputs(_nonfinite_rows(x), "x")
+        if not all_finite(x):
+            check_finite_rows(nonfinite_rows(x), "x")
         if any(m.training for m in self.modules()):
             with eval_mode(self):
                 logits = self._logits(x)
         else:
             logits = self._logits(x)
-        _check_finite_logits(logits, "x")
+        check_finite_logits(logits, "x")
         return logits
 
     def ood_score(self, x: torch.Tensor, score: str | None = None) -> torch.Tensor:
@@ -686,7 +617,7 @@ class RejectHead(nn.Module):
             >>> net.is_calibrated, net.calibrated_score
             (True, 'max_reject')
         """
-        v = _check_real(value, "value", "threshold")
+        v = check_real(value, "value", "threshold")
         name = registry.spec(score).name
         self.threshold.fill_(v)
         self.threshold_score.copy_(_encode_name(name))
@@ -758,7 +689,7 @@ class RejectHead(nn.Module):
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             specs.append(InputSpec.of(x))
-            bad_inputs.append(_nonfinite_rows(x) if not _all_finite(x) else _no_rows(x))
+            bad_inputs.append(nonfinite_rows(x) if not all_finite(x) else _no_rows(x))
             self._check_input_basic(x)
             return self._logits(x)
 
@@ -771,8 +702,8 @@ class RejectHead(nn.Module):
                 "loader yielded only empty batches (0 samples); it needs at least one "
                 "held-out in-distribution sample"
             )
-        _check_finite_inputs(torch.cat(bad_inputs), "loader")
-        _check_finite_logits(logits, "loader")
+        check_finite_rows(torch.cat(bad_inputs), "loader")
+        check_finite_logits(logits, "loader")
         merged = specs[0]
         for s in specs[1:]:
             merged = merged.merge(s)
@@ -874,7 +805,7 @@ class RejectHead(nn.Module):
             >>> float(net.temperature)
             2.0
         """
-        v = _check_real(value, "temperature", "temperature > 0")
+        v = check_real(value, "temperature", "temperature > 0")
         if v <= 0.0:
             raise ValueError(f"temperature must be a finite temperature > 0, got {v!r}")
         new = torch.tensor(v, dtype=torch.float32)
@@ -947,7 +878,7 @@ class RejectHead(nn.Module):
                 "loader batches carry no labels; fit_temperature needs (x, y) batches of "
                 "held-out in-distribution data with class indices y in [0, C)"
             )
-        _check_finite_logits(logits, "loader")
+        check_finite_logits(logits, "loader")
         t = fit_temperature_to(logits, y, self.num_classes)
         self.set_temperature(t)
         return float(self.temperature)

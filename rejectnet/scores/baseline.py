@@ -13,13 +13,11 @@ input, float64 for float64 input); a numpy array in gives a numpy array out.
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 import torch
 
-from rejectnet._validation import as_logits
+from rejectnet._validation import as_logits, check_number
 from rejectnet.scores.reject import _like_input, _LogitsT, _shift_to_max
 
 __all__ = ["energy", "max_logit", "msp"]
@@ -74,11 +72,7 @@ def energy(logits: _LogitsT, temperature: float = 1.0) -> _LogitsT:
         >>> energy(torch.tensor([[4.0, 0.0, 0.0], [1.0, 1.0, 1.0]])).round(decimals=4)
         tensor([-4.0360, -2.0986])
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise TypeError(f"temperature must be a positive number, got {type(temperature).__name__}")
-    t = float(temperature)
-    if not (math.isfinite(t) and t > 0.0):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    t = check_number(temperature, "temperature", positive=True)
     z = _class_logits(logits)
     return _like_input(-t * torch.logsumexp(z / t, dim=1), logits)
 

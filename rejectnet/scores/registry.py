@@ -21,9 +21,9 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 
+from rejectnet._validation import check_num_classes
 from rejectnet.scores.baseline import energy, max_logit, msp
 from rejectnet.scores.reject import (
-    _check_num_classes,
     entropy_diff,
     entropy_reject,
     max_reject,
@@ -308,6 +308,6 @@ def compute(name: str, logits: Any, num_classes: int | None = None, **kwargs: An
         return s.fn(logits, num_classes, **kwargs)
     if num_classes is not None and isinstance(logits, (torch.Tensor, np.ndarray)):
         if logits.ndim == 2:
-            c = _check_num_classes(num_classes, int(logits.shape[1]), allow_all=True)
+            c = check_num_classes(num_classes, int(logits.shape[1]), allow_all=True)
             logits = logits[:, :c]
     return s.fn(logits, **kwargs)

@@ -14,14 +14,13 @@ float64 input); a numpy array in gives a numpy array out. The input is never mod
 
 from __future__ import annotations
 
-import operator
 from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from rejectnet._validation import as_logits
+from rejectnet._validation import as_logits, check_num_classes
 
 __all__ = [
     "entropy_diff",
@@ -41,43 +40,6 @@ def _like_input(scores: torch.Tensor, logits: _LogitsT) -> _LogitsT:
     return scores
 
 
-def _check_num_classes(num_classes: Any, width: int, *, allow_all: bool = False) -> int:
-    """Validate ``num_classes`` against the logits width and return it as an ``int``.
-
-    Args:
-        num_classes: The number ``C`` of ordinary classes.
-        width: The number of columns of the logits.
-        allow_all: Whether ``num_classes == width`` (no reject units) is acceptable.
-
-    Returns:
-        ``num_classes`` as a Python ``int``.
-
-    Raises:
-        TypeError: If ``num_classes`` is not an integer.
-        ValueError: If ``num_classes`` is out of range for ``width``.
-    """
-    if isinstance(num_classes, bool):
-        raise TypeError(f"num_classes must be an integer, got {num_classes!r}")
-    try:
-        c = operator.index(num_classes)
-    except TypeError:
-        raise TypeError(
-            f"num_classes must be an integer, got {type(num_classes).__name__}"
-        ) from None
-    if allow_all:
-        if not 1 <= c <= width:
-            raise ValueError(
-                f"num_classes must satisfy 1 <= num_classes <= logits width ({width}), "
-                f"got num_classes={c}"
-            )
-    elif not 1 <= c < width:
-        raise ValueError(
-            f"num_classes must satisfy 1 <= num_classes < logits width ({width}) so that "
-            f"k = width - num_classes >= 1 reject units remain; got num_classes={c}"
-        )
-    return c
-
-
 def _shift_to_max(z: torch.Tensor) -> torch.Tensor:
     """Subtract each row's maximum (a new tensor; the input is untouched).
 
@@ -93,7 +55,7 @@ def _shift_to_max(z: torch.Tensor) -> torch.Tensor:
 def _reject_log_probs(logits: Any, num_classes: Any) -> tuple[torch.Tensor, int]:
     """Return ``(log_softmax over all C+k outputs, C)`` after validating the inputs."""
     z = as_logits(logits)
-    c = _check_num_classes(num_classes, int(z.shape[1]))
+    c = check_num_classes(num_classes, int(z.shape[1]))
     return torch.log_softmax(_shift_to_max(z), dim=1), c
 
 
@@ -159,7 +121,7 @@ def sum_reject(logits: _LogitsT, num_classes: int) -> _LogitsT:
         tensor([0.0347, 0.9194])
     """
     z = as_logits(logits)
-    c = _check_num_classes(num_classes, int(z.shape[1]))
+    c = check_num_classes(num_classes, int(z.shape[1]))
     z = _shift_to_max(z)
     log_mass = torch.logsumexp(z[:, c:], dim=1) - torch.logsumexp(z, dim=1)
     return _like_input(log_mass.exp().clamp(max=1.0), logits)

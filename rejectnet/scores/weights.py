@@ -8,7 +8,6 @@ that search as deterministic coordinate ascent on the AUROC.
 from __future__ import annotations
 
 import numbers
-import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,8 +16,7 @@ import numpy.typing as npt
 import torch
 from sklearn.metrics import roc_auc_score
 
-from rejectnet._validation import as_logits
-from rejectnet.scores.reject import _check_num_classes
+from rejectnet._validation import as_logits, check_int, check_num_classes
 
 __all__ = ["fit_reject_weights"]
 
@@ -106,15 +104,8 @@ def fit_reject_weights(
         if z.shape[0] == 0:
             raise ValueError(f"{name} is empty; it needs at least one sample")
     width = int(z_in.shape[1])
-    c = _check_num_classes(num_classes, width)
-    if isinstance(rounds, bool):
-        raise TypeError(f"rounds must be an integer >= 0, got {rounds!r}")
-    try:
-        n_rounds = operator.index(rounds)
-    except TypeError:
-        raise TypeError(f"rounds must be an integer >= 0, got {type(rounds).__name__}") from None
-    if n_rounds < 0:
-        raise ValueError(f"rounds must be an integer >= 0, got {rounds}")
+    c = check_num_classes(num_classes, width)
+    n_rounds = check_int(rounds, "rounds", minimum=0)
     factors = _check_grid(grid)
 
     k = width - c
