@@ -7,9 +7,9 @@ the same scores and decisions by construction. The functions here do no argument
 and no host synchronisation (the callers check once), so they trace into
 ``torch.compile`` / ``torch.export`` / ONNX graphs and cost a few microseconds at batch 1.
 
-Scores (the built-in reject scores and baselines of :mod:`rejectnet.scores`, computed
-with fewer ops; the values agree with those functions to float32 rounding, not bit for
-bit):
+Scores: the kernels below are the one copy of every built-in score's formula; the
+functions of :mod:`rejectnet.scores` check their arguments and call them, so both give
+the same values bit for bit:
 
 * ``sum_reject`` and ``weighted_reject``: one softmax over all C + k logits, then a
   row-wise weighted sum with a column-weight vector (0 for the C classes, 1 or the score
@@ -36,16 +36,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
+from torch import nn
 
-from rejectnet._validation import is_tracing
+from rejectnet._validation import all_finite, is_tracing
 from rejectnet.prediction import REJECTED
-from rejectnet.scores import registry
-from rejectnet.scores import reject as _reject
 
 __all__ = [
     "FUSED_SCORES",
+    "Decision",
     "class_of",
     "column_weights",
     "compute_score",
@@ -55,6 +56,14 @@ __all__ = [
     "nan_if_nonfinite",
     "propagates_nonfinite",
     "ScoreFn",
+    "energy_kernel",
+    "entropy_diff_kernel",
+    "entropy_reject_kernel",
+    "max_logit_kernel",
+    "max_reject_kernel",
+    "msp_kernel",
+    "partial_entropy",
+    "weighted_sum",
     "score_dtype",
     "score_function",
     "threshold_for",
@@ -79,11 +88,19 @@ _SOFTMAX_BASED = frozenset(
 )
 
 
+def _registry() -> Any:
+    """:mod:`rejectnet.scores.registry`, imported on first use (the scores import the
+    kernels of this module)."""
+    from rejectnet.scores import registry
+
+    return registry
+
+
 def _is_builtin(name: str) -> bool:
     """Whether ``name`` is served by the built-in function (no user override)."""
     if name not in FUSED_SCORES:
         return False
-    fn = registry.spec(name).fn
+    fn = _registry().spec(name).fn
     return bool(getattr(fn, "__module__", "").startswith("rejectnet.scores."))
 
 
@@ -145,15 +162,86 @@ def column_weights(
     if name == "sum_reject":
         w[num_classes:] = 1.0
     else:
-        checked = _reject._check_weights(score_weights, k, num_classes + k, num_classes)
+        from rejectnet.scores.reject import _check_weights
+
+        checked = _check_weights(score_weights, k, num_classes + k, num_classes)
         w[num_classes:] = torch.from_numpy(checked)
     return w.to(device=device, dtype=dtype)
 
 
-def _partial_entropy(log_p: torch.Tensor) -> torch.Tensor:
+def partial_entropy(log_p: torch.Tensor) -> torch.Tensor:
+    """``-sum_j p_j log p_j`` over the columns of ``log_p`` (finite, no NaN).
+
+    A probability of exactly 0 has ``log_p = -inf`` (finite logits more than the float
+    range apart, e.g. ``3e38`` and ``-3e38`` in float32); its term is 0, not ``0 * -inf``.
+
+    Example:
+        >>> import torch
+        >>> partial_entropy(torch.tensor([[0.0, float("-inf")]]))
+        tensor([-0.])
+    """
     terms = log_p.exp() * log_p
     return -torch.where(torch.isneginf(log_p), torch.zeros_like(terms), terms).sum(dim=1)
 
+
+# ---------------------------------------------------------------- the score kernels
+# The one copy of every built-in score's formula. No checks (callers validate: the
+# functions of rejectnet.scores at the edge, RejectHead once per batch).
+
+
+def weighted_sum(z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``sum_j w_j p_j`` with ``p = softmax(z)`` over all ``C + k`` columns.
+
+    ``sum_reject`` (``w`` = 0 for the classes, 1 for the reject units) and
+    ``weighted_reject``. A row-wise product and sum, NOT a matrix-vector product: BLAS
+    gemv rounds a row differently depending on how many rows the batch has, and a
+    decision must not depend on the rest of the batch.
+    """
+    return (torch.softmax(z, 1, dtype=score_dtype(z.dtype)) * w).sum(1)
+
+
+def max_reject_kernel(z: torch.Tensor, c: int) -> torch.Tensor:
+    """``max_{j >= C} p_j``: the largest reject-unit probability."""
+    return torch.softmax(z, 1, dtype=score_dtype(z.dtype)).narrow(1, c, z.shape[1] - c).amax(1)
+
+
+def entropy_reject_kernel(z: torch.Tensor, c: int) -> torch.Tensor:
+    """The partial entropy of the reject units under the softmax over all columns."""
+    log_p = torch.log_softmax(z, 1, dtype=score_dtype(z.dtype))
+    return partial_entropy(log_p.narrow(1, c, z.shape[1] - c))
+
+
+def entropy_diff_kernel(z: torch.Tensor, c: int) -> torch.Tensor:
+    """Entropy of the reject units minus entropy of the classes (one log-softmax)."""
+    log_p = torch.log_softmax(z, 1, dtype=score_dtype(z.dtype))
+    return partial_entropy(log_p.narrow(1, c, z.shape[1] - c)) - partial_entropy(
+        log_p.narrow(1, 0, c)
+    )
+
+
+def msp_kernel(z: torch.Tensor, c: int) -> torch.Tensor:
+    """``-max_{j < C} softmax(z_{:C})_j``."""
+    return -torch.softmax(z.narrow(1, 0, c), 1, dtype=score_dtype(z.dtype)).amax(1)
+
+
+def energy_kernel(z: torch.Tensor, c: int) -> torch.Tensor:
+    """``-logsumexp(z_{:C})`` (temperature 1)."""
+    return -torch.logsumexp(z.narrow(1, 0, c).to(score_dtype(z.dtype)), 1)
+
+
+def max_logit_kernel(z: torch.Tensor, c: int) -> torch.Tensor:
+    """``-max_{j < C} z_j``."""
+    return -z.narrow(1, 0, c).amax(1).to(score_dtype(z.dtype))
+
+
+_KERNELS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
+    "max_reject": max_reject_kernel,
+    "entropy_reject": entropy_reject_kernel,
+    "entropy_diff": entropy_diff_kernel,
+    "msp": msp_kernel,
+    "energy": energy_kernel,
+    "max_logit": max_logit_kernel,
+}
 
 ScoreFn = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 """``fn(logits, column_weights) -> (N,) scores``, as :func:`score_function` returns."""
@@ -179,7 +267,7 @@ def score_function(name: str, num_classes: int) -> ScoreFn:
     if not _is_builtin(name):
 
         def user(z: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-            out: torch.Tensor = registry.compute(name, z, num_classes=c)
+            out: torch.Tensor = _registry().compute(name, z, num_classes=c)
             return out
 
         return user
@@ -187,35 +275,11 @@ def score_function(name: str, num_classes: int) -> ScoreFn:
 
         def weighted(z: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
             assert w is not None, "pass column_weights(...) for sum_reject / weighted_reject"
-            p = torch.softmax(z, 1, dtype=score_dtype(z.dtype))
-            # a row-wise product and sum, NOT a matrix-vector product: BLAS gemv rounds a
-            # row differently depending on how many rows the batch has, and a decision
-            # must not depend on the rest of the batch
-            return (p * w).sum(1)
+            return weighted_sum(z, w)
 
         return weighted
-    if name == "max_reject":
-        return lambda z, w: (
-            torch.softmax(z, 1, dtype=score_dtype(z.dtype)).narrow(1, c, z.shape[1] - c).amax(1)
-        )
-    if name == "entropy_reject":
-        return lambda z, w: _partial_entropy(
-            torch.log_softmax(z, 1, dtype=score_dtype(z.dtype)).narrow(1, c, z.shape[1] - c)
-        )
-    if name == "entropy_diff":
-
-        def diff(z: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-            log_p = torch.log_softmax(z, 1, dtype=score_dtype(z.dtype))
-            return _partial_entropy(log_p.narrow(1, c, z.shape[1] - c)) - _partial_entropy(
-                log_p.narrow(1, 0, c)
-            )
-
-        return diff
-    if name == "msp":
-        return lambda z, w: -torch.softmax(z.narrow(1, 0, c), 1, dtype=score_dtype(z.dtype)).amax(1)
-    if name == "energy":
-        return lambda z, w: -torch.logsumexp(z.narrow(1, 0, c).to(score_dtype(z.dtype)), 1)
-    return lambda z, w: -z.narrow(1, 0, c).amax(1).to(score_dtype(z.dtype))  # max_logit
+    kernel = _KERNELS[name]
+    return lambda z, w: kernel(z, c)
 
 
 def compute_score(
@@ -327,3 +391,194 @@ def nan_if_nonfinite(score: torch.Tensor, *tensors: torch.Tensor) -> torch.Tenso
             guard = (t * 0).sum(dim=dims) if dims else t * 0
             score = score + guard.to(score.dtype)
     return score
+
+
+class Decision(nn.Module):
+    """The decision's constants and kernels in one object: score, threshold test, labels.
+
+    The one implementation of the decision. :meth:`rejectnet.RejectHead.predict` and
+    :meth:`~rejectnet.RejectHead.ood_score` score and decide with the head's current
+    :class:`Decision`; :class:`rejectnet.export.DeployedModel` holds a frozen one and
+    calls :meth:`forward` (eager and traced), and so do :func:`rejectnet.export_onnx` and
+    :func:`rejectnet.export_aoti`, which trace that module. The constants are buffers:
+    the threshold in float64 and rounded down to float32 (:func:`threshold_for`), the
+    column weights of ``sum_reject`` / ``weighted_reject`` in both dtypes, and the
+    temperature; they keep their dtypes through ``.half()`` / ``.to(dtype)``.
+
+    Args:
+        score: Canonical score name.
+        num_classes: C.
+        k: Number of reject units.
+        score_weights: The k weights of ``weighted_reject`` (validated for it).
+        threshold: The decision threshold (NaN before calibration).
+        temperature: The temperature T; scores use ``logits / T``.
+        device: Where the constants live (the model's device).
+
+    Example:
+        >>> import torch
+        >>> d = Decision("sum_reject", 2, 2, torch.ones(2), 0.5, 1.0, torch.device("cpu"))
+        >>> z = torch.tensor([[4.0, 0.0, 0.0, 0.0], [0.0, 0.0, 3.0, 1.0]])
+        >>> labels, score, is_ood = d(torch.zeros(2, 1), z)
+        >>> labels.tolist(), is_ood.tolist()
+        ([0, -1], [False, True])
+    """
+
+    threshold: torch.Tensor
+    thr32: torch.Tensor
+    temperature: torch.Tensor
+    weights: torch.Tensor
+    weights32: torch.Tensor
+
+    def __init__(
+        self,
+        score: str,
+        num_classes: int,
+        k: int,
+        score_weights: torch.Tensor,
+        threshold: float,
+        temperature: float,
+        device: torch.device,
+    ) -> None:
+        super().__init__()
+        self.score = score
+        self.num_classes = int(num_classes)
+        f64 = torch.float64
+        self.register_buffer("threshold", torch.tensor(threshold, dtype=f64, device=device))
+        thr32 = threshold_for(threshold, torch.float32)
+        self.register_buffer("thr32", torch.tensor(thr32, dtype=torch.float32, device=device))
+        temp = torch.tensor(temperature, dtype=torch.float32, device=device)
+        self.register_buffer("temperature", temp)
+        w = column_weights(score, self.num_classes, int(k), score_weights, f64, device)
+        empty = torch.empty(0, dtype=f64, device=device)
+        self.register_buffer("weights", w if w is not None else empty)
+        self.register_buffer("weights32", (w if w is not None else empty).float())
+        self._t = float(temp)  # the same value as a Python float: no tensor per call
+        self._unit_temperature = self._t == 1.0
+        self._guard_logits = not propagates_nonfinite(score)
+        self._has_weights = w is not None
+        self._score_fn = score_function(score, self.num_classes)  # no registry lookup per call
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Decision:
+        # the decision constants keep their dtypes through .half() / .to(dtype)
+        names = ("threshold", "thr32", "temperature", "weights", "weights32")
+        kept = {n: getattr(self, n).detach().clone() for n in names}
+        super()._apply(fn, recurse)
+        for n, t in kept.items():
+            setattr(self, n, t.to(getattr(self, n).device))
+        return self
+
+    def scaled(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits / temperature``, or ``logits`` itself (bit for bit) at 1.0."""
+        return logits if self._unit_temperature else logits / self._t
+
+    def scores(self, z: torch.Tensor) -> torch.Tensor:
+        """The ``(N,)`` scores of temperature-scaled logits ``z`` (no checks, no guard)."""
+        w = None
+        if self._has_weights:
+            w = self._buffers["weights" if z.dtype is torch.float64 else "weights32"]
+        return self._score_fn(z, w)
+
+    def decide(self, score: torch.Tensor, threshold: torch.Tensor | None = None) -> torch.Tensor:
+        """``is_ood = not (score <= threshold)`` against the threshold of the score's dtype."""
+        if threshold is None:
+            threshold = self._buffers["threshold" if score.dtype is torch.float64 else "thr32"]
+        return torch.le(score, threshold).logical_not_()  # type: ignore[arg-type]
+
+    def forward(
+        self, x: torch.Tensor, logits: torch.Tensor, threshold: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(labels, ood_score, is_ood)`` of inputs ``x`` with model logits ``logits``.
+
+        Never raises on bad values: a row whose input (or logits, for scores that do
+        not propagate NaN) hold NaN or infinity gets a NaN score and is rejected. In
+        eager mode, the guard of ``sum_reject`` / ``weighted_reject`` is one ``addmv``
+        (``x_flat @ 0`` is exactly 0 for a finite row and NaN otherwise); for the other
+        scores, one reduction over the batch, and only when it is not finite the per-row
+        guard (:func:`nan_if_nonfinite`), which a traced graph always contains.
+
+        Args:
+            x: The model's input batch.
+            logits: The model's ``(N, C + k)`` logits on ``x``.
+            threshold: Another threshold tensor of the score's dtype (what
+                :func:`rejectnet.export_aoti` passes); the stored one when ``None``.
+        """
+        z = self.scaled(logits)
+        if is_tracing():
+            score = self._traced_score(x, logits, z)
+        else:
+            score = self._eager_score(x, logits, z)
+        is_ood = self.decide(score, threshold)
+        labels = logits.narrow(1, 0, self.num_classes).argmax(1).masked_fill_(is_ood, REJECTED)
+        return labels, score, is_ood
+
+    def _eager_score(self, x: torch.Tensor, logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The guarded score in the fewest tensor ops (a few microseconds each at batch 1)."""
+        if not self._has_weights:
+            score = self._score_fn(z, None)
+            if self._guard_logits:
+                if not (all_finite(x) and all_finite(logits)):
+                    score = nan_if_nonfinite(score, x, logits)
+            elif not all_finite(x):
+                score = nan_if_nonfinite(score, x)
+            return score
+        f64 = logits.dtype is torch.float64
+        w = self._buffers["weights" if f64 else "weights32"]
+        p = torch.softmax(z, 1) if f64 or z.dtype is torch.float32 else _softmax32(z)
+        score = (p * w).sum(1)  # type: ignore[operator]  # exactly score_function's ops
+        if x.is_floating_point():
+            # the input guard: x_flat @ 0 is exactly 0 for a finite row (s + 0 == s,
+            # s >= +0) and NaN otherwise; addmv adds it in the same op
+            flat = x if x.ndim == 2 else (x.flatten(1) if x.ndim > 2 else x.unsqueeze(1))
+            zeros = self._zero_row(flat)
+            if flat.dtype is score.dtype:
+                score = torch.addmv(score, flat, zeros)
+            else:
+                score = score.add_(torch.mv(flat, zeros).to(score.dtype))
+        return score
+
+    def _traced_score(self, x: torch.Tensor, logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The guarded score as torch.compile, torch.export and ONNX trace it (branch-free)."""
+        f64 = z.dtype == torch.float64
+        sdt = torch.float64 if f64 else torch.float32
+        w = (self.weights if f64 else self.weights32) if self._has_weights else None
+        if w is None or not x.is_floating_point():
+            score = self._score_fn(z, w)
+            tensors = (x, logits) if self._guard_logits else (x,)
+            return nan_if_nonfinite(score, *tensors)
+        # sum / weighted_reject with the input guard added: x_flat @ 0 is exactly 0 for
+        # a finite row and NaN otherwise, and s + 0 == s, so the score has the bits of
+        # predict()'s row-wise sum, without host synchronisation
+        flat = x.reshape(x.shape[0], math.prod(int(d) for d in x.shape[1:]))
+        zeros = torch.zeros(int(flat.shape[1]), dtype=flat.dtype, device=flat.device)
+        guard = torch.mv(flat, zeros)
+        p = torch.softmax(z, 1, dtype=sdt)
+        guard = guard if guard.dtype == sdt else guard.to(sdt)
+        if torch.onnx.is_in_onnx_export():
+            # in the ONNX graph one MatMul + Add is fewer nodes; onnxruntime's rounding
+            # is its own anyway (matched to predict() within 1e-5 in tests)
+            return torch.addmv(guard, p, w)
+        return (p * w).sum(1).add_(guard)
+
+    def _zero_row(self, flat: torch.Tensor) -> torch.Tensor:
+        """A zero vector as long as one flattened input row (kept; eager mode only)."""
+        key = (flat.shape[1], flat.dtype, flat.device)
+        cache: dict[Any, torch.Tensor] | None = self.__dict__.get("_zeros")
+        if cache is None:
+            cache = self.__dict__["_zeros"] = {}
+        found = cache.get(key)
+        if found is None:
+            if len(cache) > 8:
+                cache.clear()
+            found = cache[key] = torch.zeros(key[0], dtype=key[1], device=key[2])
+        return found
+
+    def extra_repr(self) -> str:
+        """The score, threshold and temperature, for ``repr()``."""
+        return f"score={self.score!r}, threshold={float(self.threshold):.6g}" + (
+            f", temperature={self._t:.6g}" if not self._unit_temperature else ""
+        )
+
+
+def _softmax32(z: torch.Tensor) -> torch.Tensor:
+    """``softmax(z, 1)`` in float32 (for half / bfloat16 logits), as predict() computes it."""
+    return torch.softmax(z, 1, dtype=torch.float32)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import math
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -26,8 +25,6 @@ from torch import nn
 from rejectnet import decision
 from rejectnet._outputs import extract_logits
 from rejectnet._safeio import write_atomically
-from rejectnet._validation import all_finite, is_tracing
-from rejectnet.prediction import REJECTED
 
 __all__ = ["Calibrated", "DeployedModel", "export_onnx"]
 
@@ -60,27 +57,18 @@ class DeployedModel(nn.Module):
     network (later training or re-calibration of the original does not affect it), in
     eval mode, and the threshold as a float64 buffer.
 
-    Its forward is the decision of :meth:`~rejectnet.RejectHead.predict` in as few
-    tensor ops as it takes: the wrapped model's forward (without the wrapper's Python
-    checks), ``logits / temperature`` only when the temperature is not 1, the fused
-    score of :func:`rejectnet.decision.compute_score`, one comparison against the
-    threshold rounded down to the score's dtype (:func:`rejectnet.decision.threshold_for`),
-    the arg-max and the label mask. It never raises on bad values: a row whose input
-    (or logits) hold NaN or infinity gets a NaN score and is rejected, in eager mode,
-    compiled, exported and in ONNX alike. For ``sum_reject`` / ``weighted_reject`` the
-    input guard is added to the score (``x_flat @ zeros`` is exactly 0 for a finite row
-    and NaN otherwise); for the other
-    scores, in eager mode, one reduction over the batch checks the input and only when
-    it is not finite does the per-row guard
-    (:func:`rejectnet.decision.nan_if_nonfinite`) run, which a traced graph always
-    contains.
+    Its forward is the wrapped model's forward (without the wrapper's Python checks)
+    followed by :class:`rejectnet.decision.Decision` (the object
+    :meth:`~rejectnet.RejectHead.predict` scores and decides with): ``logits /
+    temperature`` only when the temperature is not 1, the fused score, one comparison
+    against the threshold rounded down to the score's dtype, the arg-max and the label
+    mask. It never raises on bad values: a row whose input (or logits) hold NaN or
+    infinity gets a NaN score and is rejected, in eager mode, compiled, exported and in
+    ONNX alike.
 
     Attributes:
         net: The copied network.
-        score: Name of the OOD score.
-        num_classes: C.
-        threshold: The decision threshold (0-d float64 buffer).
-        temperature: The temperature (0-d float32 buffer).
+        decision: The frozen :class:`~rejectnet.decision.Decision` (the constants).
 
     Example:
         >>> import torch
@@ -93,12 +81,7 @@ class DeployedModel(nn.Module):
         (torch.int64, torch.Size([5]), torch.bool)
     """
 
-    threshold: torch.Tensor
-    temperature: torch.Tensor
-    weights: torch.Tensor
-    thr32: torch.Tensor
-    weights32: torch.Tensor
-    _score_fn: decision.ScoreFn
+    decision: decision.Decision
 
     def __init__(self, net: Calibrated) -> None:
         super().__init__()
@@ -111,35 +94,36 @@ class DeployedModel(nn.Module):
         if not isinstance(net, nn.Module):
             raise TypeError(f"net must be a calibrated RejectHead, got {type(net).__name__}")
         self.net = copy.deepcopy(net).eval()
-        self.score = net.calibrated_score or "sum_reject"
-        self.num_classes = int(net.num_classes)
-        device = net.threshold.device
-        thr = float(net.threshold)
-        temp = float(net.temperature)
-        self.register_buffer("threshold", torch.tensor(thr, dtype=torch.float64, device=device))
-        self.register_buffer("thr32", torch.tensor(decision.threshold_for(thr, torch.float32)))
-        self.register_buffer("temperature", torch.tensor(temp, dtype=torch.float32))
-        w = decision.column_weights(
-            self.score, self.num_classes, int(net.k), net.score_weights, torch.float64, device
+        self.decision = decision.Decision(
+            net.calibrated_score or "sum_reject",
+            int(net.num_classes),
+            int(net.k),
+            net.score_weights,
+            float(net.threshold),
+            float(net.temperature),
+            net.threshold.device,
         )
-        empty = torch.empty(0, dtype=torch.float64, device=device)
-        self.register_buffer("weights", w if w is not None else empty)
-        self.register_buffer("weights32", (w if w is not None else empty).float())
-        self._unit_temperature = temp == 1.0
-        self._guard_logits = not decision.propagates_nonfinite(self.score)
-        self._has_weights = w is not None
-        # resolved once: the forward below runs no registry lookups
-        self.__dict__["_score_fn"] = decision.score_function(self.score, self.num_classes)
         self.eval()
 
-    def _apply(self, fn: Any, recurse: bool = True) -> DeployedModel:
-        # the decision constants keep their dtypes through .half() / .to(dtype)
-        names = ("threshold", "thr32", "temperature", "weights", "weights32")
-        kept = {n: getattr(self, n).detach().clone() for n in names}
-        super()._apply(fn, recurse)
-        for n, t in kept.items():
-            setattr(self, n, t.to(getattr(self, n).device))
-        return self
+    @property
+    def score(self) -> str:
+        """Name of the OOD score."""
+        return self.decision.score
+
+    @property
+    def num_classes(self) -> int:
+        """C."""
+        return self.decision.num_classes
+
+    @property
+    def threshold(self) -> torch.Tensor:
+        """The decision threshold (0-d float64 buffer of :attr:`decision`)."""
+        return self.decision.threshold
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        """The temperature (0-d float32 buffer of :attr:`decision`)."""
+        return self.decision.temperature
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Classify a batch and reject what scores above the threshold.
@@ -152,107 +136,26 @@ class DeployedModel(nn.Module):
             (``(N,)``, higher = more likely OOD; NaN for non-finite inputs) and
             ``is_ood`` (``(N,)`` bool, ``ood_score > threshold`` or NaN).
         """
-        out = self._modules["net"]._modules["model"](x)  # type: ignore[union-attr, misc]
+        modules = self._modules
+        out = modules["net"]._modules["model"](x)  # type: ignore[union-attr, misc]
         logits = out if type(out) is torch.Tensor else extract_logits(out)
-        if is_tracing():
-            return self._graph_forward(x, logits)
-        # eager mode: the fewest tensor ops and Python steps (each op costs a few
-        # microseconds of dispatch, which is what batch-1 latency is made of)
-        buffers = self._buffers
-        f64 = logits.dtype is torch.float64
-        z = logits if self._unit_temperature else logits / buffers["temperature"]  # type: ignore[operator]
-        if self._has_weights:
-            # sum / weighted_reject: exactly decision.score_function's ops
-            w = buffers["weights" if f64 else "weights32"]
-            p = torch.softmax(z, 1) if f64 or z.dtype is torch.float32 else _softmax32(z)
-            score = (p * w).sum(1)  # type: ignore[operator]
-            if x.is_floating_point():
-                # the input guard: x_flat @ 0 is exactly 0 for a finite row (s + 0 == s,
-                # s >= +0) and NaN otherwise; addmv adds it in the same op
-                flat = x if x.ndim == 2 else (x.flatten(1) if x.ndim > 2 else x.unsqueeze(1))
-                zeros = self._zero_row(flat)
-                if flat.dtype is score.dtype:
-                    score = torch.addmv(score, flat, zeros)
-                else:
-                    score = score.add_(torch.mv(flat, zeros).to(score.dtype))
-        else:
-            score = self._score_fn(z, None)
-            if self._guard_logits:
-                if not (all_finite(x) and all_finite(logits)):
-                    score = decision.nan_if_nonfinite(score, x, logits)
-            elif not all_finite(x):
-                score = decision.nan_if_nonfinite(score, x)
-        is_ood = torch.le(score, buffers["threshold" if f64 else "thr32"]).logical_not_()  # type: ignore[arg-type]
-        labels = logits.narrow(1, 0, self.num_classes).argmax(1).masked_fill_(is_ood, REJECTED)
-        return labels, score, is_ood
+        dec: decision.Decision = modules["decision"]  # type: ignore[assignment]
+        return dec.forward(x, logits)
 
     def decide_against(
         self, x: torch.Tensor, threshold: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The traced forward deciding against ``threshold`` (a 0-d tensor of the score dtype).
+        """The forward deciding against ``threshold`` (a 0-d tensor of the score dtype).
 
         What :func:`rejectnet.export_aoti` compiles: the threshold is an input there.
         """
         out = self.net.model(x)
         logits = out if type(out) is torch.Tensor else extract_logits(out)
-        return self._graph_forward(x, logits, threshold)
-
-    def _graph_forward(
-        self, x: torch.Tensor, logits: torch.Tensor, threshold: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The forward as torch.compile, torch.export and ONNX trace it (branch-free)."""
-        z = logits if self._unit_temperature else logits / self.temperature
-        f64 = z.dtype == torch.float64
-        sdt = torch.float64 if f64 else torch.float32
-        w = (self.weights if f64 else self.weights32) if self._has_weights else None
-        if w is not None and x.is_floating_point():
-            # sum / weighted_reject with the input guard added: x_flat @ 0 is exactly 0 for
-            # a finite row and NaN otherwise, and s + 0 == s, so the score has the bits of
-            # predict()'s row-wise sum, without host synchronisation
-            flat = x.reshape(x.shape[0], math.prod(int(d) for d in x.shape[1:]))
-            zeros = torch.zeros(int(flat.shape[1]), dtype=flat.dtype, device=flat.device)
-            guard = torch.mv(flat, zeros)
-            p = torch.softmax(z, 1, dtype=sdt)
-            guard = guard if guard.dtype == sdt else guard.to(sdt)
-            if torch.onnx.is_in_onnx_export():
-                # in the ONNX graph one MatMul + Add is fewer nodes; onnxruntime's rounding
-                # is its own anyway (matched to predict() within 1e-5 in tests)
-                score = torch.addmv(guard, p, w)
-            else:
-                score = (p * w).sum(1).add_(guard)
-        else:
-            score = self._score_fn(z, w)
-            tensors = (x, logits) if self._guard_logits else (x,)
-            score = decision.nan_if_nonfinite(score, *tensors)
-        thr = (self.threshold if f64 else self.thr32) if threshold is None else threshold
-        is_ood = torch.le(score, thr).logical_not_()
-        classes = logits.narrow(1, 0, self.num_classes).argmax(1)
-        return classes.masked_fill_(is_ood, REJECTED), score, is_ood
-
-    def _zero_row(self, flat: torch.Tensor) -> torch.Tensor:
-        """A zero vector as long as one flattened input row (cached; eager mode only)."""
-        key = (flat.shape[1], flat.dtype, flat.device)
-        cache: dict[Any, torch.Tensor] | None = self.__dict__.get("_zeros_cache")
-        if cache is None:
-            cache = self.__dict__["_zeros_cache"] = {}
-        found = cache.get(key)
-        if found is None:
-            if len(cache) > 8:
-                cache.clear()
-            found = cache[key] = torch.zeros(key[0], dtype=key[1], device=key[2])
-        return found
+        return self.decision.forward(x, logits, threshold)
 
     def extra_repr(self) -> str:
         """The score and threshold, for ``repr()``."""
-        temp = float(self.temperature)
-        return f"score={self.score!r}, threshold={float(self.threshold):.6g}" + (
-            f", temperature={temp:.6g}" if temp != 1.0 else ""
-        )
-
-
-def _softmax32(z: torch.Tensor) -> torch.Tensor:
-    """``softmax(z, 1)`` in float32 (for half / bfloat16 logits), as predict() computes it."""
-    return torch.softmax(z, 1, dtype=torch.float32)
+        return self.decision.extra_repr()
 
 
 def _export_copy(

@@ -231,7 +231,8 @@ class RejectHead(nn.Module):
         )
         self._param_dtype = _float_dtype(model)
         self._input_spec: InputSpec | None = None
-        self._cache: dict[Any, torch.Tensor] = {}
+        # the Decision of the current constants (rebuilt when one of them changes)
+        self.__dict__["_decision"] = None
         self.register_buffer("threshold", torch.tensor(math.nan, dtype=torch.float64))
         self.register_buffer("threshold_score", torch.zeros(_NAME_BYTES, dtype=torch.uint8))
         self.register_buffer("score_weights", torch.ones(self.k, dtype=torch.float32))
@@ -459,7 +460,7 @@ class RejectHead(nn.Module):
         spec = self._input_spec
         if spec is not None and spec.dtype == old_dtype and self._param_dtype is not None:
             self._input_spec = InputSpec(spec.shape, self._param_dtype)
-        self._cache = {}
+        self.__dict__["_decision"] = None
         return self
 
     # ------------------------------------------------------------------ scores
@@ -468,28 +469,30 @@ class RejectHead(nn.Module):
             score = self.calibrated_score or DEFAULT_SCORE
         return registry.spec(score).name
 
-    def _column_weights(self, name: str, dtype: torch.dtype, device: torch.device) -> Any:
+    def _decision_for(self, name: str) -> decision.Decision:
+        """The :class:`~rejectnet.decision.Decision` of score ``name`` and the current
+        threshold, temperature and score weights (built again when one changed)."""
         w = self.score_weights
-        key = ("w", name, dtype, device, id(w), w._version if not w.is_inference() else 0)
-        found = self._cache.get(key)
-        if found is None:
-            found = decision.column_weights(name, self.num_classes, self.k, w, dtype, device)
-            if found is None:
-                return None
-            if len(self._cache) > 32:
-                self._cache.clear()
-            self._cache[key] = found
-        return found
-
-    def _scaled(self, logits: torch.Tensor) -> torch.Tensor:
-        """``logits / temperature``, or ``logits`` itself (bit for bit) at 1.0."""
-        t = float(self.temperature)
-        return logits if t == 1.0 else logits / t
+        thr = float(self.threshold)
+        key = (
+            name,
+            thr if thr == thr else None,  # NaN before calibration
+            float(self.temperature),
+            id(w),
+            w._version if not w.is_inference() else 0,
+            self.threshold.device,
+        )
+        found = self.__dict__["_decision"]
+        if found is None or found[0] != key:
+            made = decision.Decision(
+                name, self.num_classes, self.k, w, thr, key[2], self.threshold.device
+            )
+            found = self.__dict__["_decision"] = (key, made)
+        return found[1]  # type: ignore[no-any-return]
 
     def _score(self, logits: torch.Tensor, name: str) -> torch.Tensor:
-        z = self._scaled(logits)
-        w = self._column_weights(name, decision.score_dtype(z.dtype), z.device)
-        return decision.compute_score(z, name, self.num_classes, w)
+        d = self._decision_for(name)
+        return d.scores(d.scaled(logits))
 
     def score_logits(self, logits: torch.Tensor, score: str | None = None) -> torch.Tensor:
         """Compute an OOD score from ``(N, C + k)`` logits already produced by this model.
@@ -621,17 +624,6 @@ class RejectHead(nn.Module):
         name = registry.spec(score).name
         self.threshold.fill_(v)
         self.threshold_score.copy_(_encode_name(name))
-
-    def _threshold_tensor(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        thr = float(self.threshold)
-        key = ("t", thr, dtype, device)
-        found = self._cache.get(key)
-        if found is None:
-            found = torch.tensor(decision.threshold_for(thr, dtype), dtype=dtype, device=device)
-            if len(self._cache) > 32:
-                self._cache.clear()
-            self._cache[key] = found
-        return found
 
     def calibrate(
         self,
@@ -766,8 +758,9 @@ class RejectHead(nn.Module):
         name = self.calibrated_score or DEFAULT_SCORE
         with torch.no_grad():
             logits = self._infer(x)
-            score = self._score(logits, name)
-            is_ood = decision.decide(score, self._threshold_tensor(score.dtype, score.device))
+            d = self._decision_for(name)
+            score = d.scores(d.scaled(logits))
+            is_ood = d.decide(score)
             classes = decision.class_of(logits, self.num_classes)
             labels = decision.labels_for(classes, is_ood)
         return Prediction(

@@ -250,7 +250,7 @@ def test_export_module_does_not_import_the_head() -> None:
 def test_deployable_keeps_decision_constants_through_casts() -> None:
     net = _net()
     dep = net.deployable().double()
-    assert dep.threshold.dtype == torch.float64 and dep.thr32.dtype == torch.float32
+    assert dep.threshold.dtype == torch.float64 and dep.decision.thr32.dtype == torch.float32
     x = _images(30)
     _, score, is_ood = dep(x.double())
     assert score.dtype == torch.float64

@@ -46,7 +46,9 @@ def test_unit_temperature_is_bit_for_bit_no_scaling() -> None:
             logits / 2.0,
             "sum_reject",
             4,
-            net._column_weights("sum_reject", torch.float32, x.device),
+            rejectnet.decision.column_weights(
+                "sum_reject", 4, net.k, net.score_weights, torch.float32, x.device
+            ),
         ),
     )
 

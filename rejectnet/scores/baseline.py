@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
+from rejectnet import decision
 from rejectnet._validation import as_logits, check_number
-from rejectnet.scores.reject import _like_input, _LogitsT, _shift_to_max
+from rejectnet.scores.reject import _like_input, _LogitsT
 
 __all__ = ["energy", "max_logit", "msp"]
 
@@ -49,7 +50,7 @@ def msp(logits: _LogitsT) -> _LogitsT:
         tensor([-0.9647, -0.3333])
     """
     z = _class_logits(logits)
-    return _like_input(-torch.log_softmax(_shift_to_max(z), dim=1).amax(dim=1).exp(), logits)
+    return _like_input(decision.msp_kernel(z, int(z.shape[1])), logits)
 
 
 def energy(logits: _LogitsT, temperature: float = 1.0) -> _LogitsT:
@@ -74,7 +75,7 @@ def energy(logits: _LogitsT, temperature: float = 1.0) -> _LogitsT:
     """
     t = check_number(temperature, "temperature", positive=True)
     z = _class_logits(logits)
-    return _like_input(-t * torch.logsumexp(z / t, dim=1), logits)
+    return _like_input(t * decision.energy_kernel(z / t, int(z.shape[1])), logits)
 
 
 def max_logit(logits: _LogitsT) -> _LogitsT:
@@ -96,4 +97,4 @@ def max_logit(logits: _LogitsT) -> _LogitsT:
         tensor([-4., -1.])
     """
     z = _class_logits(logits)
-    return _like_input(-z.amax(dim=1), logits)
+    return _like_input(decision.max_logit_kernel(z, int(z.shape[1])), logits)

@@ -6,8 +6,10 @@ One softmax runs over all ``C + k`` outputs; every score below summarises the
 probability mass ``p_j`` that lands on the reject units ``R = {C, ..., C + k - 1}``
 (Mohseni et al., AAAI 2020, Table 2). Every score is "higher = more OOD".
 
-All scores are computed from ``torch.log_softmax`` / ``torch.logsumexp`` in one
-batched pass, so logits of magnitude ``1e4`` do not overflow. A tensor in gives a
+The functions here check their arguments and call the score kernels of
+:mod:`rejectnet.decision` (the one copy of each formula, which
+:meth:`~rejectnet.RejectHead.predict` and the exports use too): one ``torch.softmax`` /
+``torch.log_softmax`` per batch, stable for logits of magnitude ``1e4``. A tensor in gives a
 tensor out (same device; float32 for float32/float16/bfloat16 input, float64 for
 float64 input); a numpy array in gives a numpy array out. The input is never modified.
 """
@@ -20,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from rejectnet import decision
 from rejectnet._validation import as_logits, check_num_classes
 
 __all__ = [
@@ -40,33 +43,17 @@ def _like_input(scores: torch.Tensor, logits: _LogitsT) -> _LogitsT:
     return scores
 
 
-def _shift_to_max(z: torch.Tensor) -> torch.Tensor:
-    """Subtract each row's maximum (a new tensor; the input is untouched).
-
-    Softmax is invariant to this shift, and it keeps the log-normaliser near zero, so
-    that e.g. ``logsumexp(z_R) - logsumexp(z)`` does not lose the small difference
-    to rounding when the logits are large (``1e4`` in float32).
-    """
-    if z.shape[0] == 0 or z.shape[1] == 0:
-        return z
-    return z - z.amax(dim=1, keepdim=True)
-
-
-def _reject_log_probs(logits: Any, num_classes: Any) -> tuple[torch.Tensor, int]:
-    """Return ``(log_softmax over all C+k outputs, C)`` after validating the inputs."""
+def _checked(logits: Any, num_classes: Any) -> tuple[torch.Tensor, int]:
+    """``(logits as a float tensor, C)`` after validating both (the edge's checks)."""
     z = as_logits(logits)
-    c = check_num_classes(num_classes, int(z.shape[1]))
-    return torch.log_softmax(_shift_to_max(z), dim=1), c
+    return z, check_num_classes(num_classes, int(z.shape[1]))
 
 
-def _partial_entropy(log_p: torch.Tensor) -> torch.Tensor:
-    """Return ``-sum_j p_j log p_j`` over the columns of ``log_p`` (finite, no NaN).
-
-    A probability of exactly 0 has ``log_p = -inf`` (finite logits more than the float
-    range apart, e.g. ``3e38`` and ``-3e38`` in float32); its term is 0, not ``0 * -inf``.
-    """
-    terms = log_p.exp() * log_p
-    return -torch.where(torch.isneginf(log_p), torch.zeros_like(terms), terms).sum(dim=1)
+def _columns(weights: npt.NDArray[np.float64], c: int, z: torch.Tensor) -> torch.Tensor:
+    """The ``(C + k,)`` column weights: 0 for the C classes, then the k reject weights."""
+    w = torch.zeros(c + weights.shape[0], dtype=torch.float64)
+    w[c:] = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64))
+    return w.to(device=z.device, dtype=decision.score_dtype(z.dtype))
 
 
 def max_reject(logits: _LogitsT, num_classes: int) -> _LogitsT:
@@ -91,22 +78,25 @@ def max_reject(logits: _LogitsT, num_classes: int) -> _LogitsT:
         >>> max_reject(z, num_classes=2).round(decimals=4)
         tensor([0.0174, 0.8098])
     """
-    log_p, c = _reject_log_probs(logits, num_classes)
-    return _like_input(log_p[:, c:].amax(dim=1).exp(), logits)
+    z, c = _checked(logits, num_classes)
+    return _like_input(decision.max_reject_kernel(z, c), logits)
 
 
 def sum_reject(logits: _LogitsT, num_classes: int) -> _LogitsT:
     """Total reject-unit probability, ``sum_{j in R} p_j`` (rejectnet's default score).
 
-    Computed as ``exp(logsumexp(z_R) - logsumexp(z))``, which is exact and finite
-    for any finite logits.
+    Computed by :func:`rejectnet.decision.weighted_sum` (one softmax, a row-wise
+    weighted sum), the kernel :meth:`~rejectnet.RejectHead.predict` and the exports use,
+    so the values are theirs bit for bit; finite for any finite logits. As a sum of
+    probabilities it can exceed 1 by a rounding error.
 
     Args:
         logits: Logits of shape ``(N, C + k)`` as a tensor or numpy array.
         num_classes: The number ``C`` of ordinary classes; ``k = width - C >= 1``.
 
     Returns:
-        Scores of shape ``(N,)`` in ``[0, 1]``; higher means more likely OOD.
+        Scores of shape ``(N,)`` in ``[0, 1]`` (up to rounding); higher means more
+        likely OOD.
 
     Raises:
         TypeError: If ``logits`` is not a tensor/array of numbers or ``num_classes``
@@ -120,11 +110,8 @@ def sum_reject(logits: _LogitsT, num_classes: int) -> _LogitsT:
         >>> sum_reject(z, num_classes=2).round(decimals=4)
         tensor([0.0347, 0.9194])
     """
-    z = as_logits(logits)
-    c = check_num_classes(num_classes, int(z.shape[1]))
-    z = _shift_to_max(z)
-    log_mass = torch.logsumexp(z[:, c:], dim=1) - torch.logsumexp(z, dim=1)
-    return _like_input(log_mass.exp().clamp(max=1.0), logits)
+    z, c = _checked(logits, num_classes)
+    return _like_input(decision.weighted_sum(z, _columns(np.ones(z.shape[1] - c), c, z)), logits)
 
 
 def _check_weights(weights: Any, k: int, width: int, num_classes: int) -> npt.NDArray[np.float64]:
@@ -178,11 +165,10 @@ def weighted_reject(logits: _LogitsT, num_classes: int, weights: Any) -> _Logits
         >>> weighted_reject(z, num_classes=2, weights=[1.0, 0.0]).round(decimals=4)
         tensor([0.0174, 0.8098])
     """
-    log_p, c = _reject_log_probs(logits, num_classes)
-    width = int(log_p.shape[1])
+    z, c = _checked(logits, num_classes)
+    width = int(z.shape[1])
     w = _check_weights(weights, width - c, width, c)
-    w_t = torch.as_tensor(w, dtype=log_p.dtype, device=log_p.device)
-    return _like_input((log_p[:, c:].exp() * w_t).sum(dim=1), logits)
+    return _like_input(decision.weighted_sum(z, _columns(w, c, z)), logits)
 
 
 def entropy_reject(logits: _LogitsT, num_classes: int) -> _LogitsT:
@@ -209,8 +195,8 @@ def entropy_reject(logits: _LogitsT, num_classes: int) -> _LogitsT:
         >>> entropy_reject(z, num_classes=2).round(decimals=4)
         tensor([0.1408, 0.4132])
     """
-    log_p, c = _reject_log_probs(logits, num_classes)
-    return _like_input(_partial_entropy(log_p[:, c:]), logits)
+    z, c = _checked(logits, num_classes)
+    return _like_input(decision.entropy_reject_kernel(z, c), logits)
 
 
 def entropy_diff(logits: _LogitsT, num_classes: int) -> _LogitsT:
@@ -237,5 +223,5 @@ def entropy_diff(logits: _LogitsT, num_classes: int) -> _LogitsT:
         >>> entropy_diff(z, num_classes=2).round(decimals=4)
         tensor([0.0197, 0.1543])
     """
-    log_p, c = _reject_log_probs(logits, num_classes)
-    return _like_input(_partial_entropy(log_p[:, c:]) - _partial_entropy(log_p[:, :c]), logits)
+    z, c = _checked(logits, num_classes)
+    return _like_input(decision.entropy_diff_kernel(z, c), logits)
