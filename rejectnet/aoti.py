@@ -132,6 +132,11 @@ def export_aoti(
     out = Path(path)
     if out.suffix != ".pt2":
         raise ValueError(f"path must end in .pt2 (an AOTInductor package), got {str(path)!r}")
+    if not isinstance(example_input, torch.Tensor):
+        raise TypeError(
+            "export_aoti takes one input tensor as example_input (models with named "
+            f"inputs: use export_onnx), got {type(example_input).__name__}"
+        )
     model = _export_copy(net, example_input, dynamic_batch)
     if _find_compiler() is None:
         raise RuntimeError(

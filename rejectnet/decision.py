@@ -35,7 +35,7 @@ to float64.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -485,7 +485,10 @@ class Decision(nn.Module):
         return torch.le(score, threshold).logical_not_()  # type: ignore[arg-type]
 
     def forward(
-        self, x: torch.Tensor, logits: torch.Tensor, threshold: torch.Tensor | None = None
+        self,
+        x: torch.Tensor | Mapping[str, torch.Tensor],
+        logits: torch.Tensor,
+        threshold: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(labels, ood_score, is_ood)`` of inputs ``x`` with model logits ``logits``.
 
@@ -497,35 +500,39 @@ class Decision(nn.Module):
         guard (:func:`nan_if_nonfinite`), which a traced graph always contains.
 
         Args:
-            x: The model's input batch.
+            x: The model's input batch: a tensor or a dict of named tensors (every
+                floating one is guarded; integer token ids are always finite).
             logits: The model's ``(N, C + k)`` logits on ``x``.
             threshold: Another threshold tensor of the score's dtype (what
                 :func:`rejectnet.export_aoti` passes); the stored one when ``None``.
         """
         z = self.scaled(logits)
+        xs = (x,) if isinstance(x, torch.Tensor) else _floating(x)
         if is_tracing():
-            score = self._traced_score(x, logits, z)
+            score = self._traced_score(xs, logits, z)
         else:
-            score = self._eager_score(x, logits, z)
+            score = self._eager_score(xs, logits, z)
         is_ood = self.decide(score, threshold)
         labels = logits.narrow(1, 0, self.num_classes).argmax(1).masked_fill_(is_ood, REJECTED)
         return labels, score, is_ood
 
-    def _eager_score(self, x: torch.Tensor, logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def _eager_score(
+        self, xs: tuple[torch.Tensor, ...], logits: torch.Tensor, z: torch.Tensor
+    ) -> torch.Tensor:
         """The guarded score in the fewest tensor ops (a few microseconds each at batch 1)."""
         if not self._has_weights:
             score = self._score_fn(z, None)
-            if self._guard_logits:
-                if not (all_finite(x) and all_finite(logits)):
-                    score = nan_if_nonfinite(score, x, logits)
-            elif not all_finite(x):
-                score = nan_if_nonfinite(score, x)
+            tensors = (*xs, logits) if self._guard_logits else xs
+            if not all(all_finite(t) for t in tensors):
+                score = nan_if_nonfinite(score, *tensors)
             return score
         f64 = logits.dtype is torch.float64
         w = self._buffers["weights" if f64 else "weights32"]
         p = torch.softmax(z, 1) if f64 or z.dtype is torch.float32 else _softmax32(z)
         score = (p * w).sum(1)  # type: ignore[operator]  # exactly score_function's ops
-        if x.is_floating_point():
+        for x in xs:
+            if not x.is_floating_point():
+                continue
             # the input guard: x_flat @ 0 is exactly 0 for a finite row (s + 0 == s,
             # s >= +0) and NaN otherwise; addmv adds it in the same op
             flat = x if x.ndim == 2 else (x.flatten(1) if x.ndim > 2 else x.unsqueeze(1))
@@ -536,15 +543,18 @@ class Decision(nn.Module):
                 score = score.add_(torch.mv(flat, zeros).to(score.dtype))
         return score
 
-    def _traced_score(self, x: torch.Tensor, logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def _traced_score(
+        self, xs: tuple[torch.Tensor, ...], logits: torch.Tensor, z: torch.Tensor
+    ) -> torch.Tensor:
         """The guarded score as torch.compile, torch.export and ONNX trace it (branch-free)."""
         f64 = z.dtype == torch.float64
         sdt = torch.float64 if f64 else torch.float32
         w = (self.weights if f64 else self.weights32) if self._has_weights else None
-        if w is None or not x.is_floating_point():
+        if w is None or len(xs) != 1 or not xs[0].is_floating_point():
             score = self._score_fn(z, w)
-            tensors = (x, logits) if self._guard_logits else (x,)
+            tensors = (*xs, logits) if self._guard_logits else xs
             return nan_if_nonfinite(score, *tensors)
+        x = xs[0]
         # sum / weighted_reject with the input guard added: x_flat @ 0 is exactly 0 for
         # a finite row and NaN otherwise, and s + 0 == s, so the score has the bits of
         # predict()'s row-wise sum, without host synchronisation
@@ -577,6 +587,11 @@ class Decision(nn.Module):
         return f"score={self.score!r}, threshold={float(self.threshold):.6g}" + (
             f", temperature={self._t:.6g}" if not self._unit_temperature else ""
         )
+
+
+def _floating(x: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """The floating tensors among named inputs (the ones that can hold NaN)."""
+    return tuple(t for t in x.values() if t.is_floating_point())
 
 
 def _softmax32(z: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import keyword
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -26,7 +28,7 @@ from rejectnet import decision
 from rejectnet._outputs import extract_logits
 from rejectnet._safeio import write_atomically
 
-__all__ = ["Calibrated", "DeployedModel", "export_onnx"]
+__all__ = ["Calibrated", "DeployedModel", "dynamic_shapes_for", "export_onnx", "named_program"]
 
 
 @runtime_checkable
@@ -125,11 +127,16 @@ class DeployedModel(nn.Module):
         """The temperature (0-d float32 buffer of :attr:`decision`)."""
         return self.decision.temperature
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor | dict[str, torch.Tensor] | None = None, /, **inputs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Classify a batch and reject what scores above the threshold.
 
         Args:
-            x: A batch of inputs, as the wrapped model expects them.
+            x: A batch of inputs, as the wrapped model expects them: a tensor, or a dict
+                of named tensors passed to the model as keyword arguments.
+            **inputs: Named tensors as keyword arguments instead of ``x`` (what
+                ``torch.export`` and the ONNX exporter trace for multi-input models).
 
         Returns:
             ``labels`` (``(N,)`` int64, ``-1`` for rejected inputs), ``ood_score``
@@ -137,7 +144,12 @@ class DeployedModel(nn.Module):
             ``is_ood`` (``(N,)`` bool, ``ood_score > threshold`` or NaN).
         """
         modules = self._modules
-        out = modules["net"]._modules["model"](x)  # type: ignore[union-attr, misc]
+        model = modules["net"]._modules["model"]  # type: ignore[union-attr]
+        if x is None or not isinstance(x, torch.Tensor):
+            x = inputs if x is None else dict(x)
+            out = model(**x)  # type: ignore[misc]
+        else:
+            out = model(x)  # type: ignore[misc]
         logits = out if type(out) is torch.Tensor else extract_logits(out)
         dec: decision.Decision = modules["decision"]  # type: ignore[assignment]
         return dec.forward(x, logits)
@@ -159,7 +171,9 @@ class DeployedModel(nn.Module):
 
 
 def _export_copy(
-    net: Calibrated | DeployedModel, example_input: torch.Tensor, dynamic_batch: bool
+    net: Calibrated | DeployedModel,
+    example_input: torch.Tensor | Mapping[str, torch.Tensor],
+    dynamic_batch: bool,
 ) -> DeployedModel:
     """The :class:`DeployedModel` an exporter traces (a copy), after checking its inputs.
 
@@ -173,6 +187,9 @@ def _export_copy(
         raise TypeError(
             f"net must be a calibrated RejectHead or a DeployedModel, got {type(net).__name__}"
         )
+    if isinstance(example_input, Mapping):
+        _check_named_example(example_input, dynamic_batch)
+        return model
     if not isinstance(example_input, torch.Tensor) or example_input.ndim < 2:
         raise ValueError("example_input must be a tensor batch (N, ...) with N >= 2")
     if dynamic_batch and example_input.shape[0] < 2:
@@ -181,6 +198,84 @@ def _export_copy(
             "(torch.export specialises dimensions of size 0 and 1)"
         )
     return model
+
+
+def _check_named_example(example: Mapping[str, Any], dynamic_batch: bool) -> None:
+    """A dict example: named tensors of one batch size, at least 2 for a dynamic batch."""
+    if not example:
+        raise ValueError("example_input holds no inputs; pass at least one named tensor")
+    for key, t in example.items():
+        if not isinstance(t, torch.Tensor) or t.ndim < 1:
+            raise TypeError(
+                f"example_input[{key!r}] must be a tensor batch (N, ...), got {type(t).__name__}"
+            )
+    sizes = {int(t.shape[0]) for t in example.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"example_input's tensors differ in batch size: {sorted(sizes)}")
+    if dynamic_batch and sizes.pop() < 2:
+        raise ValueError(
+            "example_input needs a batch of at least 2 samples for a dynamic batch size "
+            "(torch.export specialises dimensions of size 0 and 1)"
+        )
+
+
+def dynamic_shapes_for(example: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """``dynamic_shapes`` for the module :func:`named_program` returns, by input name.
+
+    The batch dimension of every input is dynamic, and so is the sequence dimension of
+    ``(N, L)`` inputs (token ids, masks); ``Dim.AUTO`` lets torch.export bound them as
+    the model requires (e.g. at most the model's number of position embeddings).
+
+    Example:
+        >>> import torch
+        >>> x = {"input_ids": torch.zeros(2, 5, dtype=torch.long)}
+        >>> list(dynamic_shapes_for(x)["input_ids"])
+        [0, 1]
+    """
+    dyn = torch.export.Dim.AUTO
+    return {name: ({0: dyn, 1: dyn} if t.ndim == 2 else {0: dyn}) for name, t in example.items()}
+
+
+class _NamedInputs(nn.Module):
+    """A :class:`DeployedModel` taking its named inputs as positional parameters."""
+
+    def __init__(self, deployed: DeployedModel) -> None:
+        super().__init__()
+        self.deployed = deployed
+
+
+def named_program(deployed: DeployedModel, names: Sequence[str]) -> nn.Module:
+    """``deployed`` as a module whose ``forward`` has one parameter per input name.
+
+    What torch.export and the ONNX exporter trace for a model with named inputs (they
+    bind inputs by the forward's signature; a ``**inputs`` signature is not traced
+    reliably): ``forward(input_ids, attention_mask)`` calls
+    ``deployed(input_ids=..., attention_mask=...)``.
+
+    Raises:
+        ValueError: If a name is not a Python identifier.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from rejectnet import RejectHead
+        >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+        >>> net.set_threshold(0.5)
+        >>> import inspect
+        >>> list(inspect.signature(named_program(net.deployable(), ["x"]).forward).parameters)
+        ['x']
+    """
+    for n in names:
+        if not (isinstance(n, str) and n.isidentifier() and not keyword.iskeyword(n)):
+            raise ValueError(f"input names must be Python identifiers to export, got {n!r}")
+    params = ", ".join(names)
+    call = ", ".join(f"{n}={n}" for n in names)
+    namespace: dict[str, Any] = {}
+    # generated source (as dataclasses does): exporters read the parameter names
+    exec(f"def forward(self, {params}):\n    return self.deployed.forward(dict({call}))", namespace)
+    cls = type("NamedInputs", (_NamedInputs,), {"forward": namespace["forward"]})
+    module: nn.Module = cls(deployed).train(deployed.training)
+    return module
 
 
 def _fuse_head(dep: DeployedModel) -> None:
@@ -220,7 +315,7 @@ def _fuse_head(dep: DeployedModel) -> None:
 def export_onnx(
     net: Calibrated | DeployedModel,
     path: str | Path,
-    example_input: torch.Tensor,
+    example_input: torch.Tensor | Mapping[str, torch.Tensor],
     *,
     dynamic_batch: bool = True,
     opset_version: int | None = None,
@@ -230,7 +325,11 @@ def export_onnx(
     Uses ``torch.onnx.export(..., dynamo=True)`` (needs the ``onnx`` and ``onnxscript``
     packages: ``pip install rejectnet[export]``) on :meth:`~rejectnet.RejectHead.deployable`,
     with the exporter's graph optimisation on, on a copy whose widened head is one
-    ``Gemm`` (the class and reject weights side by side). The file is written atomically
+    ``Gemm`` (the class and reject weights side by side). For a model that takes named
+    inputs (a dict ``example_input``, e.g. ``input_ids`` and ``attention_mask``), the
+    ONNX inputs carry the model's input names, with dynamic batch and sequence axes
+    (see :func:`dynamic_shapes_for`); a single-tensor model's input stays ``images``.
+    The file is written atomically
     (a temporary file beside it, renamed): an export that fails or is killed midway
     leaves an earlier file at ``path`` intact. The outputs are named ``labels``,
     ``ood_score`` and ``is_ood``; the input is ``images``, with a dynamic batch
@@ -241,7 +340,8 @@ def export_onnx(
             exported) or a :class:`DeployedModel`.
         path: Where to write the ``.onnx`` file.
         example_input: A batch of at least two inputs of the right shape and dtype, on
-            the model's device, used to trace the model.
+            the model's device, used to trace the model: a tensor, or a dict of named
+            tensors.
         dynamic_batch: Let the exported graph accept any batch size.
         opset_version: ONNX opset; the exporter's default when ``None``.
 
@@ -273,15 +373,23 @@ def export_onnx(
         ) from err
     _fuse_head(model)
     out = Path(path)
+    named = isinstance(example_input, Mapping)
     kwargs: dict[str, Any] = dict(
-        input_names=["images"],
+        input_names=list(example_input) if named else ["images"],
         output_names=["labels", "ood_score", "is_ood"],
         dynamo=True,
         external_data=False,
         optimize=True,
         verbose=False,
     )
-    if dynamic_batch:
+    args: tuple[Any, ...] = (example_input,)
+    traced: nn.Module = model
+    if isinstance(example_input, Mapping):
+        traced = named_program(model, list(example_input))
+        args = tuple(example_input.values())
+        if dynamic_batch:
+            kwargs["dynamic_shapes"] = dynamic_shapes_for(example_input)
+    elif dynamic_batch:
         kwargs["dynamic_shapes"] = {"x": {0: torch.export.Dim("batch")}}
     if opset_version is not None:
         kwargs["opset_version"] = opset_version
@@ -289,7 +397,7 @@ def export_onnx(
     def write(tmp: Path) -> None:
         # the exporter prints its progress to stdout; keep the caller's output clean
         with contextlib.redirect_stdout(io.StringIO()):
-            torch.onnx.export(model, (example_input,), str(tmp), **kwargs)
+            torch.onnx.export(traced, args, str(tmp), **kwargs)
 
     # a temporary file renamed over `out`: an export that fails or is killed midway
     # leaves a previous file at `out` as it was

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rejectnet import decision
-from rejectnet._batches import BatchKeys, check_keys
+from rejectnet._batches import BatchKeys, Inputs, batch_size, call_model, check_keys
 from rejectnet._inference import collect_logits, eval_mode, module_device
 from rejectnet._locate import find_head, replace_module
 from rejectnet._outputs import extract_logits
@@ -34,7 +34,14 @@ from rejectnet._validation import (
     nonfinite_rows,
 )
 from rejectnet.export import DeployedModel
-from rejectnet.input_spec import InputSpec, check_input_against_spec, missing_dim_hint
+from rejectnet.input_spec import (
+    AnySpec,
+    InputSpec,
+    NamedInputSpec,
+    check_input_against_spec,
+    missing_dim_hint,
+    spec_of,
+)
 from rejectnet.prediction import Prediction
 from rejectnet.scores import registry
 from rejectnet.scores.thresholds import ThresholdResult, threshold_for_coverage
@@ -230,7 +237,7 @@ class RejectHead(nn.Module):
             isinstance(m, nn.Embedding | nn.EmbeddingBag) for m in model.modules()
         )
         self._param_dtype = _float_dtype(model)
-        self._input_spec: InputSpec | None = None
+        self._input_spec: AnySpec | None = None
         # the Decision of the current constants (rebuilt when one of them changes)
         self.__dict__["_decision"] = None
         self.register_buffer("threshold", torch.tensor(math.nan, dtype=torch.float64))
@@ -339,7 +346,7 @@ class RejectHead(nn.Module):
 
     # ------------------------------------------------------------------ input spec
     @property
-    def input_spec(self) -> InputSpec | None:
+    def input_spec(self) -> AnySpec | None:
         """The shape (after the batch dimension) and dtype of the calibration inputs.
 
         Set by :meth:`calibrate` (dimensions that differ between calibration batches are
@@ -349,7 +356,9 @@ class RejectHead(nn.Module):
         it by hand, or ``None`` to clear it (then only the number of dimensions and the
         dtype are checked). It is not part of ``state_dict()``: :func:`rejectnet.save`
         stores it in the file's metadata. Its floating dtype follows the model through
-        ``.half()`` / ``.to(dtype)``.
+        ``.half()`` / ``.to(dtype)``. For a model calibrated on dict batches (named
+        inputs, ``model(**x)``) it is a :class:`~rejectnet.input_spec.NamedInputSpec`:
+        every input's name, dtype and shape (sequence lengths any size).
 
         Example:
             >>> import torch
@@ -367,10 +376,11 @@ class RejectHead(nn.Module):
         return self._input_spec
 
     @input_spec.setter
-    def input_spec(self, spec: InputSpec | None) -> None:
-        if spec is not None and not isinstance(spec, InputSpec):
+    def input_spec(self, spec: AnySpec | None) -> None:
+        if spec is not None and not isinstance(spec, (InputSpec, NamedInputSpec)):
             raise TypeError(
-                "input_spec must be a rejectnet.input_spec.InputSpec or None, got "
+                "input_spec must be a rejectnet.input_spec.InputSpec, a NamedInputSpec or "
+                "None, got "
                 f"{type(spec).__name__}; build one with InputSpec(shape, dtype) or "
                 "InputSpec.from_dict(...)"
             )
@@ -378,9 +388,20 @@ class RejectHead(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _check_input(self, x: Any) -> None:
+        if isinstance(x, dict):
+            self._check_named(x)
+            return
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor batch, got {type(x).__name__}")
+            raise TypeError(
+                "x must be a torch.Tensor batch or a dict of named tensors (or pass the "
+                f"inputs as keyword arguments, net(input_ids=..., ...)), got {type(x).__name__}"
+            )
         spec = self._input_spec
+        if isinstance(spec, NamedInputSpec):
+            raise TypeError(
+                f"x must be a dict of named tensors ({spec.describe()}; net.input_spec, "
+                "recorded by calibrate), got one tensor"
+            )
         exp = len(spec.shape) + 1 if spec is not None else self.expected_input_ndim
         if x.ndim < 2 or (exp is not None and x.ndim != exp):
             want = (
@@ -410,11 +431,32 @@ class RejectHead(nn.Module):
             "data were, e.g. uint8 images / 255)"
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_named(self, x: dict[str, Any]) -> None:
+        """Checks of named inputs: tensors, one batch size, the recorded spec if any."""
+        if not x:
+            raise ValueError("x holds no inputs; pass at least one named tensor")
+        for key, t in x.items():
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"x[{key!r}] must be a torch.Tensor, got {type(t).__name__}")
+            if t.ndim < 1:
+                raise ValueError(f"x[{key!r}] must have a batch dimension, got a 0-d tensor")
+        batch_size(x, "x")
+        spec = self._input_spec
+        if isinstance(spec, InputSpec):
+            raise TypeError(
+                f"x must be one tensor of shape {spec.describe()} (net.input_spec, recorded "
+                f"by calibrate), got a dict of {list(x)}"
+            )
+
+    def forward(self, x: Inputs | None = None, /, **inputs: torch.Tensor) -> torch.Tensor:
         """Return the ``(N, C + k)`` logits: C class logits, then k reject logits.
 
         Args:
-            x: A batch of inputs, shaped as the wrapped model expects.
+            x: A batch of inputs, shaped as the wrapped model expects: one tensor
+                (``model(x)``), or a dict of named tensors passed to the model as keyword
+                arguments (``model(**x)``, e.g. ``input_ids`` and ``attention_mask``).
+            **inputs: The named tensors as keyword arguments instead of a dict
+                (``net(input_ids=ids, attention_mask=mask)``).
 
         Returns:
             ``(N, C + k)`` logits; the first C equal the original model's logits.
@@ -429,11 +471,12 @@ class RejectHead(nn.Module):
             RuntimeError: If the wrapped model does not return ``(N, C + k)`` logits,
                 i.e. the widened layer is not the model's final layer.
         """
+        x = _one_input(x, inputs)
         self._check_input(x)
         return self._logits(x)
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
+    def _logits(self, x: Inputs) -> torch.Tensor:
+        out = self.model(x) if type(x) is torch.Tensor else call_model(self.model, x)
         logits = out if type(out) is torch.Tensor else extract_logits(out)
         width = self.num_classes + self.k
         if logits.ndim != 2 or logits.shape[-1] != width:
@@ -458,8 +501,16 @@ class RejectHead(nn.Module):
         self.temperature = temp.to(self.temperature.device)
         self._param_dtype = _float_dtype(self.model)
         spec = self._input_spec
-        if spec is not None and spec.dtype == old_dtype and self._param_dtype is not None:
-            self._input_spec = InputSpec(spec.shape, self._param_dtype)
+        new_dtype = self._param_dtype
+        if new_dtype is not None and isinstance(spec, InputSpec) and spec.dtype == old_dtype:
+            self._input_spec = InputSpec(spec.shape, new_dtype)
+        elif new_dtype is not None and isinstance(spec, NamedInputSpec):
+            self._input_spec = NamedInputSpec(
+                tuple(
+                    (n, InputSpec(s.shape, new_dtype) if s.dtype == old_dtype else s)
+                    for n, s in spec.inputs
+                )
+            )
         self.__dict__["_decision"] = None
         return self
 
@@ -542,9 +593,15 @@ class RejectHead(nn.Module):
         """Logits of ``x`` in eval mode, after checking the input and its finiteness."""
         self._check_input(x)
         spec = self._input_spec
-        if spec is not None:
+        if isinstance(spec, NamedInputSpec):
+            spec.check(x, "x")
+        elif spec is not None:
             check_input_against_spec(x, spec, "x")
-        if not all_finite(x):
+        if type(x) is dict:
+            for key, t in x.items():
+                if not all_finite(t):
+                    check_finite_rows(nonfinite_rows(t), f"x[{key!r}]")
+        elif not all_finite(x):
             check_finite_rows(nonfinite_rows(x), "x")
         if any(m.training for m in self.modules()):
             with eval_mode(self):
@@ -554,7 +611,9 @@ class RejectHead(nn.Module):
         check_finite_logits(logits, "x")
         return logits
 
-    def ood_score(self, x: torch.Tensor, score: str | None = None) -> torch.Tensor:
+    def ood_score(
+        self, x: Inputs | None = None, /, score: str | None = None, **inputs: torch.Tensor
+    ) -> torch.Tensor:
         """Return ``(N,)`` OOD scores for a batch (higher = more likely OOD).
 
         Runs without gradients, in eval mode whatever the model's mode (each
@@ -562,8 +621,10 @@ class RejectHead(nn.Module):
         touched), on ``logits / temperature``.
 
         Args:
-            x: A batch of inputs.
+            x: A batch of inputs: a tensor or a dict of named tensors (see
+                :meth:`forward`).
             score: Score name (see :meth:`score_logits`).
+            **inputs: Named tensors as keyword arguments instead of ``x``.
 
         Returns:
             ``(N,)`` scores; higher = more likely OOD.
@@ -583,6 +644,7 @@ class RejectHead(nn.Module):
             torch.Size([5])
         """
         name = self._resolve_score(score)
+        x = _one_input(x, inputs)
         with torch.no_grad():
             return self._score(self._infer(x), name)
 
@@ -676,12 +738,12 @@ class RejectHead(nn.Module):
         check_fraction(coverage, "coverage")
         keys = check_keys(keys)
         _check_loader(loader)
-        specs: list[InputSpec] = []
+        specs: list[AnySpec] = []
         bad_inputs: list[torch.Tensor] = []
 
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            specs.append(InputSpec.of(x))
-            bad_inputs.append(nonfinite_rows(x) if not all_finite(x) else _no_rows(x))
+        def forward(x: Inputs) -> torch.Tensor:
+            specs.append(spec_of(x))
+            bad_inputs.append(_bad_rows(x))
             self._check_input_basic(x)
             return self._logits(x)
 
@@ -696,16 +758,14 @@ class RejectHead(nn.Module):
             )
         check_finite_rows(torch.cat(bad_inputs), "loader")
         check_finite_logits(logits, "loader")
-        merged = specs[0]
-        for s in specs[1:]:
-            merged = merged.merge(s)
+        merged = _merged(specs)
         scores = self._score(logits, name)
         result = threshold_for_coverage(scores, coverage=coverage)
         self.set_threshold(result.value, name)
         self._input_spec = merged
         return result
 
-    def _check_input_basic(self, x: torch.Tensor) -> None:
+    def _check_input_basic(self, x: Inputs) -> None:
         """Type, rank and dtype checks, ignoring the recorded input spec."""
         spec, self._input_spec = self._input_spec, None
         try:
@@ -713,7 +773,7 @@ class RejectHead(nn.Module):
         finally:
             self._input_spec = spec
 
-    def predict(self, x: torch.Tensor) -> Prediction:
+    def predict(self, x: Inputs | None = None, /, **inputs: torch.Tensor) -> Prediction:
         """Classify a batch, rejecting inputs whose OOD score exceeds the threshold.
 
         Runs in eval mode whatever the model's mode (see the class docs), computes the
@@ -723,7 +783,9 @@ class RejectHead(nn.Module):
         ``.probs`` is read.
 
         Args:
-            x: A batch of inputs.
+            x: A batch of inputs: a tensor or a dict of named tensors (see
+                :meth:`forward`).
+            **inputs: Named tensors as keyword arguments instead of ``x``.
 
         Returns:
             A :class:`~rejectnet.prediction.Prediction`; ``labels`` is ``-1`` for rejected
@@ -756,6 +818,7 @@ class RejectHead(nn.Module):
                 "held-out in-distribution data, or net.set_threshold(value, score) first"
             )
         name = self.calibrated_score or DEFAULT_SCORE
+        x = _one_input(x, inputs)
         with torch.no_grad():
             logits = self._infer(x)
             d = self._decision_for(name)
@@ -860,7 +923,7 @@ class RejectHead(nn.Module):
         keys = check_keys(keys)
         _check_loader(loader)
 
-        def forward(x: torch.Tensor) -> torch.Tensor:
+        def forward(x: Inputs) -> torch.Tensor:
             self._check_input_basic(x)
             return self._logits(x)
 
@@ -936,8 +999,46 @@ class RejectHead(nn.Module):
             yield f"{prefix}.{name}", p
 
 
-def _no_rows(x: torch.Tensor) -> torch.Tensor:
-    return torch.zeros(x.shape[0] if x.ndim else 0, dtype=torch.bool)
+def _one_input(x: Inputs | None, inputs: dict[str, torch.Tensor]) -> Inputs:
+    """``x``, or the keyword inputs as a dict of named tensors (exactly one of the two)."""
+    if inputs:
+        if x is not None:
+            raise TypeError(
+                "pass the inputs either as x (a tensor or a dict) or as keyword arguments, "
+                f"not both (got x and {sorted(inputs)})"
+            )
+        return dict(inputs)
+    if x is None:
+        raise TypeError(
+            "no inputs: pass a batch x (a tensor or a dict of named tensors) or keyword "
+            "arguments such as input_ids=..., attention_mask=..."
+        )
+    if isinstance(x, Mapping) and type(x) is not dict:
+        return dict(x)
+    return x
+
+
+def _bad_rows(x: Inputs) -> torch.Tensor:
+    """``(N,)`` bool: rows holding NaN or infinity in any (floating) input."""
+    ts = list(x.values()) if isinstance(x, dict) else [x]
+    bad = torch.zeros(ts[0].shape[0] if ts[0].ndim else 0, dtype=torch.bool)
+    for t in ts:
+        if isinstance(t, torch.Tensor) and not all_finite(t):
+            bad = bad | nonfinite_rows(t).to("cpu")
+    return bad
+
+
+def _merged(specs: list[AnySpec]) -> AnySpec:
+    """One spec accepting every batch's (ValueError if the batches cannot be mixed)."""
+    merged = specs[0]
+    for s in specs[1:]:
+        if type(s) is not type(merged):
+            raise ValueError(
+                "loader batches mix single tensors and dicts of named tensors; every batch "
+                "must have the same form"
+            )
+        merged = merged.merge(s)  # type: ignore[arg-type]
+    return merged
 
 
 def _check_loader(loader: Any) -> None:

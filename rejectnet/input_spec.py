@@ -20,7 +20,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["InputSpec", "check_input_against_spec", "missing_dim_hint"]
+__all__ = [
+    "AnySpec",
+    "InputSpec",
+    "NamedInputSpec",
+    "check_input_against_spec",
+    "missing_dim_hint",
+    "spec_from_dict",
+    "spec_of",
+]
 
 _DTYPES: dict[str, torch.dtype] = {
     str(d).removeprefix("torch."): d
@@ -263,3 +271,139 @@ def check_input_against_spec(x: torch.Tensor, spec: InputSpec, name: str = "x") 
         f"{_dtype_name(spec.dtype)} (net.input_spec); convert it, e.g. "
         f"x.to(torch.{_dtype_name(spec.dtype)}), with the same scaling as the training data"
     )
+
+
+@dataclass(frozen=True)
+class NamedInputSpec:
+    """The inputs of a model that takes named tensors (``model(**x)``): one spec per name.
+
+    Recorded by :meth:`rejectnet.RejectHead.calibrate` from dict batches (Hugging Face
+    style: ``input_ids``, ``attention_mask`` ...). Each input keeps its name, dtype and
+    shape after the batch dimension; the sequence dimension of a ``(N, L)`` input is
+    recorded as any size (``None``), as are dimensions that differ between batches.
+
+    Attributes:
+        inputs: ``(name, InputSpec)`` pairs, in the model's input order.
+
+    Example:
+        >>> import torch
+        >>> ids = torch.zeros(2, 7, dtype=torch.long)
+        >>> x = {"input_ids": ids, "attention_mask": torch.ones(2, 7)}
+        >>> NamedInputSpec.of(x).describe()
+        'input_ids: (N, *) int64, attention_mask: (N, *) float32'
+    """
+
+    inputs: tuple[tuple[str, InputSpec], ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The input names, in order."""
+        return tuple(n for n, _ in self.inputs)
+
+    @classmethod
+    def of(cls, x: Mapping[str, torch.Tensor]) -> NamedInputSpec:
+        """The spec of one dict batch (sequence dimensions of ``(N, L)`` inputs: any size)."""
+        out = []
+        for name, t in x.items():
+            spec = InputSpec.of(t)
+            if t.ndim == 2:
+                spec = InputSpec((None,), spec.dtype)
+            out.append((str(name), spec))
+        return cls(tuple(out))
+
+    def merge(self, other: NamedInputSpec) -> NamedInputSpec:
+        """The spec accepting both (see :meth:`InputSpec.merge`).
+
+        Raises:
+            ValueError: If the two name other inputs, or an input's rank or dtype differs.
+        """
+        if self.names != other.names:
+            raise ValueError(
+                f"batches with the inputs {list(other.names)} and {list(self.names)} cannot "
+                "be mixed; every batch must hold the same named inputs"
+            )
+        return NamedInputSpec(
+            tuple((n, a.merge(b)) for (n, a), (_, b) in zip(self.inputs, other.inputs, strict=True))
+        )
+
+    def matches(self, x: Any) -> bool:
+        """Whether the dict ``x`` holds exactly these inputs, each of its spec."""
+        if not isinstance(x, Mapping) or tuple(x) != self.names:
+            return False
+        return all(s.matches(x[n]) for n, s in self.inputs)
+
+    def check(self, x: Mapping[str, Any], name: str = "x") -> None:
+        """Raise a clear error unless ``x`` holds these inputs, each of its spec.
+
+        Raises:
+            ValueError: If an input is missing or extra, or has another shape.
+            TypeError: If an input is not a tensor or has another dtype.
+        """
+        missing = [n for n in self.names if n not in x]
+        extra = [n for n in x if n not in self.names]
+        if missing or extra:
+            raise ValueError(
+                f"{name} must hold the inputs {list(self.names)} (net.input_spec, recorded "
+                f"by calibrate); missing {missing}, unexpected {extra}"
+            )
+        for n, spec in self.inputs:
+            t = x[n]
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name}[{n!r}] must be a torch.Tensor, got {type(t).__name__}")
+            check_input_against_spec(t, spec, f"{name}[{n!r}]")
+
+    def describe(self) -> str:
+        """Every input as ``name: (N, ...) dtype``."""
+        return ", ".join(f"{n}: {s.describe()}" for n, s in self.inputs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: ``{"inputs": [[name, {"shape": ..., "dtype": ...}], ...]}``."""
+        return {"inputs": [[n, s.to_dict()] for n, s in self.inputs]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NamedInputSpec:
+        """Rebuild a spec from :meth:`to_dict`'s output, validating every field.
+
+        Raises:
+            ValueError: If the structure or any input's spec is invalid.
+        """
+        items = data.get("inputs") if isinstance(data, Mapping) else None
+        if set(data) != {"inputs"} or not isinstance(items, list) or not 1 <= len(items) <= 64:
+            raise ValueError(
+                f"input_spec must be a mapping {{'inputs': [[name, spec], ...]}} of 1 to 64 "
+                f"inputs, got {data!r:.200}"
+            )
+        out = []
+        for item in items:
+            if not (
+                isinstance(item, list)
+                and len(item) == 2
+                and isinstance(item[0], str)
+                and 0 < len(item[0]) <= 128
+            ):
+                raise ValueError(f"input_spec inputs must be [name, spec] pairs, got {item!r:.100}")
+            out.append((item[0], InputSpec.from_dict(item[1])))
+        if len({n for n, _ in out}) != len(out):
+            raise ValueError("input_spec inputs repeat a name")
+        return cls(tuple(out))
+
+
+AnySpec = InputSpec | NamedInputSpec
+"""What ``net.input_spec`` holds: one tensor's spec, or one per named input."""
+
+
+def spec_from_dict(data: Any) -> AnySpec:
+    """:meth:`InputSpec.from_dict` or :meth:`NamedInputSpec.from_dict`, by the form of ``data``.
+
+    Example:
+        >>> spec_from_dict({"shape": [3], "dtype": "float32"}).describe()
+        '(N, 3) float32'
+    """
+    if isinstance(data, Mapping) and "inputs" in data:
+        return NamedInputSpec.from_dict(data)
+    return InputSpec.from_dict(data)
+
+
+def spec_of(x: Any) -> AnySpec:
+    """The spec of one batch: :class:`InputSpec` of a tensor, :class:`NamedInputSpec` of a dict."""
+    return NamedInputSpec.of(x) if isinstance(x, Mapping) else InputSpec.of(x)

@@ -53,7 +53,7 @@ from rejectnet._safetensors import (
 )
 from rejectnet._version import __version__
 from rejectnet.head import RejectHead
-from rejectnet.input_spec import InputSpec
+from rejectnet.input_spec import spec_from_dict
 from rejectnet.scores import registry
 
 __all__ = ["FORMAT_VERSION", "MAX_MODEL_BYTES", "ModelFileError", "load", "read_metadata", "save"]
@@ -221,7 +221,7 @@ def _validate_metadata(meta: Any, path: Path) -> dict[str, Any]:
         )
     if meta["input_spec"] is not None:
         try:
-            meta["input_spec"] = InputSpec.from_dict(meta["input_spec"])
+            meta["input_spec"] = spec_from_dict(meta["input_spec"])
         except (TypeError, ValueError) as err:
             raise ModelFileError(
                 f"{where} has an invalid 'input_spec': {err}", path, "input_spec"

@@ -157,7 +157,9 @@ def test_dict_batches_with_other_keys_and_string_labels() -> None:
     x = torch.rand(20, 1, 28, 28)
     ref = net.calibrate([x], coverage=0.9)
     batches = [{"img": x[:10], "cls": ["a"] * 10}, {"img": x[10:], "cls": ["b"] * 10}]
-    with pytest.raises(TypeError, match=r"use one of \['x'.*keys=\(input_key, label_key\)"):
+    # without keys=, every non-label key is a model input (issue 21's one rule): the
+    # list under 'cls' is refused, naming the key
+    with pytest.raises(TypeError, match=r"loader batch\['cls'\] must be a torch.Tensor"):
         net.calibrate(batches)
     got = net.calibrate(batches, coverage=0.9, keys=("img", "cls"))
     assert got.value == ref.value
