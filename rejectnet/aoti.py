@@ -20,7 +20,7 @@ and archives whose extracted size exceeds a bound; after loading it runs the com
 program once, with AOTInductor's own input checks switched on, on a batch of the
 recorded input, and refuses a package whose metadata disagrees with the program. The
 threshold is an input of the compiled program, passed from the metadata on every call,
-so :attr:`AOTIDeployedModel.threshold` is the value the compiled decision uses.
+so ``AOTIDeployedModel.threshold`` is the value the compiled decision uses.
 
 The layout rule for compiled inputs: the compiled code reads a batch with the strides
 of a contiguous tensor of its shape (every dimension, including those of size 1, which

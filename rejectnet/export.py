@@ -119,12 +119,12 @@ class DeployedModel(nn.Module):
 
     @property
     def threshold(self) -> torch.Tensor:
-        """The decision threshold (0-d float64 buffer of :attr:`decision`)."""
+        """The decision threshold (0-d float64 buffer of ``decision``)."""
         return self.decision.threshold
 
     @property
     def temperature(self) -> torch.Tensor:
-        """The temperature (0-d float32 buffer of :attr:`decision`)."""
+        """The temperature (0-d float32 buffer of ``decision``)."""
         return self.decision.temperature
 
     def forward(
