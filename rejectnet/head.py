@@ -1000,7 +1000,12 @@ class RejectHead(nn.Module):
 
 
 def _one_input(x: Inputs | None, inputs: dict[str, torch.Tensor]) -> Inputs:
-    """``x``, or the keyword inputs as a dict of named tensors (exactly one of the two)."""
+    """``x``, or the keyword inputs as a dict of named tensors (exactly one of the two).
+
+    ``x=`` alone, as a keyword, is ``x`` (as before named inputs existed).
+    """
+    if x is None and len(inputs) == 1 and "x" in inputs:
+        return inputs["x"]
     if inputs:
         if x is not None:
             raise TypeError(

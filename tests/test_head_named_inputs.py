@@ -66,6 +66,10 @@ def test_forward_takes_a_dict_or_keyword_arguments(net: RejectHead) -> None:
         net(x, input_ids=x["input_ids"])
     with pytest.raises(TypeError, match="no inputs"):
         net()
+    # x= as a keyword is the positional batch, as before named inputs existed
+    plain = RejectHead.wrap(nn.Linear(4, 3), k=2)
+    t = torch.randn(2, 4)
+    assert torch.equal(plain(x=t), plain(t))
     with pytest.raises(TypeError, match=r"x\['input_ids'\] must be a torch.Tensor"):
         net({"input_ids": [[1, 2]], "attention_mask": x["attention_mask"]})
     with pytest.raises(ValueError, match="batch"):
