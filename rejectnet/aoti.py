@@ -144,6 +144,24 @@ def export_aoti(
             "(export_onnx needs none)"
         )
     _fuse_head(model)
+    program, score_dtype = _program(model, example_input, dynamic_batch)
+    meta = {
+        "version": __version__,
+        "input_spec": InputSpec.of(example_input).to_dict(),
+        "batch": None if dynamic_batch else int(example_input.shape[0]),
+        "device": str(example_input.device),
+        "score": model.decision.score,
+        "threshold": float(model.threshold),
+        "threshold_dtype": str(score_dtype).removeprefix("torch."),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return _compile(program, out, meta)
+
+
+def _program(
+    model: DeployedModel, example_input: torch.Tensor, dynamic_batch: bool
+) -> tuple[torch.export.ExportedProgram, torch.dtype]:
+    """The exported :class:`_ThresholdInput` program of ``model``, and its score dtype."""
     with torch.no_grad():
         score_dtype = model(example_input)[1].dtype
     threshold = torch.tensor(
@@ -151,24 +169,18 @@ def export_aoti(
         dtype=score_dtype,
         device=example_input.device,
     )
-    program_module = _ThresholdInput(model)
     shapes = {"x": {0: torch.export.Dim("batch")}, "threshold": None} if dynamic_batch else None
     with torch.no_grad():
         program = torch.export.export(
-            program_module, (example_input, threshold), dynamic_shapes=shapes
+            _ThresholdInput(model), (example_input, threshold), dynamic_shapes=shapes
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
+    return program, score_dtype
+
+
+def _compile(program: torch.export.ExportedProgram, out: Path, meta: dict[str, Any]) -> Path:
+    """Compile ``program`` into the package ``out`` with rejectnet's metadata entry."""
     from torch._inductor import aoti_compile_and_package  # heavy: only when compiling
 
-    meta = {
-        "version": __version__,
-        "input_spec": InputSpec.of(example_input).to_dict(),
-        "batch": None if dynamic_batch else int(example_input.shape[0]),
-        "device": str(example_input.device),
-        "score": model.score,
-        "threshold": float(model.threshold),
-        "threshold_dtype": str(score_dtype).removeprefix("torch."),
-    }
     configs: dict[str, Any] = {
         "aot_inductor.metadata": {_KEY: json.dumps(meta)},
         # the compiled input checks (switched on by load_aoti's probe) accept batch 1

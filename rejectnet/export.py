@@ -278,6 +278,35 @@ def named_program(deployed: DeployedModel, names: Sequence[str]) -> nn.Module:
     return module
 
 
+def _onnx_call(
+    model: DeployedModel,
+    example_input: torch.Tensor | Mapping[str, torch.Tensor],
+    dynamic_batch: bool,
+) -> tuple[nn.Module, tuple[Any, ...], dict[str, Any]]:
+    """What ``torch.onnx.export`` is called with: the module, its inputs, the options.
+
+    One tensor is the input ``images``; named inputs keep their names (through
+    :func:`named_program`), with dynamic batch and sequence axes.
+    """
+    named = isinstance(example_input, Mapping)
+    kwargs: dict[str, Any] = dict(
+        input_names=list(example_input) if named else ["images"],
+        output_names=["labels", "ood_score", "is_ood"],
+        dynamo=True,
+        external_data=False,
+        optimize=True,
+        verbose=False,
+    )
+    if isinstance(example_input, Mapping):
+        if dynamic_batch:
+            kwargs["dynamic_shapes"] = dynamic_shapes_for(example_input)
+        traced = named_program(model, list(example_input))
+        return traced, tuple(example_input.values()), kwargs
+    if dynamic_batch:
+        kwargs["dynamic_shapes"] = {"x": {0: torch.export.Dim("batch")}}
+    return model, (example_input,), kwargs
+
+
 def _fuse_head(dep: DeployedModel) -> None:
     """Replace the copy's widened head (class layer + reject layer + concat) by one linear.
 
@@ -373,24 +402,7 @@ def export_onnx(
         ) from err
     _fuse_head(model)
     out = Path(path)
-    named = isinstance(example_input, Mapping)
-    kwargs: dict[str, Any] = dict(
-        input_names=list(example_input) if named else ["images"],
-        output_names=["labels", "ood_score", "is_ood"],
-        dynamo=True,
-        external_data=False,
-        optimize=True,
-        verbose=False,
-    )
-    args: tuple[Any, ...] = (example_input,)
-    traced: nn.Module = model
-    if isinstance(example_input, Mapping):
-        traced = named_program(model, list(example_input))
-        args = tuple(example_input.values())
-        if dynamic_batch:
-            kwargs["dynamic_shapes"] = dynamic_shapes_for(example_input)
-    elif dynamic_batch:
-        kwargs["dynamic_shapes"] = {"x": {0: torch.export.Dim("batch")}}
+    traced, args, kwargs = _onnx_call(model, example_input, dynamic_batch)
     if opset_version is not None:
         kwargs["opset_version"] = opset_version
 
