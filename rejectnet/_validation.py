@@ -195,36 +195,54 @@ def _is_compiling() -> bool:
     return bool(fn()) if callable(fn) else False
 
 
-def check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = False) -> None:
-    """Refuse a non-int (``TypeError``) or an int below ``minimum`` (``ValueError``).
+def check_int(
+    value: Any,
+    name: str,
+    *,
+    minimum: int = 1,
+    allow_none: bool = False,
+    maximum: int | None = None,
+) -> Any:
+    """Refuse a non-int (``TypeError``) or an int outside ``[minimum, maximum]`` (``ValueError``).
+
+    Returns:
+        ``value`` unchanged (an int, or ``None`` when ``allow_none``).
 
     Raises:
         TypeError: ``value`` is not an int (bools are refused too).
-        ValueError: ``value < minimum``.
+        ValueError: ``value < minimum`` or ``value > maximum``.
     """
     if value is None and allow_none:
-        return
+        return value
     what = "a positive int (>= 1)" if minimum == 1 else f"an int >= {minimum}"
+    if maximum is not None:
+        what = f"an int in [{minimum}, {maximum}]"
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(
             f"{name} must be {what}{' or None' if allow_none else ''}, got "
             f"{type(value).__name__} {value!r}"
         )
-    if value < minimum:
+    if value < minimum or (maximum is not None and value > maximum):
         raise ValueError(f"{name} must be {what}, got {value!r}")
+    return value
 
 
-def check_number(value: Any, name: str, *, positive: bool = False) -> float:
-    """A finite real number ``>= 0`` (``> 0`` when ``positive``), as a float.
+def check_number(
+    value: Any, name: str, *, positive: bool = False, maximum: float | None = None
+) -> float:
+    """A finite real number ``>= 0`` (``> 0`` when ``positive``, ``<= maximum``), as a float.
 
     Raises:
         TypeError: ``value`` is not a real number (bools are refused too).
-        ValueError: It is negative (or 0 when ``positive``), NaN or infinite.
+        ValueError: It is negative (or 0 when ``positive``), above ``maximum``, NaN or inf.
     """
     bound = "> 0" if positive else ">= 0"
+    if maximum is not None:
+        bound = f"in {'(' if positive else '['}0, {maximum:g}]"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number {bound}, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+    too_big = maximum is not None and value > maximum
+    if not math.isfinite(value) or value < 0 or (positive and value == 0) or too_big:
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
 

@@ -1,13 +1,25 @@
-"""What every outlier source shares: the source protocol, argument checks, device RNG."""
+"""What every outlier source shares: the source protocol, declared options, checks, RNG.
+
+The scalar checks (numbers, ints, fractions) are :mod:`rejectnet._validation`'s; this
+module adds only what is specific to outlier sources: ``(lo, hi)`` ranges and image
+batches.
+"""
 
 from __future__ import annotations
 
-import math
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["OutlierSource", "check_fraction", "check_images", "check_positive_int", "randint"]
+__all__ = [
+    "Options",
+    "OutlierSource",
+    "check_generator",
+    "check_images",
+    "check_range",
+    "randint",
+]
 
 
 @runtime_checkable
@@ -42,25 +54,73 @@ class OutlierSource(Protocol):
         ...
 
 
-def check_fraction(value: object, name: str, *, low: float = 0.0, high: float = 1.0) -> float:
-    """``value`` as a float in ``[low, high]``, or a ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number in [{low}, {high}], got {type(value).__name__}")
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
-    return float(value)
+class Options:
+    """Mixin: a class names its constructor options once, in ``_options``.
+
+    :meth:`options` (their current values), ``repr`` and
+    :func:`rejectnet.outliers.signal.fingerprint` all read that one list, so a new
+    option added to ``_options`` shows in all three; each name must be an attribute
+    holding the option's (validated, normalised) value.
+
+    Example:
+        >>> class Shift(Options):
+        ...     _options = ("by",)
+        ...     def __init__(self, by: int = 1) -> None:
+        ...         self.by = by
+        >>> Shift(3), Shift(3).options()
+        (Shift(by=3), {'by': 3})
+    """
+
+    _options: ClassVar[tuple[str, ...]] = ()
+
+    def options(self) -> dict[str, Any]:
+        """The constructor options' current values, by name, in declaration order."""
+        return {name: getattr(self, name) for name in self._options}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{type(self).__name__}({args})"
 
 
-def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
-    """``value`` as an int ``>= minimum``, or a ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
+def check_range(
+    value: object, name: str, check: Callable[[Any, str], float]
+) -> tuple[float, float]:
+    """A ``(lo, hi)`` pair with ``lo <= hi``, each end checked by ``check(v, name)``.
+
+    Raises:
+        TypeError: If ``value`` is not a sequence (a bare number included) or an end
+            is not a number.
+        ValueError: If it does not hold exactly two values, an end is out of range, or
+            ``lo > hi``.
+
+    Example:
+        >>> from rejectnet._validation import check_fraction
+        >>> check_range([0.25, 0.5], "cut", check_fraction)
+        (0.25, 0.5)
+    """
+    what = f"{name} must be a range (lo, hi) of two numbers with lo <= hi"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{what}, got {type(value).__name__} {value!r}")
+    if len(value) != 2:
+        raise ValueError(f"{what}, got {len(value)} values {tuple(value)!r}")
+    lo, hi = check(value[0], f"{name}[0]"), check(value[1], f"{name}[1]")
+    if lo > hi:
+        raise ValueError(f"{what}, got {tuple(value)!r}")
+    return lo, hi
+
+
+def check_generator(generator: object, name: str = "generator") -> torch.Generator | None:
+    """``generator`` if it is a ``torch.Generator`` or ``None``, else a ``TypeError``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator
 
 
 def check_images(x: object, name: str, *, min_ndim: int = 2) -> torch.Tensor:
     """``x`` if it is a floating-point tensor with a batch dimension, else a clear error."""
-    if not isinstance(x, torch.Tensor) or x.ndim < min_ndim or not x.dtype.is_floating_point:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a floating-point tensor (N, ...), got {type(x).__name__}")
+    if x.ndim < min_ndim or not x.dtype.is_floating_point:
         raise ValueError(
             f"{name} must be a floating-point tensor (N, ...) with at least {min_ndim} "
             f"dimensions, got {getattr(x, 'dtype', type(x).__name__)} "

@@ -20,17 +20,20 @@ and saves ``signal.state_dict()`` with its checkpoints.
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from rejectnet.outliers._base import OutlierSource, check_fraction, check_images
+from rejectnet._validation import check_int, check_number
+from rejectnet.outliers._base import Options, OutlierSource, check_generator, check_images
 from rejectnet.outliers.blend import PoolRows
 from rejectnet.outliers.virtual import VirtualOutliers
 
-__all__ = ["ComposedSignal", "OutlierSignal", "split_counts"]
+__all__ = ["ComposedSignal", "OutlierSignal", "fingerprint", "split_counts"]
 
 
 @runtime_checkable
@@ -98,7 +101,98 @@ def split_counts(total: int, shares: Sequence[float]) -> list[int]:
     return counts
 
 
-class ComposedSignal:
+def fingerprint(obj: Any) -> dict[str, Any]:
+    """A JSON-able description of every option's value of a signal, recursively.
+
+    Two signals (or sources, labelers, recipes) fingerprint equal exactly when they were
+    built with the same options, so they behave the same: ``Blend(0.1)`` and
+    ``Blend(0.45)`` differ, ``Jigsaw(2)`` and ``Rotate()`` differ, ``Stitch([0.3, 0.6])``
+    and ``Stitch((0.3, 0.6))`` agree. Every object is entered with its class's qualified
+    name: rejectnet's pieces by the options they declare (:class:`~rejectnet.outliers.
+    _base.Options`), named tuples (:class:`~rejectnet.outliers.Recipe`) by their fields,
+    an object with an ``options()`` method by its result, any other object by its
+    public attributes; a function by its qualified name; a ``torch.Generator`` by its
+    device and initial seed (its current state is the run's RNG state, checkpointed
+    apart); a tensor by dtype, shape and a hash of its values. Learned state (the
+    virtual outliers' queue) is not an option and does not enter.
+
+    Args:
+        obj: A signal (:class:`ComposedSignal`, a recipe's ``signal``), a source, a
+            labeler, a :class:`~rejectnet.outliers.Recipe`, a string such as
+            ``"random"``, or ``None``.
+
+    Returns:
+        A dict of JSON types only (``json.dumps`` round-trips it); non-finite floats
+        appear as ``{"float": "nan"}``.
+
+    Example:
+        >>> from rejectnet.outliers import Blend
+        >>> fingerprint(Blend(0.1))
+        {'class': 'rejectnet.outliers.blend.Blend', 'options': {'alpha': 0.1}}
+        >>> fingerprint(Blend(0.1)) == fingerprint(Blend(0.45))
+        False
+    """
+    out = _describe(obj, set())
+    if isinstance(out, dict) and "class" in out:
+        return out
+    return {"class": _qualname(type(obj)), "value": out}
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _describe(value: Any, active: set[int]) -> Any:
+    """``value`` as JSON types (see :func:`fingerprint`); ``active`` guards cycles."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"float": repr(value)}
+    if isinstance(value, (torch.dtype, torch.device)):
+        return str(value)
+    if isinstance(value, torch.Generator):
+        return {
+            "class": "torch.Generator",
+            "options": {"device": str(value.device), "initial_seed": value.initial_seed()},
+        }
+    if isinstance(value, torch.Tensor):
+        data = value.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy()
+        return {
+            "class": "torch.Tensor",
+            "options": {
+                "dtype": str(value.dtype),
+                "shape": list(value.shape),
+                "sha256": hashlib.sha256(data.tobytes()).hexdigest(),
+            },
+        }
+    if id(value) in active:
+        return {"class": _qualname(type(value)), "cycle": True}
+    active.add(id(value))
+    try:
+        return _describe_container(value, active)
+    finally:
+        active.discard(id(value))
+
+
+def _describe_container(value: Any, active: set[int]) -> Any:
+    cls = _qualname(type(value))
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):
+        return {"class": cls, "options": _describe(dict(value._asdict()), active)}
+    if isinstance(value, Mapping):
+        items = sorted(value.items(), key=lambda kv: str(kv[0]))
+        return {str(k): _describe(v, active) for k, v in items}
+    if isinstance(value, (list, tuple)):
+        return [_describe(v, active) for v in value]
+    options = getattr(value, "options", None)
+    if callable(options) and not isinstance(value, type):
+        return {"class": cls, "options": _describe(dict(options()), active)}
+    if callable(value) and hasattr(value, "__qualname__"):
+        return {"class": "function", "name": f"{value.__module__}.{value.__qualname__}"}
+    public = {k: v for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("_")}
+    return {"class": cls, "attributes": _describe(public, active)}
+
+
+class ComposedSignal(Options):
     """An outlier batch mixed from several sources, plus optional virtual outliers.
 
     Args:
@@ -127,6 +221,8 @@ class ComposedSignal:
         False
     """
 
+    _options = ("parts", "virtual", "generator")
+
     def __init__(
         self,
         parts: Sequence[tuple[OutlierSource, float]] | None = None,
@@ -145,16 +241,14 @@ class ComposedSignal:
                     f"parts[{i}] source must be an OutlierSource (PoolRows, Blend, Jigsaw, "
                     f"Stitch, Overlay, Rotate, ...), got {type(source).__name__}"
                 )
-            checked.append((source, check_fraction(share, f"parts[{i}] share", high=1e9)))
+            checked.append((source, check_number(share, f"parts[{i}] share", maximum=1e9)))
         if checked and sum(s for _, s in checked) <= 0:
             raise ValueError("parts: at least one share must be > 0")
         if virtual is not None and not isinstance(virtual, VirtualOutliers):
             raise TypeError(f"virtual must be VirtualOutliers or None, got {virtual!r}")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
         self.parts = checked
         self.virtual = virtual
-        self.generator = generator
+        self.generator = check_generator(generator)
 
     @property
     def uses_pool(self) -> bool:
@@ -209,8 +303,7 @@ class ComposedSignal:
                 or the shapes do not fit.
         """
         check_images(x_in, "x_in")
-        if isinstance(num_outliers, bool) or not isinstance(num_outliers, int) or num_outliers < 0:
-            raise ValueError(f"num_outliers must be an int >= 0, got {num_outliers!r}")
+        check_int(num_outliers, "num_outliers", minimum=0)
         if not self.parts:
             return None
         if x_out is not None:
@@ -266,7 +359,3 @@ class ComposedSignal:
             )
         if self.virtual is not None:
             self.virtual.load_state_dict(state["virtual"])
-
-    def __repr__(self) -> str:
-        parts = ", ".join(f"({s!r}, {w:g})" for s, w in self.parts)
-        return f"ComposedSignal(parts=[{parts}], virtual={self.virtual!r})"
