@@ -18,6 +18,7 @@ __all__ = [
     "check_generator",
     "check_images",
     "check_range",
+    "partners",
     "randint",
 ]
 
@@ -35,16 +36,18 @@ class OutlierSource(Protocol):
 
     def __call__(
         self,
-        x_in: torch.Tensor,
+        x_in: Any,
         y: torch.Tensor,
-        x_out: torch.Tensor | None,
+        x_out: Any,
         n: int,
         generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Return ``(n, *x_in.shape[1:])`` new rows (the inputs are left unchanged).
+    ) -> Any:
+        """Return ``n`` new rows of ``x_in``'s kind (the inputs are left unchanged).
 
         Args:
-            x_in: The labeled in-distribution images of the step ``(N, ...)``.
+            x_in: The labeled in-distribution rows of the step: images ``(N, ...)``
+                (image sources), or a token batch ``{"input_ids": (N, L), ...}`` (text
+                sources, :mod:`rejectnet.outliers.text`).
             y: Their labels ``(N,)``.
             x_out: Exactly ``n`` pool rows when ``needs_pool``, else ``None`` or
                 anything (ignored).
@@ -121,10 +124,15 @@ def check_images(x: object, name: str, *, min_ndim: int = 2) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a floating-point tensor (N, ...), got {type(x).__name__}")
     if x.ndim < min_ndim or not x.dtype.is_floating_point:
+        hint = ""
+        if not x.dtype.is_floating_point and x.dtype != torch.bool:
+            hint = (
+                " (token ids? give text sources a dict of named tensors "
+                "{'input_ids': ..., 'attention_mask': ...})"
+            )
         raise ValueError(
             f"{name} must be a floating-point tensor (N, ...) with at least {min_ndim} "
-            f"dimensions, got {getattr(x, 'dtype', type(x).__name__)} "
-            f"{tuple(getattr(x, 'shape', ()))}"
+            f"dimensions, got {x.dtype} {tuple(x.shape)}{hint}"
         )
     return x
 
@@ -134,3 +142,26 @@ def randint(
 ) -> torch.Tensor:
     """Uniform int64 in ``[0, high)`` on ``device`` from ``generator`` (or the global RNG)."""
     return torch.randint(0, high, size, device=device, generator=generator)
+
+
+def partners(
+    y: torch.Tensor | None,
+    n: int,
+    device: torch.device,
+    generator: torch.Generator | None,
+    tries: int = 4,
+) -> torch.Tensor:
+    """For rows ``0..n-1``, a random other row, of a different label where one is found.
+
+    ``tries`` candidates per row are drawn; the first whose label differs is taken (no
+    host synchronisation: the choice is an ``argmax`` over a mask).
+    """
+    if n <= 1:
+        return torch.zeros(n, dtype=torch.long, device=device)
+    offsets = 1 + randint(n - 1, (n, tries), device, generator)
+    cand = (torch.arange(n, device=device)[:, None] + offsets) % n
+    if y is None:
+        return cand[:, 0]
+    differs = y[cand] != y[:, None]
+    first = differs.to(torch.int8).argmax(dim=1)  # 0 when none differs: a random row
+    return cand.gather(1, first[:, None]).squeeze(1)

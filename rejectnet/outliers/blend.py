@@ -13,8 +13,11 @@ readable digit; keep ``alpha`` well below 0.5.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from rejectnet._batches import batch_size
 from rejectnet._validation import check_fraction
 from rejectnet.outliers._base import Options, check_images, check_range, randint
 
@@ -98,14 +101,17 @@ class PoolRows(Options):
 
     def __call__(
         self,
-        x_in: torch.Tensor,
+        x_in: Any,
         y: torch.Tensor,
-        x_out: torch.Tensor | None,
+        x_out: Any,
         n: int,
         generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Return ``x_out`` (``n`` rows) itself; see :class:`OutlierSource`."""
-        if x_out is None or x_out.shape[0] != n:
+    ) -> Any:
+        """Return ``x_out`` (``n`` rows: images or a token batch) itself.
+
+        See :class:`OutlierSource`.
+        """
+        if x_out is None or batch_size(x_out, "x_out") != n:
             raise ValueError(f"PoolRows needs exactly n={n} pool rows in x_out")
         return x_out
 
@@ -135,13 +141,18 @@ class Blend(Options):
 
     def __call__(
         self,
-        x_in: torch.Tensor,
+        x_in: Any,
         y: torch.Tensor,
-        x_out: torch.Tensor | None,
+        x_out: Any,
         n: int,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Blend the ``n`` pool rows of ``x_out``; see :class:`OutlierSource`."""
+        if isinstance(x_out, dict) or isinstance(x_in, dict):
+            raise TypeError(
+                "Blend mixes images (tensors); for token batches (text) use the sources of "
+                "rejectnet.outliers.text (MixUtterances mixes two utterances)"
+            )
         if x_out is None or x_out.shape[0] != n:
             raise ValueError(f"Blend needs exactly n={n} pool rows in x_out")
         return blend(x_out, x_in, self.alpha, generator)

@@ -6,7 +6,8 @@ them. A loop (the fine-tuners, or your own) does, per step::
 
     signal.attach(model)                                    # once, before the first step
     x_out = signal.outlier_batch(x_in, y, x_pool, num_outliers)   # x_pool may be None
-    logits = model(torch.cat([x_in, x_out]) if x_out is not None else x_in)  # ONE forward
+    x = cat_inputs([x_in, x_out], pad_values=...) if x_out is not None else x_in
+    logits = call_model(model, x)                            # ONE forward
     logits_out = logits[n_in:]
     extra = signal.extra_outlier_logits(n_in, y)            # virtual outliers, or None
     if extra is not None:
@@ -15,7 +16,9 @@ them. A loop (the fine-tuners, or your own) does, per step::
     ...
     signal.detach()                                         # once, at the end (finally)
 
-and saves ``signal.state_dict()`` with its checkpoints.
+and saves ``signal.state_dict()`` with its checkpoints. ``x_in`` is an image batch, or a
+token batch (a dict of named tensors) for text models; ``cat_inputs`` and ``call_model``
+are :mod:`rejectnet._batches`'.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from rejectnet._batches import Inputs, batch_size, cat_inputs, pad_values_for, take_rows
 from rejectnet._validation import check_int, check_number
 from rejectnet.outliers._base import Options, OutlierSource, check_generator, check_images
 from rejectnet.outliers.blend import PoolRows
@@ -57,11 +61,11 @@ class OutlierSignal(Protocol):
 
     def outlier_batch(
         self,
-        x_in: torch.Tensor,
+        x_in: Inputs,
         y: torch.Tensor,
-        x_out: torch.Tensor | None,
+        x_out: Inputs | None,
         num_outliers: int,
-    ) -> torch.Tensor | None:
+    ) -> Inputs | None:
         """The ``num_outliers`` outlier rows to forward with ``x_in``, or ``None``."""
         ...
 
@@ -99,6 +103,37 @@ def split_counts(total: int, shares: Sequence[float]) -> list[int]:
     for i in order[: total - sum(counts)]:
         counts[i] += 1
     return counts
+
+
+def _device(x: Inputs) -> torch.device:
+    return x.device if isinstance(x, torch.Tensor) else next(iter(x.values())).device
+
+
+def _copy(x: Inputs) -> Inputs:
+    return x.clone() if isinstance(x, torch.Tensor) else {k: v.clone() for k, v in x.items()}
+
+
+def _check_pool(x_in: Inputs, x_out: Inputs) -> None:
+    """The pool batch is of ``x_in``'s kind: images of its row shape, or the same names."""
+    if isinstance(x_in, dict):
+        if not isinstance(x_out, dict):
+            raise TypeError(
+                f"x_out must be a token batch (dict of named tensors) like x_in, got "
+                f"{type(x_out).__name__}"
+            )
+        batch_size(x_out, "x_out")
+        if set(x_out) != set(x_in):
+            raise ValueError(
+                f"x_out names {sorted(x_out)} differ from x_in names {sorted(x_in)}; give "
+                "the outlier pool the same tokenizer outputs"
+            )
+        return
+    check_images(x_out, "x_out")
+    assert isinstance(x_out, torch.Tensor)
+    if x_out.shape[1:] != x_in.shape[1:]:
+        raise ValueError(
+            f"x_out rows {tuple(x_out.shape[1:])} differ from x_in rows {tuple(x_in.shape[1:])}"
+        )
 
 
 def fingerprint(obj: Any) -> dict[str, Any]:
@@ -205,6 +240,11 @@ class ComposedSignal(Options):
         generator: RNG for the input-space sources, on the data's device (``None``:
             torch's global RNG, which the fine-tuners seed and checkpoint).
 
+    The sources work on one kind of input: images (tensors) for :class:`Jigsaw`,
+    :class:`Blend` and the other image sources, token batches (dicts of named tensors)
+    for the text sources of :mod:`rejectnet.outliers.text`; :class:`PoolRows` and
+    :class:`VirtualOutliers` work on both.
+
     Raises:
         TypeError: If a part is not an :class:`OutlierSource` or ``virtual`` is not a
             :class:`VirtualOutliers`.
@@ -249,6 +289,7 @@ class ComposedSignal(Options):
         self.parts = checked
         self.virtual = virtual
         self.generator = check_generator(generator)
+        self._pad_values: dict[str, int] | None = None
 
     @property
     def uses_pool(self) -> bool:
@@ -265,12 +306,18 @@ class ComposedSignal(Options):
             names = [repr(s) for s, w in self.parts if w > 0 and s.needs_pool]
             raise ValueError(
                 f"outlier_loader=None, but the outlier signal's sources {names} transform "
-                "pool rows; pass an outlier_loader or use only synthesis sources (Jigsaw, "
-                "Stitch, Overlay, Rotate) and/or VirtualOutliers"
+                "pool rows; pass an outlier_loader or use only synthesis sources (images: "
+                "Jigsaw, Stitch, Overlay, Rotate, Warp; text: SpanShuffle, MixUtterances, "
+                "RandomTokens, MaskTokens) and/or VirtualOutliers"
             )
 
     def attach(self, model: nn.Module) -> None:
-        """Attach the virtual outliers' feature hook (if any) to ``model``'s head."""
+        """Attach the virtual outliers' feature hook (if any) to ``model``'s head.
+
+        Also reads the model's pad values (:func:`rejectnet._batches.pad_values_for`),
+        used to pad token sequences of different lengths to one batch.
+        """
+        self._pad_values = pad_values_for(getattr(model, "module", model))
         if self.virtual is not None:
             self.virtual.attach(model)
 
@@ -281,57 +328,64 @@ class ComposedSignal(Options):
 
     def outlier_batch(
         self,
-        x_in: torch.Tensor,
+        x_in: Inputs,
         y: torch.Tensor,
-        x_out: torch.Tensor | None,
+        x_out: Inputs | None,
         num_outliers: int,
-    ) -> torch.Tensor | None:
+    ) -> Inputs | None:
         """The step's ``num_outliers`` outlier rows, in the order of ``parts``.
 
         Args:
-            x_in: Labeled in-distribution images ``(N, ...)`` (already on the device).
+            x_in: Labeled in-distribution rows (already on the device): images
+                ``(N, ...)``, or a token batch of named tensors (``input_ids``,
+                ``attention_mask``, ...) for text sources.
             y: Their labels ``(N,)``.
-            x_out: The pool batch ``(M, ...)``, or ``None`` without a pool.
+            x_out: The pool batch (the same kind as ``x_in``), or ``None`` without a pool.
             num_outliers: Rows to return.
 
         Returns:
-            A new ``(num_outliers, ...)`` tensor (or ``None`` when ``parts`` is
-            empty); the inputs are left unchanged.
+            New rows of ``x_in``'s kind, ``num_outliers`` of them (or ``None`` when
+            ``parts`` is empty); token batches of different lengths (pool rows and
+            synthesised ones) are right-padded to the longest with the model's pad
+            values. The inputs are left unchanged.
 
         Raises:
+            TypeError: If ``x_in`` or ``x_out`` has the wrong kind.
             ValueError: If a source needs the pool and ``x_out`` is ``None`` or empty,
                 or the shapes do not fit.
         """
-        check_images(x_in, "x_in")
+        tokens = isinstance(x_in, dict)
+        if tokens:
+            batch_size(x_in, "x_in")
+        else:
+            check_images(x_in, "x_in")
         check_int(num_outliers, "num_outliers", minimum=0)
         if not self.parts:
             return None
         if x_out is not None:
-            check_images(x_out, "x_out")
-            if x_out.shape[1:] != x_in.shape[1:]:
-                raise ValueError(
-                    f"x_out rows {tuple(x_out.shape[1:])} differ from x_in rows "
-                    f"{tuple(x_in.shape[1:])}"
-                )
+            _check_pool(x_in, x_out)
         counts = split_counts(num_outliers, [w for _, w in self.parts])
-        rows: list[torch.Tensor] = []
+        rows: list[Inputs] = []
         offset = 0
         for (source, _), n in zip(self.parts, counts, strict=True):
             if n == 0:
                 continue
             pool_rows = None
             if source.needs_pool:
-                if x_out is None or x_out.shape[0] == 0:
+                m = 0 if x_out is None else batch_size(x_out, "x_out")
+                if x_out is None or m == 0:
                     self.validate(has_pool=False)
                     raise ValueError("x_out is empty but the outlier signal needs pool rows")
-                assert x_out is not None
-                idx = (offset + torch.arange(n, device=x_out.device)) % x_out.shape[0]
-                pool_rows = x_out[idx] if offset or n != x_out.shape[0] else x_out
+                idx = (offset + torch.arange(n, device=_device(x_out))) % m
+                pool_rows = take_rows(x_out, idx) if offset or n != m else x_out
                 offset += n
-            rows.append(source(x_in, y, pool_rows, n, self.generator).to(x_in.dtype))
+            out = source(x_in, y, pool_rows, n, self.generator)  # type: ignore[arg-type]
+            rows.append(out if tokens else out.to(x_in.dtype))  # type: ignore[union-attr]
         if not rows:
-            return x_in.new_zeros((0, *x_in.shape[1:]))
-        return torch.cat(rows) if len(rows) > 1 else rows[0].clone()
+            return _copy(take_rows(x_in, slice(0, 0)))
+        if len(rows) == 1:
+            return _copy(rows[0])
+        return cat_inputs(rows, pad_values=self._pad_values, name="outliers")
 
     def extra_outlier_logits(self, n_in: int, y: torch.Tensor) -> torch.Tensor | None:
         """Virtual-outlier logits from this step's forward (``None`` without virtual)."""

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from rejectnet._validation import check_fraction, check_int, check_number
-from rejectnet.outliers._base import Options, check_images, check_range, randint
+from rejectnet.outliers._base import Options, check_images, check_range, partners, randint
 
 __all__ = [
     "Jigsaw",
@@ -62,29 +62,6 @@ def _check_batch(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     if x.shape[0] == 0:
         raise ValueError(f"{name} must have at least one row")
     return x
-
-
-def _partners(
-    y: torch.Tensor | None,
-    n: int,
-    device: torch.device,
-    generator: torch.Generator | None,
-    tries: int = 4,
-) -> torch.Tensor:
-    """For rows ``0..n-1``, a random other row, of a different label where one is found.
-
-    ``tries`` candidates per row are drawn; the first whose label differs is taken (no
-    host synchronisation: the choice is an ``argmax`` over a mask).
-    """
-    if n == 1:
-        return torch.zeros(1, dtype=torch.long, device=device)
-    offsets = 1 + randint(n - 1, (n, tries), device, generator)
-    cand = (torch.arange(n, device=device)[:, None] + offsets) % n
-    if y is None:
-        return cand[:, 0]
-    differs = y[cand] != y[:, None]
-    first = differs.to(torch.int8).argmax(dim=1)  # 0 when none differs: a random row
-    return cand.gather(1, first[:, None]).squeeze(1)
 
 
 def jigsaw(
@@ -177,7 +154,7 @@ def stitch(
     _check_labels(y, x.shape[0])
     lo, hi = _check_cut(cut)
     n, _, h, w = x.shape
-    partner = _partners(y, n, x.device, generator)
+    partner = partners(y, n, x.device, generator)
     axis = randint(2, (n, 1, 1, 1), x.device, generator)
     pos = lo + (hi - lo) * torch.rand(n, 1, 1, 1, device=x.device, generator=generator)
     rows = (torch.arange(h, device=x.device, dtype=pos.dtype) + 0.5)[None, None, :, None] / h
@@ -219,7 +196,7 @@ def overlay(
     _check_labels(y, x.shape[0])
     lo, hi = _check_weight(weight)
     n = x.shape[0]
-    partner = _partners(y, n, x.device, generator)
+    partner = partners(y, n, x.device, generator)
     shape = (n,) + (1,) * (x.ndim - 1)
     w = lo + (hi - lo) * torch.rand(shape, device=x.device, generator=generator, dtype=x.dtype)
     return w * x + (1 - w) * x[partner]
