@@ -51,10 +51,12 @@ from rejectnet._validation import check_fraction, check_int
 from rejectnet.outliers._base import Options, check_range, partners, randint
 
 __all__ = [
+    "MAX_SPANS",
     "MaskTokens",
     "MixUtterances",
     "RandomTokens",
     "SpanShuffle",
+    "check_special_ids",
     "mask_tokens",
     "mix_utterances",
     "random_tokens",
