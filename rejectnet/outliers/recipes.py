@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import torch
 
+from rejectnet._validation import check_flag
 from rejectnet.losses import PseudoLabeler
 from rejectnet.outliers._base import OutlierSource
 from rejectnet.outliers.blend import PoolRows
@@ -72,6 +73,7 @@ def recommended(pool: bool = True, generator: torch.Generator | None = None) -> 
         >>> [(type(s).__name__, w) for s, w in recipe.signal.parts]
         [('Rotate', 0.5), ('Warp', 0.5)]
     """
+    check_flag(pool, "pool")
     synth: list[tuple[OutlierSource, float]] = [(Rotate(), 0.25), (Warp(), 0.25)]
     if pool:
         parts: list[tuple[OutlierSource, float]] = [(PoolRows(), 0.5), *synth]
@@ -130,6 +132,7 @@ def text_recipe(
         >>> recipe.signal.outlier_batch(x, torch.arange(8) % 3, None, 16)["input_ids"].shape
         torch.Size([16, 12])
     """
+    check_flag(pool, "pool")
     random_share = 0.2 if mask_id is not None else 0.4
     synth: list[tuple[OutlierSource, float]] = [
         (MixUtterances(special_ids), 0.4),

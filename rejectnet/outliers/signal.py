@@ -92,10 +92,20 @@ def split_counts(total: int, shares: Sequence[float]) -> list[int]:
     Returns:
         Non-negative ints summing to ``total``; ties go to the earlier share.
 
+    Raises:
+        TypeError: If ``total`` is not an int or a share not a number.
+        ValueError: If ``total`` is negative, a share negative or all shares zero.
+
     Example:
         >>> split_counts(10, [0.5, 0.25, 0.25]), split_counts(7, [1, 1, 1])
         ([5, 3, 2], [3, 2, 2])
     """
+    check_int(total, "total", minimum=0)
+    if isinstance(shares, (str, bytes)) or not isinstance(shares, Sequence):
+        raise TypeError(f"shares must be a sequence of numbers, got {type(shares).__name__}")
+    shares = [check_number(w, f"shares[{i}]") for i, w in enumerate(shares)]
+    if not shares or sum(shares) <= 0:
+        raise ValueError(f"shares must hold at least one share > 0, got {shares!r}")
     s = float(sum(shares))
     exact = [total * w / s for w in shares]
     counts = [int(e) for e in exact]
@@ -271,6 +281,10 @@ class ComposedSignal(Options):
     ) -> None:
         if parts is None:
             parts = [(PoolRows(), 1.0)]
+        if isinstance(parts, (str, bytes)) or not isinstance(parts, Sequence):
+            raise TypeError(
+                f"parts must be a list of (source, share) pairs, got {type(parts).__name__}"
+            )
         checked: list[tuple[OutlierSource, float]] = []
         for i, part in enumerate(parts):
             if not (isinstance(part, tuple) and len(part) == 2):

@@ -334,26 +334,38 @@ def random_tokens(
     """
     ids, mask = _check_tokens(x)
     special = check_special_ids(special_ids)
-    vocab_size = check_int(vocab_size, "vocab_size", minimum=2, maximum=2**31 - 1)
+    vocab_size = _check_vocab(vocab_size, special)
     fraction = check_fraction(fraction, "fraction")
-    allowed = _allowed_ids(vocab_size, special, ids.device)
     editable = _editable(ids, mask, special)
     chosen = _choose(editable, fraction, generator)
-    draw = allowed[randint(allowed.shape[0], tuple(ids.shape), ids.device, generator)]
+    draw = _draw_ids(tuple(ids.shape), vocab_size, special, ids.device, generator)
     return _with_ids(x, torch.where(chosen, draw.to(ids.dtype), ids))
 
 
-def _allowed_ids(vocab_size: int, special: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    banned = [s for s in special if s < vocab_size]
-    if len(banned) >= vocab_size:
-        raise ValueError(
-            f"vocab_size={vocab_size} leaves no id to draw besides special_ids {special}"
-        )
-    if not banned:
-        return torch.arange(vocab_size, device=device)
-    keep = torch.ones(vocab_size, dtype=torch.bool, device=device)
-    keep[torch.tensor(banned, device=device)] = False
-    return keep.nonzero().squeeze(1)
+def _check_vocab(vocab_size: object, special: tuple[int, ...]) -> int:
+    vocab: int = check_int(vocab_size, "vocab_size", minimum=2, maximum=2**31 - 1)
+    if sum(s < vocab for s in special) >= vocab:
+        raise ValueError(f"vocab_size={vocab} leaves no id to draw besides special_ids {special}")
+    return vocab
+
+
+def _draw_ids(
+    shape: tuple[int, ...],
+    vocab_size: int,
+    special: tuple[int, ...],
+    device: torch.device,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Uniform ids in ``[0, vocab_size)`` without ``special`` (no host synchronisation).
+
+    A uniform index among the allowed ids is shifted past each special id at or below it,
+    in ascending order, which maps it onto the allowed ids one to one.
+    """
+    banned = [s for s in special if s < vocab_size]  # special is sorted
+    ids = randint(vocab_size - len(banned), shape, device, generator)
+    for b in banned:
+        ids = ids + (ids >= b).long()
+    return ids
 
 
 def mask_tokens(
@@ -502,9 +514,8 @@ class RandomTokens(_FromUtterances):
 
     def __init__(self, special_ids: Sequence[int], vocab_size: int, fraction: float = 0.5) -> None:
         super().__init__(special_ids)
-        self.vocab_size = check_int(vocab_size, "vocab_size", minimum=2, maximum=2**31 - 1)
+        self.vocab_size = _check_vocab(vocab_size, self.special_ids)
         self.fraction = check_fraction(fraction, "fraction")
-        _allowed_ids(self.vocab_size, self.special_ids, torch.device("cpu"))  # not empty
 
     def _apply(
         self, x: TokenBatch, y: torch.Tensor | None, generator: torch.Generator | None

@@ -278,6 +278,7 @@ class VirtualOutliers(Options):
         Raises:
             RuntimeError: Before the first fit (during warm-up).
         """
+        check_int(m, "m", minimum=0)
         if self.stats is None:
             raise RuntimeError("no fit yet: virtual outliers start after the warm-up")
         mu, chol, d99, lab = (self.stats[k] for k in ("mu", "chol", "d99", "labels"))

@@ -344,3 +344,15 @@ def test_pool_rows_work_on_token_batches() -> None:
     out = ComposedSignal([(PoolRows(), 1.0)]).outlier_batch(x, y, pool, 3)
     assert torch.equal(out["input_ids"], pool["input_ids"])
     assert out["input_ids"].data_ptr() != pool["input_ids"].data_ptr()
+
+
+def test_random_ids_are_uniform_over_the_vocabulary_without_the_special_ids() -> None:
+    from rejectnet.outliers.text import _draw_ids
+
+    special = (0, 5, 6, 11)
+    ids = _draw_ids((60000,), 12, special, torch.device("cpu"), _gen(0))
+    counts = torch.bincount(ids, minlength=12)
+    allowed = [i for i in range(12) if i not in special]
+    assert counts[list(special)].sum() == 0
+    expected = 60000 / len(allowed)
+    assert bool(((counts[allowed] - expected).abs() < 0.05 * expected).all())

@@ -27,13 +27,18 @@ from rejectnet.outliers import (
     ClusterLabeler,
     ComposedSignal,
     Jigsaw,
+    MaskTokens,
+    MixUtterances,
     Overlay,
     Rotate,
+    SpanShuffle,
     Stitch,
     VirtualOutliers,
     Warp,
     recommended,
     sinkhorn_assign,
+    split_counts,
+    text_recipe,
 )
 from rejectnet.outliers.signal import fingerprint
 from tests.conftest import ReliabilityCounts
@@ -120,13 +125,24 @@ _BAD: list[tuple[Callable[..., Any], dict[str, Any], type[Exception], str]] = [
     (ComposedSignal, {"parts": [(Jigsaw(), -1.0)]}, ValueError, r"parts\[0\] share"),
     (ComposedSignal, {"generator": 1}, TypeError, r"generator must be a torch.Generator"),
     (recommended, {"generator": "seed"}, TypeError, r"generator must be a torch.Generator"),
+    (recommended, {"pool": "yes"}, TypeError, r"pool must be True or False"),
+    (ComposedSignal, {"parts": 5}, TypeError, r"parts must be a list of \(source, share\)"),
+    (split_counts, {"total": 10, "shares": []}, ValueError, r"shares must hold at least one"),
+    (split_counts, {"total": 2.5, "shares": [1]}, TypeError, r"total must be an int >= 0"),
+    (split_counts, {"total": 4, "shares": [1, -1]}, ValueError, r"shares\[1\] must be"),
+    (VirtualOutliers().sample, {"m": -1}, ValueError, r"m must be an int >= 0"),
+    (text_recipe, {"special_ids": 101, "vocab_size": 9}, TypeError, r"special_ids must be a"),
+    (text_recipe, {"special_ids": (), "vocab_size": 1}, ValueError, r"vocab_size must be"),
+    (SpanShuffle, {"special_ids": (), "spans": 10**9}, ValueError, r"spans must be an int in"),
+    (MixUtterances, {"special_ids": (), "cut": 0.5}, TypeError, r"cut must be a range"),
+    (MaskTokens, {"special_ids": (), "mask_id": -3}, ValueError, r"mask_id must be an int >= 0"),
 ]
 
 
 @pytest.mark.parametrize(
     ("make", "kwargs", "error", "match"),
     _BAD,
-    ids=[f"{m.__name__}-{next(iter(k))}-{e.__name__}" for m, k, e, _ in _BAD],
+    ids=[f"{getattr(m, '__name__', m)}-{next(iter(k))}-{e.__name__}" for m, k, e, _ in _BAD],
 )
 def test_item12_every_constructor_names_the_argument_and_the_valid_range(
     make: Callable[..., Any],
