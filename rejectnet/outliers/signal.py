@@ -23,11 +23,15 @@ are :mod:`rejectnet._batches`'.
 
 from __future__ import annotations
 
+import enum
 import hashlib
+import json
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -189,10 +193,19 @@ def _qualname(cls: type) -> str:
 
 def _describe(value: Any, active: set[int]) -> Any:
     """``value`` as JSON types (see :func:`fingerprint`); ``active`` guards cycles."""
-    if value is None or isinstance(value, (bool, int, str)):
+    if value is None or isinstance(value, (bool, str)):
         return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else {"float": repr(value)}
+    if isinstance(value, numbers.Integral):  # int, numpy ints
+        return int(value)
+    if isinstance(value, numbers.Real):  # float, numpy floats
+        v = float(value)
+        return v if math.isfinite(v) else {"float": repr(v)}
+    if isinstance(value, enum.Enum):
+        return {"class": _qualname(type(value)), "value": value.name}
+    if isinstance(value, (bytes, bytearray)):
+        return {"class": "bytes", "sha256": hashlib.sha256(bytes(value)).hexdigest()}
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(np.ascontiguousarray(value))
     if isinstance(value, (torch.dtype, torch.device)):
         return str(value)
     if isinstance(value, torch.Generator):
@@ -228,12 +241,18 @@ def _describe_container(value: Any, active: set[int]) -> Any:
         return {str(k): _describe(v, active) for k, v in items}
     if isinstance(value, (list, tuple)):
         return [_describe(v, active) for v in value]
+    if isinstance(value, (set, frozenset)):
+        items = [_describe(v, active) for v in value]
+        return {"class": cls, "items": sorted(items, key=lambda v: json.dumps(v, sort_keys=True))}
     options = getattr(value, "options", None)
     if callable(options) and not isinstance(value, type):
         return {"class": cls, "options": _describe(dict(options()), active)}
     if callable(value) and hasattr(value, "__qualname__"):
         return {"class": "function", "name": f"{value.__module__}.{value.__qualname__}"}
-    public = {k: v for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("_")}
+    if not hasattr(value, "__dict__"):  # no attributes to read: its repr, unless an address
+        text = repr(value)
+        return {"class": cls} if " at 0x" in text else {"class": cls, "repr": text}
+    public = {k: v for k, v in vars(value).items() if not k.startswith("_")}
     return {"class": cls, "attributes": _describe(public, active)}
 
 

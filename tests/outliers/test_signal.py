@@ -263,6 +263,15 @@ def test_fingerprint_of_user_objects_and_functions() -> None:
     assert json.loads(json.dumps(nan, allow_nan=False)) == nan
     t1, t2 = torch.zeros(3), torch.ones(3)
     assert fingerprint(t1) != fingerprint(t2) and fingerprint(t1) == fingerprint(torch.zeros(3))
+    import numpy as np
+
+    assert fingerprint([np.int64(3)]) == fingerprint([3])  # numpy numbers as values
+    assert fingerprint([np.float32(0.5)]) == fingerprint([0.5])
+    assert fingerprint({1, 2}) != fingerprint({1, 3}) and fingerprint({2, 1}) == fingerprint({1, 2})
+    assert fingerprint(np.zeros(2)) != fingerprint(np.ones(2))
+    assert fingerprint(b"ab") != fingerprint(b"ac")
+    for f in (fingerprint({1, 2}), fingerprint(np.zeros(2)), fingerprint(b"ab")):
+        assert json.loads(json.dumps(f, allow_nan=False)) == f
 
 
 def test_repr_shows_every_declared_option() -> None:
