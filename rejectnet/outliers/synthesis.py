@@ -346,6 +346,8 @@ class _FromBatch(Options):
         """``n`` synthesised rows from random rows of ``x_in``; see :class:`OutlierSource`."""
         _check_batch(x_in, "x_in")
         _check_labels(y, x_in.shape[0])
+        if check_int(n, "n", minimum=0) == 0:
+            return x_in[:0].clone()
         idx = randint(x_in.shape[0], (n,), x_in.device, generator)
         return self._apply(x_in[idx], y[idx], generator)
 

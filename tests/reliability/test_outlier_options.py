@@ -171,3 +171,26 @@ def test_item13_sinkhorn_refuses_non_finite_scores(
         ClusterLabeler()(torch.cat([torch.zeros(6, 2), scores], dim=1), 2)
     assert torch.equal(scores, before) or bad != bad  # NaN != NaN: compare the rest
     assert torch.equal(scores[torch.isfinite(scores)], before[torch.isfinite(before)])
+
+
+@pytest.mark.parametrize(
+    "source",
+    [Jigsaw(), Stitch(), Overlay(), Rotate(), Warp(), SpanShuffle((0,)), MaskTokens((0,), 1)],
+    ids=lambda s: type(s).__name__,
+)
+def test_a_source_asked_for_no_rows_or_a_negative_count(
+    source: Any, reliability: ReliabilityCounts
+) -> None:
+    reliability.case(2)
+    if isinstance(source, (SpanShuffle, MaskTokens)):
+        x: Any = {"input_ids": torch.randint(2, 50, (4, 6)), "attention_mask": torch.ones(4, 6)}
+        rows = lambda out: out["input_ids"].shape[0]  # noqa: E731
+    else:
+        x = torch.rand(4, 1, 8, 8)
+        rows = lambda out: out.shape[0]  # noqa: E731
+    y = torch.arange(4)
+    assert rows(source(x, y, None, 0)) == 0
+    with pytest.raises(ValueError, match="n must be an int >= 0"):
+        source(x, y, None, -1)
+    with pytest.raises(TypeError, match="n must be an int >= 0"):
+        source(x, y, None, 2.0)
