@@ -17,6 +17,7 @@ __all__ = [
     "OutlierSource",
     "check_generator",
     "check_images",
+    "check_labels",
     "check_range",
     "partners",
     "randint",
@@ -135,6 +136,25 @@ def check_images(x: object, name: str, *, min_ndim: int = 2) -> torch.Tensor:
             f"dimensions, got {x.dtype} {tuple(x.shape)}{hint}"
         )
     return x
+
+
+def check_labels(y: object, n: int, what: str = "row") -> torch.Tensor | None:
+    """``y`` if it is ``None`` or ``n`` integer labels ``(n,)``, else a clear error.
+
+    Raises:
+        TypeError: If ``y`` is neither ``None`` nor a tensor.
+        ValueError: If it is not 1-D integer with one label per ``what``.
+    """
+    if y is None:
+        return None
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y must be None or a 1-D integer tensor, got {type(y).__name__}")
+    if y.ndim != 1 or y.shape[0] != n or y.dtype.is_floating_point:
+        raise ValueError(
+            f"y must be None or a 1-D integer tensor with one label per {what} ({n}), got "
+            f"{y.dtype} {tuple(y.shape)}"
+        )
+    return y
 
 
 def randint(

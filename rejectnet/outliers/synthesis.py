@@ -36,7 +36,14 @@ import torch
 import torch.nn.functional as F
 
 from rejectnet._validation import check_fraction, check_int, check_number
-from rejectnet.outliers._base import Options, check_images, check_range, partners, randint
+from rejectnet.outliers._base import (
+    Options,
+    check_images,
+    check_labels,
+    check_range,
+    partners,
+    randint,
+)
 
 __all__ = [
     "Jigsaw",
@@ -151,7 +158,7 @@ def stitch(
     _check_batch(x)
     if x.ndim != 4:
         raise ValueError(f"x must be (N, C, H, W) images, got shape {tuple(x.shape)}")
-    _check_labels(y, x.shape[0])
+    check_labels(y, x.shape[0], "image")
     lo, hi = _check_cut(cut)
     n, _, h, w = x.shape
     partner = partners(y, n, x.device, generator)
@@ -193,7 +200,7 @@ def overlay(
         [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
     """
     _check_batch(x, "x")
-    _check_labels(y, x.shape[0])
+    check_labels(y, x.shape[0], "image")
     lo, hi = _check_weight(weight)
     n = x.shape[0]
     partner = partners(y, n, x.device, generator)
@@ -313,18 +320,6 @@ def _check_angles(angles: object) -> tuple[int, ...]:
     return tuple(angles)
 
 
-def _check_labels(y: torch.Tensor | None, n: int) -> None:
-    if y is None:
-        return
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"y must be None or a 1-D integer tensor, got {type(y).__name__}")
-    if y.ndim != 1 or y.shape[0] != n or y.dtype.is_floating_point:
-        raise ValueError(
-            f"y must be None or a 1-D integer tensor with one label per image ({n}), got "
-            f"{getattr(y, 'dtype', type(y).__name__)} {tuple(getattr(y, 'shape', ()))}"
-        )
-
-
 class _FromBatch(Options):
     """Base of the sources that transform ``n`` random rows of the labeled batch."""
 
@@ -345,7 +340,7 @@ class _FromBatch(Options):
     ) -> torch.Tensor:
         """``n`` synthesised rows from random rows of ``x_in``; see :class:`OutlierSource`."""
         _check_batch(x_in, "x_in")
-        _check_labels(y, x_in.shape[0])
+        check_labels(y, x_in.shape[0], "image")
         if check_int(n, "n", minimum=0) == 0:
             return x_in[:0].clone()
         idx = randint(x_in.shape[0], (n,), x_in.device, generator)

@@ -48,7 +48,7 @@ import torch
 
 from rejectnet._batches import batch_size, take_rows
 from rejectnet._validation import check_fraction, check_int
-from rejectnet.outliers._base import Options, check_range, partners, randint
+from rejectnet.outliers._base import Options, check_labels, check_range, partners, randint
 
 __all__ = [
     "MAX_SPANS",
@@ -119,19 +119,6 @@ def _check_tokens(x: object, name: str = "x") -> tuple[torch.Tensor, torch.Tenso
             f"input_ids {tuple(ids.shape)}"
         )
     return ids, mask != 0
-
-
-def _check_labels(y: object, n: int) -> torch.Tensor | None:
-    if y is None:
-        return None
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"y must be None or a 1-D integer tensor, got {type(y).__name__}")
-    if y.shape != (n,) or y.dtype.is_floating_point:
-        raise ValueError(
-            f"y must be None or a 1-D integer tensor with one label per row ({n}), got "
-            f"{y.dtype} {tuple(y.shape)}"
-        )
-    return y
 
 
 def _editable(ids: torch.Tensor, mask: torch.Tensor, special: tuple[int, ...]) -> torch.Tensor:
@@ -277,7 +264,7 @@ def mix_utterances(
         [[1, 11, 12, 23, 24, 2], [1, 21, 22, 13, 14, 2]]
     """
     ids, mask = _check_tokens(x)
-    y = _check_labels(y, ids.shape[0])
+    y = check_labels(y, ids.shape[0], "utterance")
     special = check_special_ids(special_ids)
     lo, hi = check_range(cut, "cut", lambda v, n: check_fraction(v, n, high_open=True))
     editable = _editable(ids, mask, special)
@@ -432,7 +419,7 @@ class _FromUtterances(Options):
         See :class:`~rejectnet.outliers.OutlierSource`; ``x_out`` is ignored.
         """
         ids, _ = _check_tokens(x_in, "x_in")
-        y = _check_labels(y, ids.shape[0])  # type: ignore[assignment]
+        y = check_labels(y, ids.shape[0], "utterance")  # type: ignore[assignment]
         n = check_int(n, "n", minimum=0)
         if ids.shape[0] == 0:
             raise ValueError("x_in must hold at least one utterance")

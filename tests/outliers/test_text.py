@@ -258,7 +258,7 @@ def test_bad_arguments_name_what_is_valid() -> None:
         span_shuffle({"input_ids": x["input_ids"].float()}, SPECIAL)
     with pytest.raises(ValueError, match="attention_mask"):
         span_shuffle({**x, "attention_mask": x["attention_mask"][:, :3]}, SPECIAL)
-    with pytest.raises(ValueError, match="one label per row"):
+    with pytest.raises(ValueError, match="one label per utterance"):
         mix_utterances(x, torch.zeros(5, dtype=torch.long), SPECIAL)
     with pytest.raises(ValueError, match="token ids. give text sources a dict"):
         ComposedSignal([(SpanShuffle(SPECIAL), 1.0)]).outlier_batch(x["input_ids"], y, None, 2)
