@@ -14,7 +14,9 @@ mask is non-zero and whose id is not one of ``special_ids``, e.g. ``[CLS]``, ``[
 ``[PAD]``); special tokens and padding stay where they are, so ``attention_mask``,
 ``token_type_ids`` and every other named tensor are copied unchanged and stay consistent;
 the caller's tensors are never edited; the same ``torch.Generator`` state gives the same
-output. Rows with no real token come back unchanged.
+output. Rows with no real token come back unchanged. A batch without an
+``attention_mask`` counts every position as attended: then the pad id must be among
+``special_ids`` (it should be anyway).
 
 Every transform rests on an assumption about the data; check it for yours:
 
