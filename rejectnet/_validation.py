@@ -446,8 +446,15 @@ def check_dtype(value: Any, name: str = "dtype", *, floating: bool = False) -> t
     return value
 
 
-def check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = False) -> int:
-    """Refuse a non-int (``TypeError``) or an int below ``minimum`` (``ValueError``).
+def check_int(
+    value: Any,
+    name: str,
+    *,
+    minimum: int = 1,
+    allow_none: bool = False,
+    maximum: int | None = None,
+) -> int:
+    """Refuse a non-int (``TypeError``) or an int outside ``[minimum, maximum]`` (``ValueError``).
 
     Python and numpy integers are accepted (``operator.index``); bools are refused.
 
@@ -456,7 +463,7 @@ def check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = Fal
 
     Raises:
         TypeError: ``value`` is not an int (bools are refused too).
-        ValueError: ``value < minimum``.
+        ValueError: ``value < minimum`` or ``value > maximum``.
 
     Example:
         >>> check_int(3, "k")
@@ -465,6 +472,8 @@ def check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = Fal
     if value is None and allow_none:
         return value  # type: ignore[return-value]  # None passes through
     what = "a positive int (>= 1)" if minimum == 1 else f"an int >= {minimum}"
+    if maximum is not None:
+        what = f"an int in [{minimum}, {maximum}]"
     try:
         if isinstance(value, bool):
             raise TypeError
@@ -474,22 +483,27 @@ def check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = Fal
             f"{name} must be {what}{' or None' if allow_none else ''}, got "
             f"{type(value).__name__} {value!r:.60}"
         ) from None
-    if v < minimum:
+    if v < minimum or (maximum is not None and v > maximum):
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return v
 
 
-def check_number(value: Any, name: str, *, positive: bool = False) -> float:
-    """A finite real number ``>= 0`` (``> 0`` when ``positive``), as a float.
+def check_number(
+    value: Any, name: str, *, positive: bool = False, maximum: float | None = None
+) -> float:
+    """A finite real number ``>= 0`` (``> 0`` when ``positive``, ``<= maximum``), as a float.
 
     Raises:
         TypeError: ``value`` is not a real number (bools are refused too).
-        ValueError: It is negative (or 0 when ``positive``), NaN or infinite.
+        ValueError: It is negative (or 0 when ``positive``), above ``maximum``, NaN or inf.
     """
     bound = "> 0" if positive else ">= 0"
+    if maximum is not None:
+        bound = f"in {'(' if positive else '['}0, {maximum:g}]"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number {bound}, got {type(value).__name__} {value!r}")
-    if not math.isfinite(float(value)) or value < 0 or (positive and value == 0):
+    too_big = maximum is not None and value > maximum
+    if not math.isfinite(float(value)) or value < 0 or (positive and value == 0) or too_big:
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
 

@@ -9,19 +9,24 @@ out-of-distribution inputs (see the how-to "When your outliers are not like your
 * in-distribution images made into outliers in input space (:class:`Jigsaw`,
   :class:`Stitch`, :class:`Overlay`, :class:`Rotate`, :class:`Warp`), which also work with no pool;
 * virtual outliers in feature space at the head's input (:class:`VirtualOutliers`);
-* clustering pseudo-labels for the reject units (:class:`ClusterLabeler`).
+* clustering pseudo-labels for the reject units (:class:`ClusterLabeler`);
+* for text, utterances made into outliers at the token level (:class:`SpanShuffle`,
+  :class:`MixUtterances`, :class:`RandomTokens`, :class:`MaskTokens`, in
+  :mod:`rejectnet.outliers.text`), on token batches of named tensors.
 
 :class:`ComposedSignal` mixes them behind the :class:`OutlierSignal` protocol the
 fine-tuners accept (``outlier_signal=``); :func:`recommended` returns the dev-chosen
-recipe. Everything runs on the data's device, in the step's one forward pass, draws from
-torch's RNG (or a given generator), and leaves the caller's tensors alone.
+recipe for images, :func:`text_recipe` a starting mix for text; :func:`fingerprint`
+describes any of them by every option's value. Everything runs on the data's device,
+in the step's one forward pass, draws from torch's RNG (or a given generator), and
+leaves the caller's tensors alone.
 """
 
 from rejectnet.outliers._base import OutlierSource
 from rejectnet.outliers.blend import Blend, PoolRows, blend
 from rejectnet.outliers.labels import ClusterLabeler, sinkhorn_assign
-from rejectnet.outliers.recipes import Recipe, recommended
-from rejectnet.outliers.signal import ComposedSignal, OutlierSignal, split_counts
+from rejectnet.outliers.recipes import Recipe, recommended, text_recipe
+from rejectnet.outliers.signal import ComposedSignal, OutlierSignal, fingerprint, split_counts
 from rejectnet.outliers.synthesis import (
     Jigsaw,
     Overlay,
@@ -34,6 +39,16 @@ from rejectnet.outliers.synthesis import (
     stitch,
     warp,
 )
+from rejectnet.outliers.text import (
+    MaskTokens,
+    MixUtterances,
+    RandomTokens,
+    SpanShuffle,
+    mask_tokens,
+    mix_utterances,
+    random_tokens,
+    span_shuffle,
+)
 from rejectnet.outliers.virtual import VirtualOutliers, head_of
 
 __all__ = [
@@ -41,23 +56,33 @@ __all__ = [
     "ClusterLabeler",
     "ComposedSignal",
     "Jigsaw",
+    "MaskTokens",
+    "MixUtterances",
     "OutlierSignal",
     "OutlierSource",
     "Overlay",
     "PoolRows",
+    "RandomTokens",
     "Recipe",
     "Rotate",
+    "SpanShuffle",
     "Stitch",
     "VirtualOutliers",
     "Warp",
     "blend",
+    "fingerprint",
     "head_of",
     "jigsaw",
+    "mask_tokens",
+    "mix_utterances",
     "overlay",
+    "random_tokens",
     "recommended",
     "rotate",
     "sinkhorn_assign",
+    "span_shuffle",
     "split_counts",
     "stitch",
+    "text_recipe",
     "warp",
 ]

@@ -13,9 +13,13 @@ readable digit; keep ``alpha`` well below 0.5.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from rejectnet.outliers._base import check_fraction, check_images, randint
+from rejectnet._batches import batch_size
+from rejectnet._validation import check_fraction
+from rejectnet.outliers._base import Options, check_images, check_range, randint
 
 __all__ = ["Blend", "PoolRows", "blend"]
 
@@ -66,20 +70,24 @@ def blend(
     return (1 - a) * x_out + a * x_in[j]
 
 
-def _alpha_range(alpha: float | tuple[float, float]) -> tuple[float, float]:
-    if isinstance(alpha, tuple):
-        if len(alpha) != 2:
-            raise ValueError(f"alpha must be a number or a range (lo, hi), got {alpha!r}")
-        lo = check_fraction(alpha[0], "alpha[0]")
-        hi = check_fraction(alpha[1], "alpha[1]")
-        if lo > hi:
-            raise ValueError(f"alpha range must have lo <= hi, got {alpha!r}")
-        return lo, hi
-    a = check_fraction(alpha, "alpha")
+def _fraction(value: object, name: str) -> float:
+    return check_fraction(value, name, low_open=False)
+
+
+def _alpha_range(alpha: object) -> tuple[float, float]:
+    if isinstance(alpha, (tuple, list)):
+        return check_range(alpha, "alpha", _fraction)
+    a = _fraction(alpha, "alpha")
     return a, a
 
 
-class PoolRows:
+def _check_alpha(alpha: object) -> float | tuple[float, float]:
+    """``alpha`` normalised: a float, or a ``(lo, hi)`` tuple of floats."""
+    lo, hi = _alpha_range(alpha)
+    return (lo, hi) if isinstance(alpha, (tuple, list)) else lo
+
+
+class PoolRows(Options):
     """The outlier pool's rows, unchanged (Algorithm 1's outlier batch).
 
     Example:
@@ -93,29 +101,30 @@ class PoolRows:
 
     def __call__(
         self,
-        x_in: torch.Tensor,
+        x_in: Any,
         y: torch.Tensor,
-        x_out: torch.Tensor | None,
+        x_out: Any,
         n: int,
         generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Return ``x_out`` (``n`` rows) itself; see :class:`OutlierSource`."""
-        if x_out is None or x_out.shape[0] != n:
+    ) -> Any:
+        """Return ``x_out`` (``n`` rows: images or a token batch) itself.
+
+        See :class:`OutlierSource`.
+        """
+        if x_out is None or batch_size(x_out, "x_out") != n:
             raise ValueError(f"PoolRows needs exactly n={n} pool rows in x_out")
         return x_out
 
-    def __repr__(self) -> str:
-        return "PoolRows()"
 
-
-class Blend:
+class Blend(Options):
     """Pool rows blended with in-distribution images (the paper's ``alpha``); see :func:`blend`.
 
     Args:
         alpha: Weight of the in-distribution image (the paper: 0.1), or a range.
 
     Raises:
-        ValueError: If ``alpha`` is outside ``[0, 1]``.
+        TypeError: If ``alpha`` is not a number or a pair of numbers.
+        ValueError: If ``alpha`` is outside ``[0, 1]`` (or a range with ``lo > hi``).
 
     Example:
         >>> import torch
@@ -125,23 +134,25 @@ class Blend:
     """
 
     needs_pool = True
+    _options = ("alpha",)
 
     def __init__(self, alpha: float | tuple[float, float] = 0.1) -> None:
-        _alpha_range(alpha)
-        self.alpha = alpha
+        self.alpha = _check_alpha(alpha)
 
     def __call__(
         self,
-        x_in: torch.Tensor,
+        x_in: Any,
         y: torch.Tensor,
-        x_out: torch.Tensor | None,
+        x_out: Any,
         n: int,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Blend the ``n`` pool rows of ``x_out``; see :class:`OutlierSource`."""
+        if isinstance(x_out, dict) or isinstance(x_in, dict):
+            raise TypeError(
+                "Blend mixes images (tensors); for token batches (text) use the sources of "
+                "rejectnet.outliers.text (MixUtterances mixes two utterances)"
+            )
         if x_out is None or x_out.shape[0] != n:
             raise ValueError(f"Blend needs exactly n={n} pool rows in x_out")
         return blend(x_out, x_in, self.alpha, generator)
-
-    def __repr__(self) -> str:
-        return f"Blend(alpha={self.alpha!r})"

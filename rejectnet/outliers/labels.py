@@ -20,9 +20,16 @@ import math
 
 import torch
 
-from rejectnet.outliers._base import check_fraction, check_positive_int
+from rejectnet._validation import check_int, check_number
+from rejectnet.outliers._base import Options
 
-__all__ = ["ClusterLabeler", "sinkhorn_assign"]
+__all__ = ["MAX_ITERS", "ClusterLabeler", "sinkhorn_assign"]
+
+MAX_ITERS = 1000
+"""The most Sinkhorn iterations: SwAV uses 3, and the scaling converges geometrically,
+so a thousand is far past any change in the assignment (and bounds the step's time)."""
+
+MAX_TEMPERATURE = 1e6
 
 
 def sinkhorn_assign(scores: torch.Tensor, temperature: float = 1.0, iters: int = 3) -> torch.Tensor:
@@ -30,18 +37,23 @@ def sinkhorn_assign(scores: torch.Tensor, temperature: float = 1.0, iters: int =
 
     Sinkhorn-Knopp in log space on ``exp(scores / temperature)``: columns are scaled to
     equal mass ``1/k``, rows to ``1/M``, ``iters`` times; each row then takes its
-    largest entry. No host synchronisation; ``scores`` unchanged.
+    largest entry. ``scores`` unchanged; one host synchronisation, the finiteness
+    check (a NaN would otherwise turn every row's assignment into 0 without a word).
 
     Args:
-        scores: ``(M, k)`` affinities (higher = closer).
-        temperature: Softness; smaller follows the scores more, larger balances more.
-        iters: Sinkhorn iterations (SwAV: 3).
+        scores: ``(M, k)`` finite affinities (higher = closer).
+        temperature: Softness, in ``(0, 1e6]``; smaller follows the scores more, larger
+            balances more.
+        iters: Sinkhorn iterations, in ``[1, MAX_ITERS]`` (SwAV: 3).
 
     Returns:
         ``(M,)`` int64 cluster indices in ``[0, k)``.
 
     Raises:
-        ValueError: If ``scores`` is not 2-D or an argument is out of range.
+        TypeError: If ``scores`` is not a tensor, ``temperature`` not a number or
+            ``iters`` not an int.
+        ValueError: If ``scores`` is not 2-D or holds NaN or inf, or an argument is out
+            of range.
 
     Example:
         >>> import torch
@@ -49,17 +61,21 @@ def sinkhorn_assign(scores: torch.Tensor, temperature: float = 1.0, iters: int =
         >>> s.argmax(1).tolist(), sinkhorn_assign(s, temperature=1.0).tolist()
         ([0, 0, 0, 1], [0, 0, 1, 1])
     """
-    if not isinstance(scores, torch.Tensor) or scores.ndim != 2 or scores.shape[1] < 1:
-        raise ValueError(
-            f"scores must be a 2-D (M, k) tensor, got {tuple(getattr(scores, 'shape', ()))}"
-        )
-    temperature = check_fraction(temperature, "temperature", high=1e6)
-    if temperature == 0:
-        raise ValueError("temperature must be > 0")
-    iters = check_positive_int(iters, "iters")
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"scores must be a 2-D (M, k) tensor, got {type(scores).__name__}")
+    if scores.ndim != 2 or scores.shape[1] < 1:
+        raise ValueError(f"scores must be a 2-D (M, k) tensor, got {tuple(scores.shape)}")
+    temperature = check_number(temperature, "temperature", positive=True, maximum=MAX_TEMPERATURE)
+    iters = check_int(iters, "iters", maximum=MAX_ITERS)
     m, k = scores.shape
     if m == 0:
         return torch.zeros(0, dtype=torch.long, device=scores.device)
+    bad = int((~torch.isfinite(scores.detach())).sum()) if scores.is_floating_point() else 0
+    if bad:
+        raise ValueError(
+            f"scores holds {bad} NaN or infinite value(s) of {scores.numel()}; the "
+            "assignment needs finite scores (check the model's outputs for overflow)"
+        )
     with torch.no_grad():
         log_q = scores.detach().float() / temperature
         for _ in range(iters):
@@ -68,7 +84,7 @@ def sinkhorn_assign(scores: torch.Tensor, temperature: float = 1.0, iters: int =
         return log_q.argmax(dim=1)
 
 
-class ClusterLabeler:
+class ClusterLabeler(Options):
     """Pseudo-labels by balanced clustering of the outliers onto the k reject units.
 
     A :data:`rejectnet.losses.PseudoLabeler`: ``labeler(logits_out, num_classes)``
@@ -80,7 +96,8 @@ class ClusterLabeler:
         iters: Sinkhorn iterations.
 
     Raises:
-        ValueError: If an argument is out of range.
+        TypeError: If ``temperature`` is not a number or ``iters`` not an int.
+        ValueError: If an argument is out of range (see :func:`sinkhorn_assign`).
 
     Example:
         >>> import torch
@@ -92,10 +109,13 @@ class ClusterLabeler:
         True
     """
 
+    _options = ("temperature", "iters")
+
     def __init__(self, temperature: float = 1.0, iters: int = 3) -> None:
-        sinkhorn_assign(torch.zeros(1, 1), temperature, iters)  # validates
-        self.temperature = float(temperature)
-        self.iters = int(iters)
+        self.temperature = check_number(
+            temperature, "temperature", positive=True, maximum=MAX_TEMPERATURE
+        )
+        self.iters = check_int(iters, "iters", maximum=MAX_ITERS)
 
     def __call__(self, logits_out: torch.Tensor, num_classes: int) -> torch.Tensor:
         """Targets ``(M,)`` in ``[C, C + k)`` for the outlier logits ``(M, C + k)``.
@@ -103,8 +123,15 @@ class ClusterLabeler:
         Raises:
             ValueError: If ``logits_out`` has no reject columns beyond ``num_classes``.
         """
-        if not isinstance(logits_out, torch.Tensor) or logits_out.ndim != 2:
-            raise ValueError("logits_out must be a 2-D (M, C + k) tensor")
+        if not isinstance(logits_out, torch.Tensor):
+            raise TypeError(
+                f"logits_out must be a 2-D (M, C + k) tensor, got {type(logits_out).__name__}"
+            )
+        if logits_out.ndim != 2:
+            raise ValueError(
+                f"logits_out must be a 2-D (M, C + k) tensor, got {tuple(logits_out.shape)}"
+            )
+        check_int(num_classes, "num_classes")
         if logits_out.shape[1] <= num_classes:
             raise ValueError(
                 f"logits_out has {logits_out.shape[1]} columns, num_classes={num_classes}: "
@@ -112,6 +139,3 @@ class ClusterLabeler:
             )
         cluster = sinkhorn_assign(logits_out[:, num_classes:], self.temperature, self.iters)
         return cluster + num_classes
-
-    def __repr__(self) -> str:
-        return f"ClusterLabeler(temperature={self.temperature}, iters={self.iters})"

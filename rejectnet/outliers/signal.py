@@ -6,7 +6,8 @@ them. A loop (the fine-tuners, or your own) does, per step::
 
     signal.attach(model)                                    # once, before the first step
     x_out = signal.outlier_batch(x_in, y, x_pool, num_outliers)   # x_pool may be None
-    logits = model(torch.cat([x_in, x_out]) if x_out is not None else x_in)  # ONE forward
+    x = cat_inputs([x_in, x_out], pad_values=...) if x_out is not None else x_in
+    logits = call_model(model, x)                            # ONE forward
     logits_out = logits[n_in:]
     extra = signal.extra_outlier_logits(n_in, y)            # virtual outliers, or None
     if extra is not None:
@@ -15,22 +16,32 @@ them. A loop (the fine-tuners, or your own) does, per step::
     ...
     signal.detach()                                         # once, at the end (finally)
 
-and saves ``signal.state_dict()`` with its checkpoints.
+and saves ``signal.state_dict()`` with its checkpoints. ``x_in`` is an image batch, or a
+token batch (a dict of named tensors) for text models; ``cat_inputs`` and ``call_model``
+are :mod:`rejectnet._batches`'.
 """
 
 from __future__ import annotations
 
+import enum
+import hashlib
+import json
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
 
-from rejectnet.outliers._base import OutlierSource, check_fraction, check_images
+from rejectnet._batches import Inputs, batch_size, cat_inputs, pad_values_for, take_rows
+from rejectnet._validation import check_int, check_number
+from rejectnet.outliers._base import Options, OutlierSource, check_generator, check_images
 from rejectnet.outliers.blend import PoolRows
 from rejectnet.outliers.virtual import VirtualOutliers
 
-__all__ = ["ComposedSignal", "OutlierSignal", "split_counts"]
+__all__ = ["ComposedSignal", "OutlierSignal", "fingerprint", "split_counts"]
 
 
 @runtime_checkable
@@ -54,11 +65,11 @@ class OutlierSignal(Protocol):
 
     def outlier_batch(
         self,
-        x_in: torch.Tensor,
+        x_in: Inputs,
         y: torch.Tensor,
-        x_out: torch.Tensor | None,
+        x_out: Inputs | None,
         num_outliers: int,
-    ) -> torch.Tensor | None:
+    ) -> Inputs | None:
         """The ``num_outliers`` outlier rows to forward with ``x_in``, or ``None``."""
         ...
 
@@ -85,10 +96,20 @@ def split_counts(total: int, shares: Sequence[float]) -> list[int]:
     Returns:
         Non-negative ints summing to ``total``; ties go to the earlier share.
 
+    Raises:
+        TypeError: If ``total`` is not an int or a share not a number.
+        ValueError: If ``total`` is negative, a share negative or all shares zero.
+
     Example:
         >>> split_counts(10, [0.5, 0.25, 0.25]), split_counts(7, [1, 1, 1])
         ([5, 3, 2], [3, 2, 2])
     """
+    check_int(total, "total", minimum=0)
+    if isinstance(shares, (str, bytes)) or not isinstance(shares, Sequence):
+        raise TypeError(f"shares must be a sequence of numbers, got {type(shares).__name__}")
+    shares = [check_number(w, f"shares[{i}]") for i, w in enumerate(shares)]
+    if not shares or sum(shares) <= 0:
+        raise ValueError(f"shares must hold at least one share > 0, got {shares!r}")
     s = float(sum(shares))
     exact = [total * w / s for w in shares]
     counts = [int(e) for e in exact]
@@ -98,7 +119,144 @@ def split_counts(total: int, shares: Sequence[float]) -> list[int]:
     return counts
 
 
-class ComposedSignal:
+def _device(x: Inputs) -> torch.device:
+    return x.device if isinstance(x, torch.Tensor) else next(iter(x.values())).device
+
+
+def _copy(x: Inputs) -> Inputs:
+    return x.clone() if isinstance(x, torch.Tensor) else {k: v.clone() for k, v in x.items()}
+
+
+def _check_pool(x_in: Inputs, x_out: Inputs) -> None:
+    """The pool batch is of ``x_in``'s kind: images of its row shape, or the same names."""
+    if isinstance(x_in, dict):
+        if not isinstance(x_out, dict):
+            raise TypeError(
+                f"x_out must be a token batch (dict of named tensors) like x_in, got "
+                f"{type(x_out).__name__}"
+            )
+        batch_size(x_out, "x_out")
+        if set(x_out) != set(x_in):
+            raise ValueError(
+                f"x_out names {sorted(x_out)} differ from x_in names {sorted(x_in)}; give "
+                "the outlier pool the same tokenizer outputs"
+            )
+        return
+    check_images(x_out, "x_out")
+    assert isinstance(x_out, torch.Tensor)
+    if x_out.shape[1:] != x_in.shape[1:]:
+        raise ValueError(
+            f"x_out rows {tuple(x_out.shape[1:])} differ from x_in rows {tuple(x_in.shape[1:])}"
+        )
+
+
+def fingerprint(obj: Any) -> dict[str, Any]:
+    """A JSON-able description of every option's value of a signal, recursively.
+
+    Two signals (or sources, labelers, recipes) fingerprint equal exactly when they were
+    built with the same options, so they behave the same: ``Blend(0.1)`` and
+    ``Blend(0.45)`` differ, ``Jigsaw(2)`` and ``Rotate()`` differ, ``Stitch([0.3, 0.6])``
+    and ``Stitch((0.3, 0.6))`` agree. Every object is entered with its class's qualified
+    name: rejectnet's pieces by the options they declare (:class:`~rejectnet.outliers.
+    _base.Options`), named tuples (:class:`~rejectnet.outliers.Recipe`) by their fields,
+    an object with an ``options()`` method by its result, any other object by its
+    public attributes; a function by its qualified name; a ``torch.Generator`` by its
+    device and initial seed (its current state is the run's RNG state, checkpointed
+    apart); a tensor by dtype, shape and a hash of its values. Learned state (the
+    virtual outliers' queue) is not an option and does not enter.
+
+    Args:
+        obj: A signal (:class:`ComposedSignal`, a recipe's ``signal``), a source, a
+            labeler, a :class:`~rejectnet.outliers.Recipe`, a string such as
+            ``"random"``, or ``None``.
+
+    Returns:
+        A dict of JSON types only (``json.dumps`` round-trips it); non-finite floats
+        appear as ``{"float": "nan"}``.
+
+    Example:
+        >>> from rejectnet.outliers import Blend
+        >>> fingerprint(Blend(0.1))
+        {'class': 'rejectnet.outliers.blend.Blend', 'options': {'alpha': 0.1}}
+        >>> fingerprint(Blend(0.1)) == fingerprint(Blend(0.45))
+        False
+    """
+    out = _describe(obj, set())
+    if isinstance(out, dict) and "class" in out:
+        return out
+    return {"class": _qualname(type(obj)), "value": out}
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _describe(value: Any, active: set[int]) -> Any:
+    """``value`` as JSON types (see :func:`fingerprint`); ``active`` guards cycles."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):  # int, numpy ints
+        return int(value)
+    if isinstance(value, numbers.Real):  # float, numpy floats
+        v = float(value)
+        return v if math.isfinite(v) else {"float": repr(v)}
+    if isinstance(value, enum.Enum):
+        return {"class": _qualname(type(value)), "value": value.name}
+    if isinstance(value, (bytes, bytearray)):
+        return {"class": "bytes", "sha256": hashlib.sha256(bytes(value)).hexdigest()}
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, (torch.dtype, torch.device)):
+        return str(value)
+    if isinstance(value, torch.Generator):
+        return {
+            "class": "torch.Generator",
+            "options": {"device": str(value.device), "initial_seed": value.initial_seed()},
+        }
+    if isinstance(value, torch.Tensor):
+        data = value.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy()
+        return {
+            "class": "torch.Tensor",
+            "options": {
+                "dtype": str(value.dtype),
+                "shape": list(value.shape),
+                "sha256": hashlib.sha256(data.tobytes()).hexdigest(),
+            },
+        }
+    if id(value) in active:
+        return {"class": _qualname(type(value)), "cycle": True}
+    active.add(id(value))
+    try:
+        return _describe_container(value, active)
+    finally:
+        active.discard(id(value))
+
+
+def _describe_container(value: Any, active: set[int]) -> Any:
+    cls = _qualname(type(value))
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):
+        return {"class": cls, "options": _describe(dict(value._asdict()), active)}
+    if isinstance(value, Mapping):
+        items = sorted(value.items(), key=lambda kv: str(kv[0]))
+        return {str(k): _describe(v, active) for k, v in items}
+    if isinstance(value, (list, tuple)):
+        return [_describe(v, active) for v in value]
+    if isinstance(value, (set, frozenset)):
+        items = [_describe(v, active) for v in value]
+        return {"class": cls, "items": sorted(items, key=lambda v: json.dumps(v, sort_keys=True))}
+    options = getattr(value, "options", None)
+    if callable(options) and not isinstance(value, type):
+        return {"class": cls, "options": _describe(dict(options()), active)}
+    if callable(value) and hasattr(value, "__qualname__"):
+        return {"class": "function", "name": f"{value.__module__}.{value.__qualname__}"}
+    if not hasattr(value, "__dict__"):  # no attributes to read: its repr, unless an address
+        text = repr(value)
+        return {"class": cls} if " at 0x" in text else {"class": cls, "repr": text}
+    public = {k: v for k, v in vars(value).items() if not k.startswith("_")}
+    return {"class": cls, "attributes": _describe(public, active)}
+
+
+class ComposedSignal(Options):
     """An outlier batch mixed from several sources, plus optional virtual outliers.
 
     Args:
@@ -110,6 +268,11 @@ class ComposedSignal:
         virtual: Feature-space virtual outliers (:class:`VirtualOutliers`), or ``None``.
         generator: RNG for the input-space sources, on the data's device (``None``:
             torch's global RNG, which the fine-tuners seed and checkpoint).
+
+    The sources work on one kind of input: images (tensors) for :class:`Jigsaw`,
+    :class:`Blend` and the other image sources, token batches (dicts of named tensors)
+    for the text sources of :mod:`rejectnet.outliers.text`; :class:`PoolRows` and
+    :class:`VirtualOutliers` work on both.
 
     Raises:
         TypeError: If a part is not an :class:`OutlierSource` or ``virtual`` is not a
@@ -127,6 +290,8 @@ class ComposedSignal:
         False
     """
 
+    _options = ("parts", "virtual", "generator")
+
     def __init__(
         self,
         parts: Sequence[tuple[OutlierSource, float]] | None = None,
@@ -135,6 +300,10 @@ class ComposedSignal:
     ) -> None:
         if parts is None:
             parts = [(PoolRows(), 1.0)]
+        if isinstance(parts, (str, bytes)) or not isinstance(parts, Sequence):
+            raise TypeError(
+                f"parts must be a list of (source, share) pairs, got {type(parts).__name__}"
+            )
         checked: list[tuple[OutlierSource, float]] = []
         for i, part in enumerate(parts):
             if not (isinstance(part, tuple) and len(part) == 2):
@@ -145,16 +314,15 @@ class ComposedSignal:
                     f"parts[{i}] source must be an OutlierSource (PoolRows, Blend, Jigsaw, "
                     f"Stitch, Overlay, Rotate, ...), got {type(source).__name__}"
                 )
-            checked.append((source, check_fraction(share, f"parts[{i}] share", high=1e9)))
+            checked.append((source, check_number(share, f"parts[{i}] share", maximum=1e9)))
         if checked and sum(s for _, s in checked) <= 0:
             raise ValueError("parts: at least one share must be > 0")
         if virtual is not None and not isinstance(virtual, VirtualOutliers):
             raise TypeError(f"virtual must be VirtualOutliers or None, got {virtual!r}")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
         self.parts = checked
         self.virtual = virtual
-        self.generator = generator
+        self.generator = check_generator(generator)
+        self._pad_values: dict[str, int] | None = None
 
     @property
     def uses_pool(self) -> bool:
@@ -171,12 +339,18 @@ class ComposedSignal:
             names = [repr(s) for s, w in self.parts if w > 0 and s.needs_pool]
             raise ValueError(
                 f"outlier_loader=None, but the outlier signal's sources {names} transform "
-                "pool rows; pass an outlier_loader or use only synthesis sources (Jigsaw, "
-                "Stitch, Overlay, Rotate) and/or VirtualOutliers"
+                "pool rows; pass an outlier_loader or use only synthesis sources (images: "
+                "Jigsaw, Stitch, Overlay, Rotate, Warp; text: SpanShuffle, MixUtterances, "
+                "RandomTokens, MaskTokens) and/or VirtualOutliers"
             )
 
     def attach(self, model: nn.Module) -> None:
-        """Attach the virtual outliers' feature hook (if any) to ``model``'s head."""
+        """Attach the virtual outliers' feature hook (if any) to ``model``'s head.
+
+        Also reads the model's pad values (:func:`rejectnet._batches.pad_values_for`),
+        used to pad token sequences of different lengths to one batch.
+        """
+        self._pad_values = pad_values_for(getattr(model, "module", model))
         if self.virtual is not None:
             self.virtual.attach(model)
 
@@ -187,58 +361,64 @@ class ComposedSignal:
 
     def outlier_batch(
         self,
-        x_in: torch.Tensor,
+        x_in: Inputs,
         y: torch.Tensor,
-        x_out: torch.Tensor | None,
+        x_out: Inputs | None,
         num_outliers: int,
-    ) -> torch.Tensor | None:
+    ) -> Inputs | None:
         """The step's ``num_outliers`` outlier rows, in the order of ``parts``.
 
         Args:
-            x_in: Labeled in-distribution images ``(N, ...)`` (already on the device).
+            x_in: Labeled in-distribution rows (already on the device): images
+                ``(N, ...)``, or a token batch of named tensors (``input_ids``,
+                ``attention_mask``, ...) for text sources.
             y: Their labels ``(N,)``.
-            x_out: The pool batch ``(M, ...)``, or ``None`` without a pool.
+            x_out: The pool batch (the same kind as ``x_in``), or ``None`` without a pool.
             num_outliers: Rows to return.
 
         Returns:
-            A new ``(num_outliers, ...)`` tensor (or ``None`` when ``parts`` is
-            empty); the inputs are left unchanged.
+            New rows of ``x_in``'s kind, ``num_outliers`` of them (or ``None`` when
+            ``parts`` is empty); token batches of different lengths (pool rows and
+            synthesised ones) are right-padded to the longest with the model's pad
+            values. The inputs are left unchanged.
 
         Raises:
+            TypeError: If ``x_in`` or ``x_out`` has the wrong kind.
             ValueError: If a source needs the pool and ``x_out`` is ``None`` or empty,
                 or the shapes do not fit.
         """
-        check_images(x_in, "x_in")
-        if isinstance(num_outliers, bool) or not isinstance(num_outliers, int) or num_outliers < 0:
-            raise ValueError(f"num_outliers must be an int >= 0, got {num_outliers!r}")
+        tokens = isinstance(x_in, dict)
+        if tokens:
+            batch_size(x_in, "x_in")
+        else:
+            check_images(x_in, "x_in")
+        check_int(num_outliers, "num_outliers", minimum=0)
         if not self.parts:
             return None
         if x_out is not None:
-            check_images(x_out, "x_out")
-            if x_out.shape[1:] != x_in.shape[1:]:
-                raise ValueError(
-                    f"x_out rows {tuple(x_out.shape[1:])} differ from x_in rows "
-                    f"{tuple(x_in.shape[1:])}"
-                )
+            _check_pool(x_in, x_out)
         counts = split_counts(num_outliers, [w for _, w in self.parts])
-        rows: list[torch.Tensor] = []
+        rows: list[Inputs] = []
         offset = 0
         for (source, _), n in zip(self.parts, counts, strict=True):
             if n == 0:
                 continue
             pool_rows = None
             if source.needs_pool:
-                if x_out is None or x_out.shape[0] == 0:
+                m = 0 if x_out is None else batch_size(x_out, "x_out")
+                if x_out is None or m == 0:
                     self.validate(has_pool=False)
                     raise ValueError("x_out is empty but the outlier signal needs pool rows")
-                assert x_out is not None
-                idx = (offset + torch.arange(n, device=x_out.device)) % x_out.shape[0]
-                pool_rows = x_out[idx] if offset or n != x_out.shape[0] else x_out
+                idx = (offset + torch.arange(n, device=_device(x_out))) % m
+                pool_rows = take_rows(x_out, idx) if offset or n != m else x_out
                 offset += n
-            rows.append(source(x_in, y, pool_rows, n, self.generator).to(x_in.dtype))
+            out = source(x_in, y, pool_rows, n, self.generator)  # type: ignore[arg-type]
+            rows.append(out if tokens else out.to(x_in.dtype))  # type: ignore[union-attr]
         if not rows:
-            return x_in.new_zeros((0, *x_in.shape[1:]))
-        return torch.cat(rows) if len(rows) > 1 else rows[0].clone()
+            return _copy(take_rows(x_in, slice(0, 0)))
+        if len(rows) == 1:
+            return _copy(rows[0])
+        return cat_inputs(rows, pad_values=self._pad_values, name="outliers")
 
     def extra_outlier_logits(self, n_in: int, y: torch.Tensor) -> torch.Tensor | None:
         """Virtual-outlier logits from this step's forward (``None`` without virtual)."""
@@ -266,7 +446,3 @@ class ComposedSignal:
             )
         if self.virtual is not None:
             self.virtual.load_state_dict(state["virtual"])
-
-    def __repr__(self) -> str:
-        parts = ", ".join(f"({s!r}, {w:g})" for s, w in self.parts)
-        return f"ComposedSignal(parts=[{parts}], virtual={self.virtual!r})"

@@ -35,7 +35,15 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from rejectnet.outliers._base import check_fraction, check_images, check_positive_int, randint
+from rejectnet._validation import check_fraction, check_int, check_number
+from rejectnet.outliers._base import (
+    Options,
+    check_images,
+    check_labels,
+    check_range,
+    partners,
+    randint,
+)
 
 __all__ = [
     "Jigsaw",
@@ -50,35 +58,17 @@ __all__ = [
     "warp",
 ]
 
+MAX_KNOTS = 64
+"""The most :func:`warp` control points per side. The deformation is meant to be a
+smooth bend; with more knots than one per few pixels of any image rejectnet is used on
+it is per-pixel noise (and its field grows with ``knots**2`` per row)."""
+
 
 def _check_batch(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     check_images(x, name, min_ndim=3)
     if x.shape[0] == 0:
         raise ValueError(f"{name} must have at least one row")
     return x
-
-
-def _partners(
-    y: torch.Tensor | None,
-    n: int,
-    device: torch.device,
-    generator: torch.Generator | None,
-    tries: int = 4,
-) -> torch.Tensor:
-    """For rows ``0..n-1``, a random other row, of a different label where one is found.
-
-    ``tries`` candidates per row are drawn; the first whose label differs is taken (no
-    host synchronisation: the choice is an ``argmax`` over a mask).
-    """
-    if n == 1:
-        return torch.zeros(1, dtype=torch.long, device=device)
-    offsets = 1 + randint(n - 1, (n, tries), device, generator)
-    cand = (torch.arange(n, device=device)[:, None] + offsets) % n
-    if y is None:
-        return cand[:, 0]
-    differs = y[cand] != y[:, None]
-    first = differs.to(torch.int8).argmax(dim=1)  # 0 when none differs: a random row
-    return cand.gather(1, first[:, None]).squeeze(1)
 
 
 def jigsaw(
@@ -110,7 +100,7 @@ def jigsaw(
     _check_batch(x)
     if x.ndim != 4:
         raise ValueError(f"x must be (N, C, H, W) images, got shape {tuple(x.shape)}")
-    grid = check_positive_int(grid, "grid", minimum=2)
+    grid = check_int(grid, "grid", minimum=2)
     n, c, h, w = x.shape
     ph, pw = h // grid, w // grid
     if ph == 0 or pw == 0:
@@ -153,6 +143,8 @@ def stitch(
         A new ``(N, C, H, W)`` tensor; inputs unchanged.
 
     Raises:
+        TypeError: If ``cut`` is not a ``(lo, hi)`` pair of numbers (``cut=0.5`` is
+            not a range: write ``(0.5, 0.5)``).
         ValueError: If ``x`` is not ``(N, C, H, W)``, ``y`` does not match, or ``cut``
             is not a range inside ``(0, 1)``.
 
@@ -166,12 +158,10 @@ def stitch(
     _check_batch(x)
     if x.ndim != 4:
         raise ValueError(f"x must be (N, C, H, W) images, got shape {tuple(x.shape)}")
-    _check_labels(y, x.shape[0])
-    lo, hi = (check_fraction(v, "cut", low=0.0, high=1.0) for v in cut)
-    if not (0 < lo <= hi < 1):
-        raise ValueError(f"cut must be a range (lo, hi) with 0 < lo <= hi < 1, got {cut!r}")
+    check_labels(y, x.shape[0], "image")
+    lo, hi = _check_cut(cut)
     n, _, h, w = x.shape
-    partner = _partners(y, n, x.device, generator)
+    partner = partners(y, n, x.device, generator)
     axis = randint(2, (n, 1, 1, 1), x.device, generator)
     pos = lo + (hi - lo) * torch.rand(n, 1, 1, 1, device=x.device, generator=generator)
     rows = (torch.arange(h, device=x.device, dtype=pos.dtype) + 0.5)[None, None, :, None] / h
@@ -198,7 +188,9 @@ def overlay(
         A new tensor of ``x``'s shape; inputs unchanged.
 
     Raises:
-        ValueError: If ``y`` does not match ``x`` or ``weight`` is not a range in ``[0, 1]``.
+        TypeError: If ``weight`` is not a ``(lo, hi)`` pair of numbers.
+        ValueError: If ``y`` does not match ``x`` or ``weight`` is not a range in ``[0, 1]``
+            (two values, ``lo <= hi``).
 
     Example:
         >>> import torch
@@ -208,12 +200,10 @@ def overlay(
         [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
     """
     _check_batch(x, "x")
-    _check_labels(y, x.shape[0])
-    lo, hi = (check_fraction(v, "weight") for v in weight)
-    if lo > hi:
-        raise ValueError(f"weight must be a range (lo, hi) with lo <= hi, got {weight!r}")
+    check_labels(y, x.shape[0], "image")
+    lo, hi = _check_weight(weight)
     n = x.shape[0]
-    partner = _partners(y, n, x.device, generator)
+    partner = partners(y, n, x.device, generator)
     shape = (n,) + (1,) * (x.ndim - 1)
     w = lo + (hi - lo) * torch.rand(shape, device=x.device, generator=generator, dtype=x.dtype)
     return w * x + (1 - w) * x[partner]
@@ -247,13 +237,7 @@ def rotate(
     _check_batch(x)
     if x.ndim != 4:
         raise ValueError(f"x must be (N, C, H, W) images, got shape {tuple(x.shape)}")
-    quarter = []
-    for a in angles:
-        if isinstance(a, bool) or a not in (90, 180, 270):
-            raise ValueError(f"angles must be among 90, 180, 270; got {list(angles)!r}")
-        quarter.append(a // 90)
-    if not quarter:
-        raise ValueError("angles must name at least one angle")
+    quarter = [a // 90 for a in _check_angles(angles)]
     if any(q % 2 for q in quarter) and x.shape[2] != x.shape[3]:
         raise ValueError(f"a 90/270-degree turn needs square images, got {tuple(x.shape[2:])}")
     turned = torch.stack([torch.rot90(x, q, dims=(2, 3)) for q in quarter])
@@ -275,15 +259,19 @@ def warp(
 
     Args:
         x: Images ``(N, C, H, W)``.
-        strength: Largest displacement at a knot, as a fraction of half the side.
-        knots: Control points per side (>= 2); fewer make smoother, larger bends.
+        strength: Largest displacement at a knot, as a fraction of half the side,
+            in ``[0, 2]``.
+        knots: Control points per side, in ``[2, MAX_KNOTS]`` (64); fewer make
+            smoother, larger bends.
         generator: RNG on the images' device (``None``: torch's global RNG).
 
     Returns:
         A new ``(N, C, H, W)`` tensor; ``x`` unchanged.
 
     Raises:
-        ValueError: If ``x`` is not ``(N, C, H, W)`` or an argument is out of range.
+        TypeError: If ``strength`` is not a number or ``knots`` not an int.
+        ValueError: If ``x`` is not ``(N, C, H, W)``, ``strength`` is outside ``[0, 2]``
+            or ``knots`` outside ``[2, MAX_KNOTS]``.
 
     Example:
         >>> import torch
@@ -294,8 +282,8 @@ def warp(
     _check_batch(x)
     if x.ndim != 4:
         raise ValueError(f"x must be (N, C, H, W) images, got shape {tuple(x.shape)}")
-    strength = check_fraction(strength, "strength", high=2.0)
-    knots = check_positive_int(knots, "knots", minimum=2)
+    strength = check_number(strength, "strength", maximum=2.0)
+    knots = check_int(knots, "knots", minimum=2, maximum=MAX_KNOTS)
     n, _, h, w = x.shape
     coarse = torch.rand(n, 2, knots, knots, device=x.device, generator=generator)
     coarse = (2 * coarse - 1) * strength
@@ -310,22 +298,29 @@ def warp(
     return out.to(x.dtype)
 
 
-def _check_labels(y: torch.Tensor | None, n: int) -> None:
-    if y is None:
-        return
-    if (
-        not isinstance(y, torch.Tensor)
-        or y.ndim != 1
-        or y.shape[0] != n
-        or y.dtype.is_floating_point
-    ):
-        raise ValueError(
-            f"y must be None or a 1-D integer tensor with one label per image ({n}), got "
-            f"{getattr(y, 'dtype', type(y).__name__)} {tuple(getattr(y, 'shape', ()))}"
-        )
+def _check_cut(cut: object) -> tuple[float, float]:
+    return check_range(cut, "cut", lambda v, n: check_fraction(v, n, high_open=True))
 
 
-class _FromBatch:
+def _check_weight(weight: object) -> tuple[float, float]:
+    return check_range(weight, "weight", lambda v, n: check_fraction(v, n, low_open=False))
+
+
+def _check_angles(angles: object) -> tuple[int, ...]:
+    what = "angles must be a non-empty sequence of ints among 90, 180, 270"
+    if isinstance(angles, (str, bytes)) or not isinstance(angles, Sequence):
+        raise TypeError(f"{what}, got {type(angles).__name__} {angles!r}")
+    for a in angles:
+        if isinstance(a, bool) or not isinstance(a, int):
+            raise TypeError(f"{what}, got {type(a).__name__} {a!r} in {list(angles)!r}")
+        if a not in (90, 180, 270):
+            raise ValueError(f"{what}, got {list(angles)!r}")
+    if not angles:
+        raise ValueError(f"{what}, got none")
+    return tuple(angles)
+
+
+class _FromBatch(Options):
     """Base of the sources that transform ``n`` random rows of the labeled batch."""
 
     needs_pool = False
@@ -345,7 +340,9 @@ class _FromBatch:
     ) -> torch.Tensor:
         """``n`` synthesised rows from random rows of ``x_in``; see :class:`OutlierSource`."""
         _check_batch(x_in, "x_in")
-        _check_labels(y, x_in.shape[0])
+        check_labels(y, x_in.shape[0], "image")
+        if check_int(n, "n", minimum=0) == 0:
+            return x_in[:0].clone()
         idx = randint(x_in.shape[0], (n,), x_in.device, generator)
         return self._apply(x_in[idx], y[idx], generator)
 
@@ -362,16 +359,15 @@ class Jigsaw(_FromBatch):
         torch.Size([6, 1, 8, 8])
     """
 
+    _options = ("grid",)
+
     def __init__(self, grid: int = 2) -> None:
-        self.grid = check_positive_int(grid, "grid", minimum=2)
+        self.grid = check_int(grid, "grid", minimum=2)
 
     def _apply(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
         return jigsaw(x, self.grid, generator)
-
-    def __repr__(self) -> str:
-        return f"Jigsaw(grid={self.grid})"
 
 
 class Stitch(_FromBatch):
@@ -386,17 +382,15 @@ class Stitch(_FromBatch):
         torch.Size([5, 1, 8, 8])
     """
 
+    _options = ("cut",)
+
     def __init__(self, cut: tuple[float, float] = (0.35, 0.65)) -> None:
-        stitch(torch.zeros(1, 1, 2, 2), None, cut)  # validates cut
-        self.cut = cut
+        self.cut = _check_cut(cut)
 
     def _apply(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
         return stitch(x, y, self.cut, generator)
-
-    def __repr__(self) -> str:
-        return f"Stitch(cut={self.cut!r})"
 
 
 class Overlay(_FromBatch):
@@ -411,17 +405,15 @@ class Overlay(_FromBatch):
         torch.Size([3, 1, 8, 8])
     """
 
+    _options = ("weight",)
+
     def __init__(self, weight: tuple[float, float] = (0.4, 0.6)) -> None:
-        overlay(torch.zeros(1, 1, 1, 1), None, weight)  # validates weight
-        self.weight = weight
+        self.weight = _check_weight(weight)
 
     def _apply(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
         return overlay(x, y, self.weight, generator)
-
-    def __repr__(self) -> str:
-        return f"Overlay(weight={self.weight!r})"
 
 
 class Rotate(_FromBatch):
@@ -436,25 +428,27 @@ class Rotate(_FromBatch):
         torch.Size([3, 1, 8, 8])
     """
 
+    _options = ("angles",)
+
     def __init__(self, angles: Sequence[int] = (90, 270)) -> None:
-        rotate(torch.zeros(1, 1, 2, 2), angles)  # validates angles
-        self.angles = tuple(angles)
+        self.angles = _check_angles(angles)
 
     def _apply(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
         return rotate(x, self.angles, generator)
 
-    def __repr__(self) -> str:
-        return f"Rotate(angles={self.angles!r})"
-
 
 class Warp(_FromBatch):
     """In-distribution images bent by a strong random smooth deformation; see :func:`warp`.
 
     Args:
-        strength: Largest displacement at a knot (fraction of half the side).
-        knots: Control points per side.
+        strength: Largest displacement at a knot (fraction of half the side), ``[0, 2]``.
+        knots: Control points per side, ``[2, MAX_KNOTS]``.
+
+    Raises:
+        TypeError: If ``strength`` is not a number or ``knots`` not an int.
+        ValueError: If either is outside its range.
 
     Example:
         >>> import torch
@@ -462,15 +456,13 @@ class Warp(_FromBatch):
         torch.Size([3, 1, 8, 8])
     """
 
+    _options = ("strength", "knots")
+
     def __init__(self, strength: float = 0.4, knots: int = 5) -> None:
-        warp(torch.zeros(1, 1, 2, 2), strength, knots)  # validates
-        self.strength = float(strength)
-        self.knots = int(knots)
+        self.strength = check_number(strength, "strength", maximum=2.0)
+        self.knots = check_int(knots, "knots", minimum=2, maximum=MAX_KNOTS)
 
     def _apply(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
         return warp(x, self.strength, self.knots, generator)
-
-    def __repr__(self) -> str:
-        return f"Warp(strength={self.strength}, knots={self.knots})"

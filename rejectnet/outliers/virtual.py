@@ -26,10 +26,17 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from rejectnet._locate import find_head
+from rejectnet._validation import check_flag, check_int, check_number
 from rejectnet.head import RejectHead
-from rejectnet.outliers._base import check_fraction, check_positive_int
+from rejectnet.outliers._base import Options, check_generator, check_range
 
-__all__ = ["VirtualOutliers", "head_of"]
+__all__ = ["MAX_QUEUE_SIZE", "VirtualOutliers", "head_of"]
+
+MAX_QUEUE_SIZE = 2**18
+"""The most rows :class:`VirtualOutliers` keeps (262,144). VOS keeps 1,000 features
+per class; this covers a thousand classes at 262 each, and bounds the queue's memory
+(``queue_size * D`` float32 on the training device: 1 GiB at D = 1024) and the refit's
+``queue_size * D**2`` work."""
 
 
 def head_of(model: nn.Module) -> tuple[nn.Module, int]:
@@ -59,7 +66,7 @@ def head_of(model: nn.Module) -> tuple[nn.Module, int]:
     return linear, int(linear.out_features)
 
 
-class VirtualOutliers:
+class VirtualOutliers(Options):
     """Low-density samples of class-conditional Gaussians on the head's input features.
 
     Every training forward, a hook on the head captures its input; at
@@ -73,17 +80,19 @@ class VirtualOutliers:
     seen. All of it runs on the features' device with no host synchronisation.
 
     Args:
-        ratio: Virtual outliers per in-distribution row of the step.
-        queue_size: Rows kept in the feature queue.
-        shell: Range of radii, in units of ``d99``.
-        refresh: Steps between two refits of the Gaussians.
+        ratio: Virtual outliers per in-distribution row of the step, in ``[0, 100]``.
+        queue_size: Rows kept in the feature queue, in ``[2, MAX_QUEUE_SIZE]`` (2**18).
+        shell: Range of radii, in units of ``d99``, within ``(0, 100]``.
+        refresh: Steps between two refits of the Gaussians (>= 1).
         warmup: Rows to see before the first virtual outliers (default ``queue_size``).
-        ridge: Covariance regulariser, relative to the mean variance.
+        ridge: Covariance regulariser, relative to the mean variance, in ``[0, 1e6]``.
         nonnegative: Clamp the samples at 0, for heads fed by ReLU features (a sample
             with negative coordinates is trivially unlike every real feature vector).
         generator: RNG on the features' device (``None``: torch's global RNG).
 
     Raises:
+        TypeError: If an argument has the wrong type (an int where a number would do
+            is fine).
         ValueError: If an argument is out of range.
 
     Example:
@@ -101,6 +110,17 @@ class VirtualOutliers:
         torch.Size([8, 3])
     """
 
+    _options = (
+        "ratio",
+        "queue_size",
+        "shell",
+        "refresh",
+        "warmup",
+        "ridge",
+        "nonnegative",
+        "generator",
+    )
+
     def __init__(
         self,
         ratio: float = 1.0,
@@ -112,21 +132,19 @@ class VirtualOutliers:
         nonnegative: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.ratio = check_fraction(ratio, "ratio", high=100.0)
-        self.queue_size = check_positive_int(queue_size, "queue_size", minimum=2)
-        lo, hi = (check_fraction(v, "shell", high=100.0) for v in shell)
-        if not 0 < lo <= hi:
-            raise ValueError(f"shell must be a range (lo, hi) with 0 < lo <= hi, got {shell!r}")
-        self.shell = (lo, hi)
-        self.refresh = check_positive_int(refresh, "refresh")
-        self.warmup = self.queue_size if warmup is None else check_positive_int(warmup, "warmup")
-        self.ridge = check_fraction(ridge, "ridge", high=1e6)
-        if not isinstance(nonnegative, bool):
-            raise TypeError(f"nonnegative must be a bool, got {nonnegative!r}")
+        self.ratio = check_number(ratio, "ratio", maximum=100.0)
+        self.queue_size: int = check_int(
+            queue_size, "queue_size", minimum=2, maximum=MAX_QUEUE_SIZE
+        )
+        self.shell = check_range(
+            shell, "shell", lambda v, n: check_number(v, n, positive=True, maximum=100.0)
+        )
+        self.refresh: int = check_int(refresh, "refresh")
+        self.warmup: int = self.queue_size if warmup is None else check_int(warmup, "warmup")
+        self.ridge = check_number(ridge, "ridge", maximum=1e6)
+        check_flag(nonnegative, "nonnegative")
         self.nonnegative = nonnegative
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
-        self.generator = generator
+        self.generator = check_generator(generator)
         self.num_classes: int | None = None
         self._head: nn.Module | None = None
         self._handle: RemovableHandle | None = None
@@ -260,6 +278,7 @@ class VirtualOutliers:
         Raises:
             RuntimeError: Before the first fit (during warm-up).
         """
+        check_int(m, "m", minimum=0)
         if self.stats is None:
             raise RuntimeError("no fit yet: virtual outliers start after the warm-up")
         mu, chol, d99, lab = (self.stats[k] for k in ("mu", "chol", "d99", "labels"))
@@ -325,10 +344,3 @@ class VirtualOutliers:
         self.labels = None if labels is None else labels.clone()
         self.ptr, self.seen, self.steps = state["ptr"], state["seen"], state["steps"]
         self.stats = None if stats is None else {k: v.clone() for k, v in stats.items()}
-
-    def __repr__(self) -> str:
-        return (
-            f"VirtualOutliers(ratio={self.ratio}, queue_size={self.queue_size}, "
-            f"shell={self.shell}, refresh={self.refresh}, warmup={self.warmup}, "
-            f"nonnegative={self.nonnegative})"
-        )

@@ -165,3 +165,120 @@ def test_the_loop_contract_trains_a_wrapped_model() -> None:
         sig.detach()
     assert widths and widths[0] == (16, 7)  # virtual outliers after the 32-row warm-up
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+# ---------------------------------------------------------------- fingerprint
+
+
+def _every_piece() -> list[object]:
+    from rejectnet.outliers import Overlay, Rotate, Warp, recommended
+
+    return [
+        PoolRows(),
+        Blend(0.1),
+        Blend((0.05, 0.2)),
+        Jigsaw(2),
+        Jigsaw(3),
+        Stitch(),
+        Overlay(),
+        Rotate(),
+        Rotate((180,)),
+        Warp(),
+        Warp(knots=7),
+        VirtualOutliers(),
+        VirtualOutliers(ridge=0.5),
+        ClusterLabeler(),
+        ClusterLabeler(temperature=20),
+        recommended(),
+        recommended(pool=False),
+        ComposedSignal([(Jigsaw(2), 1.0)], VirtualOutliers(queue_size=64)),
+        ComposedSignal([(Jigsaw(2), 1.0)], VirtualOutliers(queue_size=65)),
+        "random",
+        None,
+    ]
+
+
+def test_fingerprint_tells_every_option_value_apart_and_round_trips() -> None:
+    import json
+
+    from rejectnet.outliers.signal import fingerprint
+
+    prints = [fingerprint(p) for p in _every_piece()]
+    texts = [json.dumps(f, sort_keys=True) for f in prints]
+    assert len(set(texts)) == len(texts), "two different pieces fingerprint equal"
+    for f, t in zip(prints, texts, strict=True):
+        assert isinstance(f, dict) and "class" in f and json.loads(t) == f
+    # built again with the same options: equal (a fresh object, normalised values)
+    again = [json.dumps(fingerprint(p), sort_keys=True) for p in _every_piece()]
+    assert again == texts
+
+
+def test_fingerprint_names_the_class_and_normalises_equal_options() -> None:
+    from rejectnet.outliers import Rotate
+    from rejectnet.outliers.signal import fingerprint
+
+    assert fingerprint(Rotate()) != fingerprint(Jigsaw(2))
+    assert fingerprint(Blend(0.1)) != fingerprint(Blend(0.45))
+    assert fingerprint(ClusterLabeler(temperature=1)) != fingerprint(ClusterLabeler(temperature=20))
+    assert fingerprint(ClusterLabeler(temperature=1)) == fingerprint(ClusterLabeler(1.0))
+    assert fingerprint(Stitch([0.3, 0.6])) == fingerprint(Stitch((0.3, 0.6)))
+    assert fingerprint(Jigsaw(2))["class"] == "rejectnet.outliers.synthesis.Jigsaw"
+    # a nested option (the virtual outliers' ridge) reaches the top-level fingerprint
+    a = ComposedSignal([], VirtualOutliers(ridge=0.01))
+    b = ComposedSignal([], VirtualOutliers(ridge=0.02))
+    assert fingerprint(a) != fingerprint(b)
+    # a generator enters by its seed; the learned queue never enters
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+    assert fingerprint(ComposedSignal(generator=g1)) != fingerprint(ComposedSignal(generator=g2))
+    vo = VirtualOutliers(queue_size=8)
+    before = fingerprint(vo)
+    vo.feats = torch.ones(8, 4)
+    assert fingerprint(vo) == before
+
+
+def test_fingerprint_of_user_objects_and_functions() -> None:
+    import json
+
+    from rejectnet.outliers.signal import fingerprint
+
+    class MySource:
+        needs_pool = False
+
+        def __init__(self, scale: float) -> None:
+            self.scale = scale
+            self._cache = object()
+
+        def __call__(self, x_in, y, x_out, n, generator=None):  # type: ignore[no-untyped-def]
+            return x_in[:n] * self.scale
+
+    def my_labeler(logits: torch.Tensor, c: int) -> torch.Tensor:
+        return logits.argmax(1)
+
+    assert fingerprint(MySource(1.0)) != fingerprint(MySource(2.0))
+    assert fingerprint(MySource(1.0)) == fingerprint(MySource(1.0))
+    f = fingerprint(ComposedSignal([(MySource(2.0), 1.0)]))
+    assert json.loads(json.dumps(f)) == f
+    assert "my_labeler" in fingerprint(my_labeler)["name"]
+    nan = fingerprint(float("nan"))
+    assert json.loads(json.dumps(nan, allow_nan=False)) == nan
+    t1, t2 = torch.zeros(3), torch.ones(3)
+    assert fingerprint(t1) != fingerprint(t2) and fingerprint(t1) == fingerprint(torch.zeros(3))
+    import numpy as np
+
+    assert fingerprint([np.int64(3)]) == fingerprint([3])  # numpy numbers as values
+    assert fingerprint([np.float32(0.5)]) == fingerprint([0.5])
+    assert fingerprint({1, 2}) != fingerprint({1, 3}) and fingerprint({2, 1}) == fingerprint({1, 2})
+    assert fingerprint(np.zeros(2)) != fingerprint(np.ones(2))
+    assert fingerprint(b"ab") != fingerprint(b"ac")
+    for f in (fingerprint({1, 2}), fingerprint(np.zeros(2)), fingerprint(b"ab")):
+        assert json.loads(json.dumps(f, allow_nan=False)) == f
+
+
+def test_repr_shows_every_declared_option() -> None:
+    from rejectnet.outliers import Warp
+
+    assert repr(Warp(knots=7)) == "Warp(strength=0.4, knots=7)"
+    assert "ridge=0.5" in repr(VirtualOutliers(ridge=0.5))
+    assert repr(ComposedSignal([(Jigsaw(2), 1.0)])).startswith(
+        "ComposedSignal(parts=[(Jigsaw(grid=2), 1.0)]"
+    )
