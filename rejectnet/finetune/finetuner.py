@@ -52,9 +52,9 @@ from rejectnet.finetune.optim import OptimizerStep, build_optimizer
 from rejectnet.finetune.options import TrainOptions
 from rejectnet.finetune.preflight import Preflight, check_labels, preflight
 from rejectnet.finetune.progress import EpochProgress, epoch_summary
-from rejectnet.finetune.resume import run_identity
+from rejectnet.finetune.resume import object_fingerprint, run_identity, signal_fingerprint
 from rejectnet.finetune.rng import seed_everything
-from rejectnet.finetune.run_state import RunState, capture, restore
+from rejectnet.finetune.run_state import RunState, capture, check_restorable, restore
 from rejectnet.finetune.stats import EpochAccumulator
 from rejectnet.finetune.step import StepBatch, forward_and_loss
 from rejectnet.finetune.streams import EpochStream, OutlierStream
@@ -157,7 +157,8 @@ class Finetuner:
             for f in dataclasses.fields(self.options)
             if f.name not in self._NOT_IN_FINGERPRINT
         }
-        objective = {k: v for k, v in vars(self.objective).items() if not k.startswith("_")}
+        opts["outlier_signal"] = signal_fingerprint(self.options.outlier_signal)
+        objective = object_fingerprint(self.objective)
         return run_identity(
             self.model,
             num_classes=num_classes,
@@ -304,8 +305,6 @@ class Finetuner:
                 )
         sampler_seed = self._sampler_seed(ckpt, device)
         self._sampler_seed_value, self.device = sampler_seed, device
-        if opts.seed is not None:
-            seed_everything(opts.seed + ctx.rank)
 
         in_rank, out_rank = self._shard(in_loader, outlier_loader, pre, sampler_seed)
         self.train_loader = in_rank
@@ -338,7 +337,23 @@ class Finetuner:
             )
             in_stream = EpochStream(in_rank)
             out_stream = OutlierStream(out_rank) if out_rank is not None else None
-            run = self._run = RunState(self.name, opts.epochs, history=History())
+            run = RunState(self.name, opts.epochs, history=History())
+            if ckpt is not None and found is not None:
+                # every refusal comes before any weight, optimizer state or RNG is touched
+                check_restorable(
+                    ckpt,
+                    found.path,
+                    rank=ctx.rank,
+                    run=run,
+                    model=self.model,
+                    opt=opt,
+                    signal=signal,
+                    fingerprint=self._identity["fingerprint"],
+                    run_config=self._identity["run_config"],
+                )
+            self._run = run
+            if opts.seed is not None:
+                seed_everything(opts.seed + ctx.rank)
             if ckpt is not None and found is not None:
                 restore(
                     ckpt,
@@ -350,7 +365,7 @@ class Finetuner:
                     out_stream=out_stream,
                     signal=signal,
                     device=device,
-                    fingerprint=self._identity["fingerprint"],
+                    checked=True,
                 )
                 self._log("%s: resumed at epoch %d, step %d", self.name, run.epoch + 1, run.step)
             elif resume:

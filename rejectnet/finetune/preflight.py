@@ -129,7 +129,23 @@ def preflight(
             inputs of different shapes or dtypes, a model whose logits are not ``(N, C)``
             or ``(N, C + k)``, an objective for another C, or options this device cannot
             run.
+
+    Torch's CPU RNG is forked for the checks: peeking at a shuffled loader's first batch
+    draws its permutation seed, which must change neither the run nor, when the run is
+    refused, the caller's RNG.
     """
+    with torch.random.fork_rng(devices=[]):
+        return _preflight(model, objective, options, device, in_loader, outlier_loader)
+
+
+def _preflight(
+    model: nn.Module,
+    objective: Objective,
+    options: TrainOptions,
+    device: torch.device,
+    in_loader: Iterable[Any],
+    outlier_loader: Iterable[Any] | None,
+) -> Preflight:
     _check_reiterable(in_loader, "in_loader", "labeled in-distribution batches")
     try:
         n_batches = len(in_loader)  # type: ignore[arg-type]
