@@ -38,6 +38,7 @@ from rejectnet._batches import split_batch
 from rejectnet._inference import collect_logits, eval_mode, module_device
 from rejectnet._outputs import extract_logits
 from rejectnet.finetune import distributed as dist_utils
+from rejectnet.finetune.batching import check_rows_fit, outlier_rows
 from rejectnet.finetune.callbacks import FitView, StopTraining
 from rejectnet.finetune.checkpoint import (
     CheckpointError,
@@ -494,15 +495,11 @@ class Finetuner:
                     raise ValueError("in_loader batches must carry labels")
                 check_labels(y, pre.num_classes, f"in_loader batch at step {run.step + 1}")
                 n_in = int(x_in.shape[0])
-                m = max(1, round(opts.outlier_ratio * n_in)) if pre.uses_outliers else 0
+                m = outlier_rows(opts.outlier_ratio, n_in) if pre.uses_outliers else 0
                 x_out = None
                 if out_stream is not None:
                     x_out = out_stream.take(m)
-                    if tuple(x_out.shape[1:]) != tuple(x_in.shape[1:]):
-                        raise ValueError(
-                            f"outlier_loader inputs have shape {tuple(x_out.shape[1:])} but "
-                            f"in_loader inputs have {tuple(x_in.shape[1:])} (step {run.step + 1})"
-                        )
+                    check_rows_fit(x_in, x_out, f"step {run.step + 1}")
                     x_out = x_out.to(x_in.dtype)
                 step_batch = StepBatch(x_in, y.to(device), x_out, m)
                 out = forward_and_loss(

@@ -27,11 +27,22 @@ from rejectnet._validation import check_flag, check_int, check_number
 from rejectnet.finetune.callbacks import Callback
 
 __all__ = [
+    "MAX_OUTLIER_RATIO",
+    "MAX_OUTLIER_ROWS",
     "AmpMode",
     "OptimizerFactory",
     "SchedulerFactory",
     "TrainOptions",
+    "check_outlier_ratio",
 ]
+
+MAX_OUTLIER_RATIO = 1000.0
+"""The largest ``outlier_ratio`` (outlier rows per in-distribution row; the paper's is 5).
+Beyond it the in-distribution rows are under 0.1% of every forward pass, and a ratio of
+``1e9`` is a typing mistake that would allocate without bound."""
+MAX_OUTLIER_ROWS = 2**20
+"""The most outlier rows one step may ask for (``outlier_ratio`` times the batch size),
+checked on the first batch before training starts."""
 
 AmpMode = bool | Literal["bf16", "fp16"]
 """``False``, ``True``/``"bf16"`` (bfloat16 autocast) or ``"fp16"`` (float16, CUDA only)."""
@@ -39,6 +50,26 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 """``params -> Optimizer``, e.g. ``lambda p: torch.optim.AdamW(p, lr=1e-3)``."""
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler]
 """``(optimizer, total_optimizer_steps) -> LRScheduler``, stepped after every optimizer step."""
+
+
+def check_outlier_ratio(value: Any, name: str = "outlier_ratio") -> float:
+    """A number in ``(0, MAX_OUTLIER_RATIO]``, as a float.
+
+    Raises:
+        TypeError: Not a real number.
+        ValueError: Not finite, not > 0, or above :data:`MAX_OUTLIER_RATIO`.
+
+    Example:
+        >>> check_outlier_ratio(5)
+        5.0
+    """
+    ratio = check_number(value, name, positive=True)
+    if ratio > MAX_OUTLIER_RATIO:
+        raise ValueError(
+            f"{name} must be a number in (0, {MAX_OUTLIER_RATIO:g}] (outlier rows per "
+            f"in-distribution row; the paper uses 5), got {value!r}"
+        )
+    return ratio
 
 
 @dataclass(frozen=True)
@@ -54,7 +85,9 @@ class TrainOptions:
         optimizer: Optional factory ``params -> Optimizer`` replacing the default SGD.
         scheduler: ``"cosine"`` (per-step cosine decay to 0, the paper's), ``None`` for a
             constant rate, or a factory ``(optimizer, total_steps) -> LRScheduler``.
-        outlier_ratio: Outlier batch size over in-distribution batch size (paper: 5).
+        outlier_ratio: Outlier batch size over in-distribution batch size (paper: 5), at
+            most :data:`MAX_OUTLIER_RATIO` (1000); a step's outlier rows are also bounded
+            by :data:`MAX_OUTLIER_ROWS` (checked on the first batch, before training).
         accumulate_grad_batches: Accumulate the gradients of this many in-distribution
             batches (each with its own outlier batch) before an optimizer step; the loss
             is divided by it, and a last partial group at the end of an epoch is stepped
@@ -140,7 +173,7 @@ class TrainOptions:
             raise TypeError(
                 f"scheduler must be 'cosine', None or a callable, got {self.scheduler!r}"
             )
-        check_number(self.outlier_ratio, "outlier_ratio", positive=True)
+        check_outlier_ratio(self.outlier_ratio, "outlier_ratio")
         check_int(self.accumulate_grad_batches, "accumulate_grad_batches")
         if self.device is not None:
             if not isinstance(self.device, (str, torch.device)):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,12 @@ from torch import nn
 from rejectnet._batches import split_batch
 from rejectnet._inference import eval_mode
 from rejectnet._outputs import extract_logits
+from rejectnet.finetune.batching import (
+    check_reiterable,
+    check_rows_fit,
+    outlier_rows,
+    sequence_inputs,
+)
 from rejectnet.finetune.objectives import Objective, uses_outliers
 from rejectnet.finetune.options import TrainOptions
 from rejectnet.head import RejectHead
@@ -65,24 +71,17 @@ def _check_label_tensor(y: torch.Tensor | None, where: str) -> torch.Tensor:
     return y
 
 
-def _check_reiterable(loader: Any, name: str, what: str) -> None:
-    if isinstance(loader, torch.Tensor):
-        raise TypeError(
-            f"{name} is a single tensor of shape {tuple(loader.shape)}: iterating it would "
-            f"yield its rows one by one. Pass batches: [x] for one batch, or "
-            f"DataLoader(TensorDataset(x), batch_size=...) ({what})"
-        )
-    if isinstance(loader, (str, bytes)) or not hasattr(loader, "__iter__"):
-        raise TypeError(
-            f"{name} must be an iterable of batches (a DataLoader or a list), got "
-            f"{type(loader).__name__}"
-        )
-    if isinstance(loader, Iterator):
-        raise TypeError(
-            f"{name} is a one-shot iterator ({type(loader).__name__}); it must be re-iterable "
-            "because it is read again every epoch (or restarted when exhausted): pass a "
-            "DataLoader over a map-style dataset or a list of batches"
-        )
+def _check_all_rows(
+    x_in: torch.Tensor, in_loader: Iterable[Any], outlier_loader: Iterable[Any]
+) -> None:
+    """Every in-memory batch of both loaders fits the first in-distribution batch."""
+    for name, loader, labels in (
+        ("in_loader", in_loader, True),
+        ("outlier_loader", outlier_loader, False),
+    ):
+        for i, batch in enumerate(sequence_inputs(loader) or []):
+            x, _ = split_batch(batch, f"{name} batch {i}", labels=labels)
+            check_rows_fit(x_in, x, f"batch {i}, found before the first step", other=name)
 
 
 def _dataset_labels(loader: Any) -> torch.Tensor | None:
@@ -146,7 +145,7 @@ def _preflight(
     in_loader: Iterable[Any],
     outlier_loader: Iterable[Any] | None,
 ) -> Preflight:
-    _check_reiterable(in_loader, "in_loader", "labeled in-distribution batches")
+    check_reiterable(in_loader, "in_loader", "labeled in-distribution batches")
     try:
         n_batches = len(in_loader)  # type: ignore[arg-type]
     except TypeError:
@@ -172,22 +171,17 @@ def _preflight(
     if wants_outliers and callable(validate):
         validate(has_pool=outlier_loader is not None)
     if outlier_loader is not None and wants_outliers:
-        _check_reiterable(outlier_loader, "outlier_loader", "unlabeled outliers")
+        check_reiterable(outlier_loader, "outlier_loader", "unlabeled outliers")
         first_out = next(iter(outlier_loader), None)
         if first_out is None:
             raise ValueError("outlier_loader is empty; it needs unlabeled outliers")
         x_out, _ = split_batch(first_out, "outlier_loader batch")
-        if tuple(x_out.shape[1:]) != tuple(x_in.shape[1:]):
-            raise ValueError(
-                f"in_loader inputs have shape {tuple(x_in.shape[1:])} per sample but "
-                f"outlier_loader inputs have {tuple(x_out.shape[1:])}; resize or crop the "
-                "outliers to the in-distribution input shape"
-            )
-        if x_out.dtype != x_in.dtype:
-            raise ValueError(
-                f"in_loader inputs are {x_in.dtype} but outlier_loader inputs are "
-                f"{x_out.dtype}; apply the same transform to both"
-            )
+        check_rows_fit(x_in, x_out, "first batch", dtype=True)
+        _check_all_rows(x_in, in_loader, outlier_loader)
+    if wants_outliers:
+        batch = getattr(in_loader, "batch_size", None)
+        n_in = max(int(x_in.shape[0]), batch if isinstance(batch, int) else 0)
+        outlier_rows(options.outlier_ratio, n_in)
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     if options.sync_batchnorm and distributed and device.type != "cuda":
         raise ValueError(

@@ -91,6 +91,13 @@ class OutlierStream:
         try:
             batch = next(self._iter)
         except StopIteration:
+            if self.position == 0 and self.passes > 1:
+                raise ValueError(
+                    f"outlier_loader yielded batches in its first pass but none when read "
+                    f"again (pass {self.passes}): it is a one-shot iterator (a generator?), "
+                    "but it is restarted whenever it is exhausted; pass a re-iterable loader "
+                    "(a DataLoader or a list of batches: list(generator))"
+                ) from None
             if self.position == 0:
                 raise ValueError(
                     "outlier_loader yielded no outliers (no batches at all); it needs outliers"

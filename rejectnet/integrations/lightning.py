@@ -37,9 +37,12 @@ import torch
 from torch import nn
 
 from rejectnet._batches import split_batch
+from rejectnet._validation import check_fraction
+from rejectnet.finetune.batching import check_reiterable
 from rejectnet.finetune.optim import cosine_schedule
 from rejectnet.head import RejectHead
 from rejectnet.losses import LossTerms, PseudoLabeler, SelfSupervisedRejectLoss
+from rejectnet.scores import registry
 
 try:
     import lightning.pytorch as pl
@@ -52,6 +55,28 @@ __all__ = ["OptimizerFactory", "RejectNetModule"]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 """``params -> torch.optim.Optimizer``, e.g. ``lambda p: torch.optim.AdamW(p, lr=1e-4)``."""
+
+
+def _triple(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x_in, y, x_out)``, or a TypeError saying how to make one from a plain loader."""
+    if (
+        isinstance(batch, (tuple, list))
+        and len(batch) == 3
+        and all(isinstance(part, torch.Tensor) for part in batch)
+    ):
+        return batch[0], batch[1], batch[2]
+    got = (
+        f"a {type(batch).__name__} of {len(batch)} items "
+        f"({', '.join(type(part).__name__ for part in batch)})"
+        if isinstance(batch, (tuple, list))
+        else f"a {type(batch).__name__}"
+    )
+    raise TypeError(
+        "RejectNetModule trains on (x_in, y, x_out) batches, an in-distribution batch "
+        f"with its outlier batch; got {got}. A plain (x, y) loader needs its outliers: "
+        "trainer.fit(module, OutlierPairs(in_loader, outlier_loader)) (from "
+        "rejectnet.integrations)"
+    )
 
 
 class RejectNetModule(pl.LightningModule):
@@ -97,7 +122,13 @@ class RejectNetModule(pl.LightningModule):
         TypeError: If ``net`` is not a module, ``k`` is missing for an unwrapped model,
             or ``optimizer`` is not callable.
         ValueError: If ``k`` is given for an already wrapped model, ``lam`` is negative,
-            or ``lr`` is not a finite number > 0.
+            ``lr`` is not a finite number > 0, ``coverage`` is not in ``(0, 1]`` or
+            ``score`` is not a registered score (all checked here, before any step).
+        TypeError: Also for a one-shot ``calibration_loader`` (a generator).
+
+    A training batch that is not ``(x_in, y, x_out)`` (a plain ``(x, y)`` loader given
+    to ``trainer.fit``) raises a ``TypeError`` saying to wrap the loaders in
+    :class:`~rejectnet.integrations.OutlierPairs`.
     """
 
     def __init__(
@@ -138,6 +169,11 @@ class RejectNetModule(pl.LightningModule):
                 "optimizer must be None (SGD) or a factory params -> Optimizer, e.g. "
                 f"lambda p: torch.optim.AdamW(p, lr=1e-4); got {type(optimizer).__name__}"
             )
+        coverage = check_fraction(coverage, "coverage")
+        if score is not None:
+            registry.spec(score)  # TypeError / ValueError listing the scores, before any step
+        if calibration_loader is not None:
+            check_reiterable(calibration_loader, "calibration_loader", "held-out batches")
         self.net = wrapped
         self.loss = SelfSupervisedRejectLoss(
             wrapped.num_classes, lam=lam, pseudo_labels=pseudo_labels
@@ -162,7 +198,7 @@ class RejectNetModule(pl.LightningModule):
         Returns:
             The loss and its parts (see :class:`~rejectnet.losses.LossTerms`).
         """
-        x_in, y, x_out = batch
+        x_in, y, x_out = _triple(batch)
         n_in = int(x_in.shape[0])
         logits = self.net(torch.cat([x_in, x_out.to(x_in.dtype)]))
         return self.loss.terms(logits[:n_in], y, logits[n_in:])
