@@ -46,10 +46,16 @@ from rejectnet.finetune.checkpoint import (
     find_latest,
     write_checkpoint,
 )
+from rejectnet.finetune.collapse import CollapseWatch, Measure
 from rejectnet.finetune.history import History
 from rejectnet.finetune.nonfinite import LossWatch
 from rejectnet.finetune.objectives import Objective
-from rejectnet.finetune.optim import OptimizerStep, build_optimizer
+from rejectnet.finetune.optim import (
+    OptimizerChoice,
+    OptimizerStep,
+    build_optimizer,
+    choose_optimizer,
+)
 from rejectnet.finetune.options import TrainOptions
 from rejectnet.finetune.preflight import Preflight, check_labels, preflight
 from rejectnet.finetune.progress import EpochProgress, epoch_summary
@@ -63,6 +69,15 @@ from rejectnet.finetune.streams import EpochStream, OutlierStream
 __all__ = ["Finetuner"]
 
 logger = logging.getLogger("rejectnet")
+
+
+def _collapse_hint(choice: OptimizerChoice) -> str:
+    if choice.name == "factory":
+        return "lower the learning rate of your optimizer factory"
+    return (
+        f"{choice.name} at lr={choice.lr:g}; lower lr (AdamW 2e-5..1e-4 suits pretrained "
+        "transformers, SGD 0.001..0.01 CNNs) or pass optimizer='adamw' / a factory"
+    )
 
 
 class Finetuner:
@@ -138,6 +153,7 @@ class Finetuner:
         self.device = torch.device("cpu")
         self.train_loader: Iterable[Any] | None = None
         self._identity: dict[str, Any] = {}
+        self._collapse = CollapseWatch(name, "")
 
     _NOT_IN_FINGERPRINT = frozenset(
         {
@@ -158,6 +174,9 @@ class Finetuner:
             for f in dataclasses.fields(self.options)
             if f.name not in self._NOT_IN_FINGERPRINT
         }
+        choice = choose_optimizer(self.model, self.options)
+        if choice.name != "factory":  # the optimizer as it runs, defaults filled in
+            opts.update(optimizer=choice.name, lr=choice.lr, weight_decay=choice.weight_decay)
         opts["outlier_signal"] = signal_fingerprint(self.options.outlier_signal)
         objective = object_fingerprint(self.objective)
         return run_identity(
@@ -382,18 +401,27 @@ class Finetuner:
             if ctx.enabled:
                 ids = [device.index] if device.type == "cuda" else None
                 self._ddp = DistributedDataParallel(self.model, device_ids=ids)
+            choice = choose_optimizer(self.model, opts)
             self._log(
                 "%s: %d epochs x %d steps, in batch %s%s, outlier batch ratio %.2fx, "
-                "device %s, amp %s",
+                "optimizer %s (lr %s), device %s, amp %s",
                 self.name,
                 opts.epochs,
                 steps_per_epoch,
                 getattr(in_rank, "batch_size", "?"),
                 f" per rank x {ctx.world_size} ranks" if ctx.enabled else "",
                 opts.outlier_ratio if pre.uses_outliers else 0.0,
+                choice.name,
+                choice.lr if choice.lr is not None else "the factory's",
                 device,
                 opts.amp,
             )
+            self._collapse = CollapseWatch(self.name, _collapse_hint(choice), pre.num_classes)
+            saved_base = ckpt.get("collapse_baseline") if ckpt is not None else None
+            if isinstance(saved_base, dict):
+                self._collapse.start(Measure(**saved_base))
+            elif val_loader is not None and ckpt is None:  # where the model starts
+                self._collapse.start(self._measure(val_loader, pre, device))
             if signal is not None:
                 signal.attach(self.model)
             try:
@@ -517,6 +545,9 @@ class Finetuner:
                 bar.update(acc.running_loss)
                 last = in_stream.position >= steps_per_epoch
                 if opt.group_complete or last:
+                    if run.step == 0 and self._collapse.baseline is None:
+                        # the first group's forward ran on the weights as they came in
+                        self._collapse.start(acc.in_distribution("the training batches"))
                     opt.step()
                     acc.count_step()
                     run.step += 1
@@ -538,15 +569,21 @@ class Finetuner:
             raise
         self._broadcast_buffers()
         watch.raise_if_bad(run.step)
-        val_acc = self.evaluate_accuracy(val_loader, pre, device) if val_loader else None
+        val = self._measure(val_loader, pre, device) if val_loader is not None else None
         stats = acc.finish(
             lambda t: dist_utils.all_reduce(t, self._ctx),
             epoch=run.epoch + 1,
             lr=opt.lr,
             seconds=time.perf_counter() - t0,
-            val_accuracy=val_acc,
+            val_accuracy=val.accuracy if val is not None else None,
         )
         bar.close(stats)
+        self._collapse.check(
+            run.epoch + 1,
+            val
+            if val is not None
+            else Measure(stats.in_accuracy, stats.in_loss, "the training batches", False, 0),
+        )
         assert run.history is not None
         run.history.epochs.append(stats)
         run.epoch += 1
@@ -577,8 +614,21 @@ class Finetuner:
         Raises:
             ValueError: If the batches carry no labels.
         """
+        return self._measure(loader, pre, device).accuracy
+
+    def _measure(
+        self,
+        loader: Iterable[Any],
+        pre: Preflight | None = None,
+        device: torch.device | None = None,
+    ) -> Measure:
+        """Accuracy and cross-entropy over the C classes on a labeled loader (eval mode).
+
+        Torch's CPU RNG is forked, so that a shuffled loader leaves the run's random
+        draws as they are.
+        """
         dev = device if device is not None else module_device(self.model)
-        with eval_mode(self.model):
+        with eval_mode(self.model), torch.random.fork_rng(devices=[]):
             logits, y = collect_logits(
                 lambda x: extract_logits(self.model(x)), loader, dev, name="val_loader"
             )
@@ -586,7 +636,10 @@ class Finetuner:
             raise ValueError("val_loader batches must carry labels")
         c = pre.num_classes if pre is not None else int(getattr(self.model, "num_classes", 0))
         c = c or int(logits.shape[1])
-        return float((logits[:, :c].argmax(1) == y).double().mean())
+        logits_c = logits[:, :c].float()
+        accuracy = float((logits_c.argmax(1) == y).double().mean())
+        loss = float(torch.nn.functional.cross_entropy(logits_c, y.to(logits_c.device)))
+        return Measure(accuracy, loss, "val_loader", rows=int(y.shape[0]))
 
     def _save(
         self,
@@ -620,6 +673,8 @@ class Finetuner:
                 "world_size": self._ctx.world_size,
                 "sampler_seed": self._sampler_seed_value,
             }
+            if self._collapse.baseline is not None:
+                state["collapse_baseline"] = dataclasses.asdict(self._collapse.baseline)
             if ranks is not None:
                 state["rank_states"] = ranks
             write_checkpoint(ckpt_dir, state)

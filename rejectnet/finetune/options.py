@@ -78,11 +78,17 @@ class TrainOptions:
 
     Attributes:
         epochs: Passes over the in-distribution loader (the paper: 10 for MNIST).
-        lr: Initial learning rate of the default SGD optimizer.
+        lr: Initial learning rate of the built-in optimizer; ``None`` (default) takes
+            the optimizer's own default: 0.01 for SGD (the paper's), 1e-4 for AdamW.
         momentum: SGD momentum.
-        weight_decay: SGD weight decay.
-        nesterov: Use Nesterov momentum.
-        optimizer: Optional factory ``params -> Optimizer`` replacing the default SGD.
+        weight_decay: Weight decay of the built-in optimizer; ``None`` (default): 5e-4
+            for SGD, 0.01 for AdamW.
+        nesterov: Use Nesterov momentum (SGD).
+        optimizer: ``None`` / ``"auto"`` (default): SGD with Nesterov momentum for
+            CNN-style models, AdamW for transformer-style ones (attention layers, a
+            Hugging Face model, a LayerNorm-normalised net; see
+            :func:`rejectnet.finetune.optim.model_family`); ``"sgd"`` or ``"adamw"`` to
+            force one; or a factory ``params -> Optimizer``.
         scheduler: ``"cosine"`` (per-step cosine decay to 0, the paper's), ``None`` for a
             constant rate, or a factory ``(optimizer, total_steps) -> LRScheduler``.
         outlier_ratio: Outlier batch size over in-distribution batch size (paper: 5), at
@@ -132,11 +138,11 @@ class TrainOptions:
     """
 
     epochs: int = 10
-    lr: float = 0.01
+    lr: float | None = None
     momentum: float = 0.9
-    weight_decay: float = 5e-4
+    weight_decay: float | None = None
     nesterov: bool = True
-    optimizer: OptimizerFactory | None = None
+    optimizer: OptimizerFactory | Literal["auto", "sgd", "adamw"] | None = None
     scheduler: SchedulerFactory | Literal["cosine"] | None = "cosine"
     outlier_ratio: float = 5.0
     accumulate_grad_batches: int = 1
@@ -154,14 +160,23 @@ class TrainOptions:
 
     def __post_init__(self) -> None:
         check_int(self.epochs, "epochs")
-        check_number(self.lr, "lr", positive=True)
+        if self.lr is not None:
+            check_number(self.lr, "lr", positive=True)
         check_number(self.momentum, "momentum")
-        check_number(self.weight_decay, "weight_decay")
+        if self.weight_decay is not None:
+            check_number(self.weight_decay, "weight_decay")
         check_flag(self.nesterov, "nesterov")
-        if self.optimizer is not None and not callable(self.optimizer):
+        if isinstance(self.optimizer, str):
+            if self.optimizer not in ("auto", "sgd", "adamw"):
+                raise ValueError(
+                    "optimizer must be None or 'auto' (SGD for CNNs, AdamW for transformers), "
+                    f"'sgd', 'adamw', or a factory params -> Optimizer; got {self.optimizer!r}"
+                )
+        elif self.optimizer is not None and not callable(self.optimizer):
             raise TypeError(
-                "optimizer must be None (SGD) or a factory callable params -> Optimizer, e.g. "
-                f"lambda p: torch.optim.AdamW(p, lr=1e-3); got {self.optimizer!r}"
+                "optimizer must be None ('auto'), 'sgd', 'adamw' or a factory callable "
+                "params -> Optimizer, e.g. lambda p: torch.optim.AdamW(p, lr=1e-3); got "
+                f"{self.optimizer!r}"
             )
         if isinstance(self.scheduler, str):
             if self.scheduler != "cosine":

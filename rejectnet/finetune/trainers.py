@@ -64,7 +64,8 @@ class SelfSupervisedOODFinetuner(Finetuner):
             :class:`rejectnet.outliers.ClusterLabeler` (beyond the paper).
         options: A :class:`~rejectnet.finetune.TrainOptions` to start from.
         **kwargs: Any :class:`~rejectnet.finetune.TrainOptions` field: ``epochs`` (10),
-            ``outlier_ratio`` (5), ``lr`` (0.01), ``momentum``, ``weight_decay``,
+            ``outlier_ratio`` (5), ``lr`` (SGD 0.01 for CNNs, AdamW 1e-4 for
+            transformers), ``momentum``, ``weight_decay``,
             ``nesterov``, ``optimizer``, ``scheduler`` (``"cosine"``),
             ``accumulate_grad_batches``, ``device``, ``amp``, ``seed`` (0),
             ``grad_clip``, ``checkpoint_dir``, ``checkpoint_every``, ``progress``,

@@ -39,7 +39,8 @@ from torch import nn
 from rejectnet._batches import split_batch
 from rejectnet._validation import check_fraction
 from rejectnet.finetune.batching import check_reiterable
-from rejectnet.finetune.optim import cosine_schedule
+from rejectnet.finetune.optim import choose_optimizer, cosine_schedule
+from rejectnet.finetune.options import TrainOptions
 from rejectnet.head import RejectHead
 from rejectnet.losses import LossTerms, PseudoLabeler, SelfSupervisedRejectLoss
 from rejectnet.scores import registry
@@ -105,12 +106,15 @@ class RejectNetModule(pl.LightningModule):
         pseudo_labels: ``"random"`` (Algorithm 1) or a callable
             ``(logits_out, num_classes) -> targets``; see
             :class:`~rejectnet.losses.SelfSupervisedRejectLoss`.
-        lr: Initial learning rate of the default optimizer.
+        lr: Initial learning rate of the default optimizer (``None``: its default,
+            0.01 for SGD, 1e-4 for AdamW).
         optimizer: Optional factory ``params -> Optimizer`` replacing the default, which
-            is rejectnet's fine-tuner's: SGD with Nesterov momentum 0.9, weight decay
-            5e-4 and a per-step cosine decay of ``lr`` to 0 over
-            ``trainer.estimated_stepping_batches``. With a factory there is no
-            scheduler; override :meth:`configure_optimizers` for anything else.
+            is rejectnet's fine-tuner's (:func:`rejectnet.finetune.optim.choose_optimizer`):
+            SGD with Nesterov momentum 0.9 and weight decay 5e-4 for CNN-style models,
+            AdamW (weight decay 0.01) for transformer-style ones, with a per-step cosine
+            decay of ``lr`` to 0 over ``trainer.estimated_stepping_batches``. With a
+            factory there is no scheduler; override :meth:`configure_optimizers` for
+            anything else.
         calibration_loader: Optional held-out in-distribution batches; when given, the
             threshold is calibrated on them when fitting ends
             (:meth:`~rejectnet.RejectHead.calibrate`, on every process, so the
@@ -138,7 +142,7 @@ class RejectNetModule(pl.LightningModule):
         k: int | None = None,
         lam: float = 5.0,
         pseudo_labels: Literal["random"] | PseudoLabeler = "random",
-        lr: float = 0.01,
+        lr: float | None = None,
         optimizer: OptimizerFactory | None = None,
         calibration_loader: Iterable[Any] | None = None,
         coverage: float = 0.95,
@@ -160,10 +164,11 @@ class RejectNetModule(pl.LightningModule):
             wrapped = RejectHead.wrap(net, k=k)
         else:
             raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
-            raise TypeError(f"lr must be a number > 0, got {type(lr).__name__}")
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        if lr is not None:
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+                raise TypeError(f"lr must be a number > 0 or None, got {type(lr).__name__}")
+            if not (math.isfinite(lr) and lr > 0):
+                raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
         if optimizer is not None and not callable(optimizer):
             raise TypeError(
                 "optimizer must be None (SGD) or a factory params -> Optimizer, e.g. "
@@ -178,7 +183,7 @@ class RejectNetModule(pl.LightningModule):
         self.loss = SelfSupervisedRejectLoss(
             wrapped.num_classes, lam=lam, pseudo_labels=pseudo_labels
         )
-        self.lr = float(lr)
+        self.lr = float(lr) if lr is not None else None
         self.optimizer_factory = optimizer
         self.calibration_loader = calibration_loader
         self.coverage = coverage
@@ -230,9 +235,21 @@ class RejectNetModule(pl.LightningModule):
         """The optimizer (and the default's per-step cosine schedule)."""
         if self.optimizer_factory is not None:
             return self.optimizer_factory(self.net.parameters())
-        opt = torch.optim.SGD(
-            self.net.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4, nesterov=True
-        )
+        choice = choose_optimizer(self.net, TrainOptions(lr=self.lr))
+        assert choice.lr is not None and choice.weight_decay is not None
+        opt: torch.optim.Optimizer
+        if choice.name == "adamw":
+            opt = torch.optim.AdamW(
+                self.net.parameters(), lr=choice.lr, weight_decay=choice.weight_decay
+            )
+        else:
+            opt = torch.optim.SGD(
+                self.net.parameters(),
+                lr=choice.lr,
+                momentum=0.9,
+                weight_decay=choice.weight_decay,
+                nesterov=True,
+            )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = cosine_schedule(opt, total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
