@@ -9,18 +9,23 @@ one forward pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
+from rejectnet._batches import INPUT_KEYS, LABEL_KEYS, Inputs, cat_inputs, pad_values_for
 from rejectnet.finetune.options import MAX_OUTLIER_ROWS
 
 __all__ = [
     "check_reiterable",
     "check_rows_fit",
+    "join_step_inputs",
     "outlier_rows",
+    "pad_values_of",
     "sequence_inputs",
+    "single_input_hint",
 ]
 
 
@@ -88,8 +93,8 @@ def outlier_rows(ratio: float, n_in: int, name: str = "outlier_ratio") -> int:
 
 
 def check_rows_fit(
-    x_in: torch.Tensor,
-    x_out: torch.Tensor,
+    x_in: Inputs,
+    x_out: Inputs,
     where: str,
     *,
     dtype: bool = False,
@@ -97,17 +102,25 @@ def check_rows_fit(
 ) -> None:
     """Refuse outlier rows that cannot share one forward pass with ``x_in``.
 
+    Named tensors (dicts) must carry the same names, and each name the same shape
+    beyond dimension 1: token sequences of different lengths are padded by
+    :func:`rejectnet._batches.cat_inputs`, never truncated.
+
     Args:
-        x_in: In-distribution inputs ``(N, ...)``.
+        x_in: In-distribution inputs ``(N, ...)`` (a tensor or named tensors).
         x_out: Outlier inputs ``(M, ...)``.
         where: What to name in the message (``"step 3"``, ``"outlier_loader batch 2"``).
         dtype: Also require the same dtype.
         other: The loader ``x_out`` came from, for the message.
 
     Raises:
-        ValueError: Naming both shapes (or dtypes) and ``where``.
+        TypeError: If one side is a tensor and the other named tensors.
+        ValueError: Naming both shapes (or dtypes, or the missing key) and ``where``.
     """
     first = "in_loader" if other != "in_loader" else "in_loader's first batch"
+    if isinstance(x_in, dict) or isinstance(x_out, dict):
+        _check_named_rows_fit(x_in, x_out, where, dtype=dtype, other=other)
+        return
     if tuple(x_out.shape[1:]) != tuple(x_in.shape[1:]):
         raise ValueError(
             f"{first} inputs have shape {tuple(x_in.shape[1:])} per sample but {other} "
@@ -119,6 +132,93 @@ def check_rows_fit(
             f"in_loader inputs are {x_in.dtype} but {other} inputs are "
             f"{x_out.dtype} ({where}); apply the same transform to both"
         )
+
+
+def _check_named_rows_fit(
+    x_in: Inputs, x_out: Inputs, where: str, *, dtype: bool, other: str
+) -> None:
+    if not (isinstance(x_in, dict) and isinstance(x_out, dict)):
+        named = x_in if isinstance(x_in, dict) else x_out
+        assert isinstance(named, dict)
+        owner = "in_loader" if isinstance(x_in, dict) else other
+        raise TypeError(
+            f"in_loader inputs are {_kind(x_in)} but {other} inputs are {_kind(x_out)} "
+            f"({where}); both go through one forward pass: give both the same kind of "
+            f"batch. {single_input_hint(owner, named)}"
+        )
+    missing = [k for k in x_in if k not in x_out] + [k for k in x_out if k not in x_in]
+    if missing:
+        raise ValueError(
+            f"key {missing[0]!r} is in {'in_loader' if missing[0] in x_in else other} "
+            f"batches but not in {other if missing[0] in x_in else 'in_loader'} batches "
+            f"({where}); both go through one forward pass, so they need the same input names "
+            f"(got {list(x_in)} and {list(x_out)})"
+        )
+    for k, a in x_in.items():
+        b = x_out[k]
+        if a.ndim != b.ndim or tuple(a.shape[2:]) != tuple(b.shape[2:]):
+            raise ValueError(
+                f"in_loader inputs[{k!r}] have shape {tuple(a.shape[1:])} per sample but "
+                f"{other} inputs[{k!r}] have {tuple(b.shape[1:])} ({where}); only the "
+                "sequence length (dimension 1) may differ (it is padded)"
+            )
+        if dtype and a.dtype != b.dtype:
+            raise ValueError(
+                f"in_loader inputs[{k!r}] are {a.dtype} but {other} inputs[{k!r}] are "
+                f"{b.dtype} ({where}); encode both the same way"
+            )
+
+
+def single_input_hint(owner: str, named: Mapping[str, Any]) -> str:
+    """How to make a dict batch read as one input tensor, for an error message."""
+    first = next(iter(named), "x")
+    return (
+        f"The {owner} batch holds the named inputs {list(named)} (passed to the model by "
+        f"name); for one input tensor use one of {list(INPUT_KEYS)} as its key (labels "
+        f"under one of {list(LABEL_KEYS)}), or name yours with keys=(input_key, "
+        f"label_key), e.g. keys=({first!r}, 'y')"
+    )
+
+
+def _kind(x: Inputs) -> str:
+    return "named tensors (a dict)" if isinstance(x, dict) else "one tensor"
+
+
+def pad_values_of(model: nn.Module) -> dict[str, int]:
+    """:func:`rejectnet._batches.pad_values_for` of the module that holds a ``config``.
+
+    A :class:`~rejectnet.RejectHead` or a ``DistributedDataParallel`` wrapper holds the
+    Hugging Face model (and its ``config.pad_token_id``) inside; the first module with a
+    ``config`` that has ``pad_token_id`` decides.
+
+    Example:
+        >>> from torch import nn
+        >>> pad_values_of(nn.Linear(2, 2))["input_ids"]
+        0
+    """
+    for module in model.modules():
+        if hasattr(getattr(module, "config", None), "pad_token_id"):
+            return pad_values_for(module)
+    return pad_values_for(model)
+
+
+def join_step_inputs(
+    x_in: Inputs, x_out: Inputs | None, pad_values: Mapping[str, int | float] | None
+) -> Inputs:
+    """``[x_in; x_out]`` for one forward pass (named tensors right-padded to one length).
+
+    Example:
+        >>> import torch
+        >>> a = {"input_ids": torch.ones(1, 3, dtype=torch.long)}
+        >>> b = {"input_ids": torch.ones(2, 5, dtype=torch.long)}
+        >>> join_step_inputs(a, b, {"input_ids": 0})["input_ids"].shape
+        torch.Size([3, 5])
+    """
+    if x_out is None:
+        return x_in
+    if isinstance(x_in, torch.Tensor) and isinstance(x_out, torch.Tensor):
+        return torch.cat([x_in, x_out.to(x_in.dtype)])
+    return cat_inputs([x_in, x_out], pad_values=pad_values, name="in_loader and outlier inputs")
 
 
 def sequence_inputs(loader: Any) -> list[Any] | None:

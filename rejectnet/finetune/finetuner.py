@@ -34,11 +34,19 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from rejectnet._batches import split_batch
-from rejectnet._inference import collect_logits, eval_mode, module_device
+from rejectnet._batches import (
+    BatchKeys,
+    Inputs,
+    batch_size,
+    call_model,
+    check_keys,
+    inputs_to,
+    split_inputs,
+)
+from rejectnet._inference import eval_mode, module_device
 from rejectnet._outputs import extract_logits
 from rejectnet.finetune import distributed as dist_utils
-from rejectnet.finetune.batching import check_rows_fit, outlier_rows
+from rejectnet.finetune.batching import check_rows_fit, outlier_rows, pad_values_of
 from rejectnet.finetune.callbacks import FitView, StopTraining
 from rejectnet.finetune.checkpoint import (
     CheckpointError,
@@ -154,6 +162,8 @@ class Finetuner:
         self.train_loader: Iterable[Any] | None = None
         self._identity: dict[str, Any] = {}
         self._collapse = CollapseWatch(name, "")
+        self._keys: BatchKeys | None = self.options.keys
+        self._pads: dict[str, int] = {}
 
     _NOT_IN_FINGERPRINT = frozenset(
         {
@@ -164,6 +174,7 @@ class Finetuner:
             "callbacks",
             "sync_batchnorm",
             "channels_last",
+            "keys",
         }
     )
 
@@ -245,6 +256,7 @@ class Finetuner:
         val_loader: Iterable[Any] | None = None,
         *,
         resume: bool = False,
+        keys: Any = None,
     ) -> History:
         """Train.
 
@@ -259,6 +271,12 @@ class Finetuner:
             val_loader: Optional labeled in-distribution data; accuracy is reported per
                 epoch.
             resume: Continue from the latest valid checkpoint in ``checkpoint_dir``.
+            keys: ``(input_key, label_key)`` for dict batches with other names (see
+                :class:`TrainOptions`' ``keys``; this one wins), e.g.
+                ``(("input_ids", "attention_mask"), "intent")``. Dict batches of named
+                tensors (Hugging Face style) need no ``keys``: the label is under
+                ``labels`` (or ``y``, ``label``, ``target``, ``targets``) and every
+                other key goes to the model as a keyword argument.
 
         Returns:
             Per-epoch statistics.
@@ -276,12 +294,16 @@ class Finetuner:
         opts = self.options
         if not isinstance(resume, bool):
             raise TypeError(f"resume must be True or False, got {resume!r}")
+        self._keys = check_keys(keys) if keys is not None else opts.keys
         device = opts.device if opts.device is not None else module_device(self.model)
         assert isinstance(device, torch.device)
         self._ctx = dist_utils.context(device)
         ctx = self._ctx
         device = dist_utils.resolve_device(device, ctx, explicit=opts.device is not None)
-        pre = preflight(self.model, self.objective, opts, device, in_loader, outlier_loader)
+        pre = preflight(
+            self.model, self.objective, opts, device, in_loader, outlier_loader, keys=self._keys
+        )
+        self._pads = pad_values_of(self.model)
         ckpt_dir = opts.checkpoint_path
         if ckpt_dir is not None:
             check_writable(ckpt_dir)
@@ -356,7 +378,11 @@ class Finetuner:
                 fp16=opts.amp == "fp16",
             )
             in_stream = EpochStream(in_rank)
-            out_stream = OutlierStream(out_rank) if out_rank is not None else None
+            out_stream = (
+                OutlierStream(out_rank, keys=self._keys, pad_values=self._pads)
+                if out_rank is not None
+                else None
+            )
             run = RunState(self.name, opts.epochs, history=History())
             if ckpt is not None and found is not None:
                 # every refusal comes before any weight, optimizer state or RNG is touched
@@ -484,9 +510,9 @@ class Finetuner:
             for buf in self.model.buffers():
                 torch.distributed.broadcast(buf, src=0)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: Inputs) -> torch.Tensor:
         module: nn.Module = self._ddp if self._ddp is not None else self.model
-        return extract_logits(module(x))
+        return extract_logits(call_model(module, x))
 
     def _run_epoch(
         self,
@@ -518,18 +544,17 @@ class Finetuner:
         stats = None
         try:
             for batch in in_stream:
-                x_in, y = split_batch(batch, "in_loader batch")
+                x_in, y = split_inputs(batch, "in_loader batch", keys=self._keys)
                 if y is None:
                     raise ValueError("in_loader batches must carry labels")
                 check_labels(y, pre.num_classes, f"in_loader batch at step {run.step + 1}")
-                n_in = int(x_in.shape[0])
+                n_in = batch_size(x_in, "in_loader batch")
                 m = outlier_rows(opts.outlier_ratio, n_in) if pre.uses_outliers else 0
                 x_out = None
                 if out_stream is not None:
                     x_out = out_stream.take(m)
                     check_rows_fit(x_in, x_out, f"step {run.step + 1}")
-                    x_out = x_out.to(x_in.dtype)
-                step_batch = StepBatch(x_in, y.to(device), x_out, m)
+                step_batch = StepBatch(x_in, y.to(device), x_out, m, self._pads)
                 out = forward_and_loss(
                     self._forward,
                     self.objective,
@@ -628,12 +653,18 @@ class Finetuner:
         draws as they are.
         """
         dev = device if device is not None else module_device(self.model)
-        with eval_mode(self.model), torch.random.fork_rng(devices=[]):
-            logits, y = collect_logits(
-                lambda x: extract_logits(self.model(x)), loader, dev, name="val_loader"
-            )
-        if y is None:
-            raise ValueError("val_loader batches must carry labels")
+        outs: list[torch.Tensor] = []
+        ys: list[torch.Tensor] = []
+        with eval_mode(self.model), torch.random.fork_rng(devices=[]), torch.no_grad():
+            for batch in loader:
+                x, yb = split_inputs(batch, "val_loader batch", keys=self._keys)
+                if yb is None:
+                    raise ValueError("val_loader batches must carry labels")
+                outs.append(extract_logits(call_model(self.model, inputs_to(x, dev))).cpu())
+                ys.append(yb.cpu())
+        if not outs:
+            raise ValueError("val_loader yielded no batches; it needs at least one sample")
+        logits, y = torch.cat(outs), torch.cat(ys)
         c = pre.num_classes if pre is not None else int(getattr(self.model, "num_classes", 0))
         c = c or int(logits.shape[1])
         logits_c = logits[:, :c].float()

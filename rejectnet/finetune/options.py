@@ -23,6 +23,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from rejectnet._batches import check_keys
 from rejectnet._validation import check_flag, check_int, check_number
 from rejectnet.finetune.callbacks import Callback
 
@@ -122,6 +123,13 @@ class TrainOptions:
             space synthesis, blending and feature-space virtual outliers that extend or
             replace the outlier pool. ``None`` (default) trains on the pool alone, as the
             paper does.
+        keys: How to read dict batches whose names differ from the defaults:
+            ``(input_key, label_key)``, ``input_key`` one key (one input tensor) or a
+            tuple of keys (named tensors passed to the model as keyword arguments,
+            ``(("input_ids", "attention_mask"), "labels")``), ``label_key`` the key of
+            the labels. ``None`` (default): the one rule of :mod:`rejectnet._batches`
+            (labels under ``y``/``label``/``labels``/``target``/``targets``, every
+            other key a model input). A key that would be dropped raises.
 
     Raises:
         TypeError: An option of the wrong type.
@@ -157,6 +165,7 @@ class TrainOptions:
     sync_batchnorm: bool = False
     channels_last: bool = False
     outlier_signal: Any = None
+    keys: Any = None
 
     def __post_init__(self) -> None:
         check_int(self.epochs, "epochs")
@@ -166,12 +175,8 @@ class TrainOptions:
         if self.weight_decay is not None:
             check_number(self.weight_decay, "weight_decay")
         check_flag(self.nesterov, "nesterov")
-        if isinstance(self.optimizer, str):
-            if self.optimizer not in ("auto", "sgd", "adamw"):
-                raise ValueError(
-                    "optimizer must be None or 'auto' (SGD for CNNs, AdamW for transformers), "
-                    f"'sgd', 'adamw', or a factory params -> Optimizer; got {self.optimizer!r}"
-                )
+        if isinstance(self.optimizer, str) and self.optimizer in ("auto", "sgd", "adamw"):
+            pass
         elif self.optimizer is not None and not callable(self.optimizer):
             raise TypeError(
                 "optimizer must be None ('auto'), 'sgd', 'adamw' or a factory callable "
@@ -230,6 +235,7 @@ class TrainOptions:
                     f"override on_step_end/on_epoch_end); got {type(cb).__name__}"
                 )
         object.__setattr__(self, "callbacks", tuple(self.callbacks))
+        object.__setattr__(self, "keys", check_keys(self.keys))
         check_flag(self.sync_batchnorm, "sync_batchnorm")
         check_flag(self.channels_last, "channels_last")
         if self.outlier_signal is not None:

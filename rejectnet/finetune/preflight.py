@@ -10,7 +10,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from rejectnet._batches import split_batch
+from rejectnet._batches import (
+    BatchKeys,
+    Inputs,
+    batch_size,
+    call_model,
+    inputs_to,
+    split_inputs,
+    take_rows,
+)
 from rejectnet._inference import eval_mode
 from rejectnet._outputs import extract_logits
 from rejectnet.finetune.batching import (
@@ -18,6 +26,7 @@ from rejectnet.finetune.batching import (
     check_rows_fit,
     outlier_rows,
     sequence_inputs,
+    single_input_hint,
 )
 from rejectnet.finetune.objectives import Objective, uses_outliers
 from rejectnet.finetune.options import TrainOptions
@@ -71,8 +80,24 @@ def _check_label_tensor(y: torch.Tensor | None, where: str) -> torch.Tensor:
     return y
 
 
+def _first_call(model: nn.Module, x: Inputs, device: torch.device) -> Any:
+    """The model on two rows; a dict the model cannot take by name says what to do."""
+    try:
+        return call_model(model, inputs_to(x, device))
+    except TypeError as err:
+        if not isinstance(x, dict):
+            raise
+        raise TypeError(
+            f"the model refused the in_loader batch's named inputs ({err}). "
+            + single_input_hint("in_loader", x)
+        ) from err
+
+
 def _check_all_rows(
-    x_in: torch.Tensor, in_loader: Iterable[Any], outlier_loader: Iterable[Any]
+    x_in: Inputs,
+    in_loader: Iterable[Any],
+    outlier_loader: Iterable[Any],
+    keys: BatchKeys | None,
 ) -> None:
     """Every in-memory batch of both loaders fits the first in-distribution batch."""
     for name, loader, labels in (
@@ -80,7 +105,7 @@ def _check_all_rows(
         ("outlier_loader", outlier_loader, False),
     ):
         for i, batch in enumerate(sequence_inputs(loader) or []):
-            x, _ = split_batch(batch, f"{name} batch {i}", labels=labels)
+            x, _ = split_inputs(batch, f"{name} batch {i}", keys=keys, labels=labels)
             check_rows_fit(x_in, x, f"batch {i}, found before the first step", other=name)
 
 
@@ -102,6 +127,8 @@ def preflight(
     device: torch.device,
     in_loader: Iterable[Any],
     outlier_loader: Iterable[Any] | None,
+    *,
+    keys: BatchKeys | None = None,
 ) -> Preflight:
     """Check everything that can be checked before the first weight changes.
 
@@ -134,7 +161,7 @@ def preflight(
     refused, the caller's RNG.
     """
     with torch.random.fork_rng(devices=[]):
-        return _preflight(model, objective, options, device, in_loader, outlier_loader)
+        return _preflight(model, objective, options, device, in_loader, outlier_loader, keys)
 
 
 def _preflight(
@@ -144,6 +171,7 @@ def _preflight(
     device: torch.device,
     in_loader: Iterable[Any],
     outlier_loader: Iterable[Any] | None,
+    keys: BatchKeys | None,
 ) -> Preflight:
     check_reiterable(in_loader, "in_loader", "labeled in-distribution batches")
     try:
@@ -156,7 +184,7 @@ def _preflight(
     first = next(iter(in_loader), None) if n_batches > 0 else None
     if first is None:
         raise ValueError("in_loader is empty; it needs at least one labeled batch")
-    x_in, y = split_batch(first, "in_loader batch")
+    x_in, y = split_inputs(first, "in_loader batch", keys=keys)
     y = _check_label_tensor(y, "in_loader")
     if options.amp == "fp16" and device.type != "cuda":
         raise ValueError("amp='fp16' needs a CUDA device; on CPU use amp=True (bfloat16)")
@@ -175,12 +203,12 @@ def _preflight(
         first_out = next(iter(outlier_loader), None)
         if first_out is None:
             raise ValueError("outlier_loader is empty; it needs unlabeled outliers")
-        x_out, _ = split_batch(first_out, "outlier_loader batch")
+        x_out, _ = split_inputs(first_out, "outlier_loader batch", keys=keys, labels=False)
         check_rows_fit(x_in, x_out, "first batch", dtype=True)
-        _check_all_rows(x_in, in_loader, outlier_loader)
+        _check_all_rows(x_in, in_loader, outlier_loader, keys)
     if wants_outliers:
         batch = getattr(in_loader, "batch_size", None)
-        n_in = max(int(x_in.shape[0]), batch if isinstance(batch, int) else 0)
+        n_in = max(batch_size(x_in), batch if isinstance(batch, int) else 0)
         outlier_rows(options.outlier_ratio, n_in)
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     if options.sync_batchnorm and distributed and device.type != "cuda":
@@ -190,7 +218,7 @@ def _preflight(
         )
     model.to(device)
     with torch.no_grad(), eval_mode(model):
-        logits = extract_logits(model(x_in[:2].to(device)))
+        logits = extract_logits(_first_call(model, take_rows(x_in, slice(0, 2)), device))
     reject_model = isinstance(model, RejectHead)
     expected = model.num_classes + model.k if isinstance(model, RejectHead) else 0
     width = int(logits.shape[-1]) if logits.ndim == 2 else -1
@@ -212,7 +240,7 @@ def _preflight(
         check_labels(labels, num_classes, "in_loader dataset")
     elif isinstance(in_loader, Sequence):
         for i, batch in enumerate(in_loader):
-            _, yi = split_batch(batch, f"in_loader batch {i}")
+            _, yi = split_inputs(batch, f"in_loader batch {i}", keys=keys)
             yi = _check_label_tensor(yi, "in_loader")
             check_labels(yi, num_classes, f"in_loader batch {i}")
     return Preflight(num_classes, reject_model, wants_outliers)

@@ -36,9 +36,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from rejectnet._batches import split_batch
+from rejectnet._batches import Inputs, batch_size, call_model, check_keys, split_inputs
+from rejectnet._outputs import extract_logits
 from rejectnet._validation import check_fraction
-from rejectnet.finetune.batching import check_reiterable
+from rejectnet.finetune.batching import check_reiterable, join_step_inputs, pad_values_of
 from rejectnet.finetune.optim import choose_optimizer, cosine_schedule
 from rejectnet.finetune.options import TrainOptions
 from rejectnet.head import RejectHead
@@ -58,12 +59,13 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 """``params -> torch.optim.Optimizer``, e.g. ``lambda p: torch.optim.AdamW(p, lr=1e-4)``."""
 
 
-def _triple(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _triple(batch: Any) -> tuple[Inputs, torch.Tensor, Inputs]:
     """``(x_in, y, x_out)``, or a TypeError saying how to make one from a plain loader."""
     if (
         isinstance(batch, (tuple, list))
         and len(batch) == 3
-        and all(isinstance(part, torch.Tensor) for part in batch)
+        and all(isinstance(part, (torch.Tensor, dict)) for part in batch)
+        and isinstance(batch[1], torch.Tensor)
     ):
         return batch[0], batch[1], batch[2]
     got = (
@@ -121,6 +123,11 @@ class RejectNetModule(pl.LightningModule):
             threshold is part of every rank's and every checkpoint's ``state_dict``).
         coverage: Fraction of the calibration inputs to keep, in ``(0, 1]``.
         score: The score to calibrate (default: ``"sum_reject"``).
+        keys: ``(input_key, label_key)`` for dict validation batches with other names
+            (training batches come from :class:`~rejectnet.integrations.OutlierPairs`,
+            which takes its own ``keys=``). Inputs may be named tensors (Hugging Face
+            style), passed to the model as keyword arguments; ``x_in`` and ``x_out``
+            token sequences are padded to one length with the model's pad id.
 
     Raises:
         TypeError: If ``net`` is not a module, ``k`` is missing for an unwrapped model,
@@ -147,6 +154,7 @@ class RejectNetModule(pl.LightningModule):
         calibration_loader: Iterable[Any] | None = None,
         coverage: float = 0.95,
         score: str | None = None,
+        keys: Any = None,
     ) -> None:
         super().__init__()
         if isinstance(net, RejectHead):
@@ -188,13 +196,14 @@ class RejectNetModule(pl.LightningModule):
         self.calibration_loader = calibration_loader
         self.coverage = coverage
         self.score = score
+        self.keys = check_keys(keys)
         self._modes: dict[str, bool] | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The wrapped network's ``(N, C + k)`` logits."""
-        return self.net(x)  # type: ignore[no-any-return]
+    def forward(self, x: Inputs) -> torch.Tensor:
+        """The wrapped network's ``(N, C + k)`` logits (named inputs as keyword arguments)."""
+        return extract_logits(call_model(self.net, x))
 
-    def step_terms(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> LossTerms:
+    def step_terms(self, batch: tuple[Inputs, torch.Tensor, Inputs]) -> LossTerms:
         """The loss of one ``(x_in, y, x_out)`` batch, from one forward pass over both parts.
 
         Args:
@@ -204,16 +213,16 @@ class RejectNetModule(pl.LightningModule):
             The loss and its parts (see :class:`~rejectnet.losses.LossTerms`).
         """
         x_in, y, x_out = _triple(batch)
-        n_in = int(x_in.shape[0])
-        logits = self.net(torch.cat([x_in, x_out.to(x_in.dtype)]))
+        n_in = batch_size(x_in)
+        logits = self(join_step_inputs(x_in, x_out, pad_values_of(self.net)))
         return self.loss.terms(logits[:n_in], y, logits[n_in:])
 
     def training_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int
+        self, batch: tuple[Inputs, torch.Tensor, Inputs], batch_idx: int
     ) -> torch.Tensor:
         """One step of Algorithm 1; returns the loss for Lightning to minimise."""
         terms = self.step_terms(batch)
-        n_in = int(batch[0].shape[0])
+        n_in = batch_size(batch[0])
         self.log("train/loss", terms.loss.detach(), prog_bar=True, batch_size=n_in)
         self.log("train/in_loss", terms.in_loss, batch_size=n_in)
         if terms.out_loss is not None:
@@ -222,11 +231,11 @@ class RejectNetModule(pl.LightningModule):
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         """Log the in-distribution loss and accuracy of a labeled batch."""
-        x, y = split_batch(batch, "validation batch")
+        x, y = split_inputs(batch, "validation batch", keys=self.keys)
         if y is None:
-            raise ValueError("validation batches must carry labels: (x, y)")
-        logits = self.net(x)[:, : self.net.num_classes].float()
-        n = int(x.shape[0])
+            raise ValueError("validation batches must carry labels: (x, y) or a dict")
+        logits = self(x)[:, : self.net.num_classes].float()
+        n = batch_size(x)
         self.log("val/loss", nn.functional.cross_entropy(logits, y), batch_size=n, sync_dist=True)
         acc = (logits.argmax(dim=-1) == y).float().mean()
         self.log("val/acc", acc, prog_bar=True, batch_size=n, sync_dist=True)
