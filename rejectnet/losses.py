@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rejectnet._validation import check_number
+from rejectnet._validation import check_int, check_number
 
 __all__ = [
     "CrossEntropyLoss",
@@ -94,42 +94,46 @@ class LossTerms(NamedTuple):
     out_loss: torch.Tensor | None
 
 
-def _check_num_classes(num_classes: object) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int (C), got {num_classes!r}")
-    return num_classes
-
-
 def _check_in(logits_in: torch.Tensor, targets: torch.Tensor) -> None:
-    if not isinstance(logits_in, torch.Tensor) or logits_in.ndim != 2:
+    if not isinstance(logits_in, torch.Tensor):
+        raise TypeError(
+            f"logits_in must be a 2-D (N, outputs) torch.Tensor, got {type(logits_in).__name__}"
+        )
+    if logits_in.ndim != 2:
         raise ValueError(
-            "logits_in must be a 2-D (N, outputs) tensor, got "
-            f"{getattr(logits_in, 'shape', type(logits_in).__name__)}"
+            f"logits_in must be a 2-D (N, outputs) tensor, got shape {tuple(logits_in.shape)}"
         )
     if not logits_in.dtype.is_floating_point:
         raise ValueError(f"logits_in must be a floating-point tensor, got {logits_in.dtype}")
+    if not isinstance(targets, torch.Tensor):
+        raise TypeError(
+            "targets must be a 1-D integer tensor of class indices (a torch.Tensor), got "
+            f"{type(targets).__name__}"
+        )
     if (
-        not isinstance(targets, torch.Tensor)
-        or targets.ndim != 1
+        targets.ndim != 1
         or targets.dtype.is_floating_point
         or targets.dtype == torch.bool
         or targets.shape[0] != logits_in.shape[0]
     ):
         raise ValueError(
             "targets must be a 1-D integer tensor of class indices with one entry per row "
-            f"of logits_in ({logits_in.shape[0]}), got "
-            f"{getattr(targets, 'dtype', type(targets).__name__)} "
-            f"{tuple(getattr(targets, 'shape', ()))}"
+            f"of logits_in ({logits_in.shape[0]}), got {targets.dtype} {tuple(targets.shape)}"
         )
 
 
 def _check_out(logits_out: torch.Tensor | None, width: int) -> None:
     if logits_out is None:
         return
-    if not isinstance(logits_out, torch.Tensor) or logits_out.ndim != 2:
+    if not isinstance(logits_out, torch.Tensor):
+        raise TypeError(
+            "logits_out must be a 2-D (M, outputs) torch.Tensor or None, got "
+            f"{type(logits_out).__name__}"
+        )
+    if logits_out.ndim != 2:
         raise ValueError(
-            "logits_out must be a 2-D (M, outputs) tensor or None, got "
-            f"{getattr(logits_out, 'shape', type(logits_out).__name__)}"
+            "logits_out must be a 2-D (M, outputs) tensor or None, got shape "
+            f"{tuple(logits_out.shape)}"
         )
     if not logits_out.dtype.is_floating_point:
         raise ValueError(f"logits_out must be a floating-point tensor, got {logits_out.dtype}")
@@ -204,9 +208,11 @@ class SelfSupervisedRejectLoss(nn.Module):
             unused.
 
     Raises:
-        ValueError: If ``num_classes`` is not a positive int or ``lam`` is negative or
-            not finite.
-        TypeError: If ``pseudo_labels`` is neither ``"random"`` nor callable.
+        TypeError: If ``num_classes`` is not an int, ``lam`` not a number, ``generator``
+            not a ``torch.Generator``, or ``pseudo_labels`` neither ``"random"`` nor
+            callable (the rule of :mod:`rejectnet._validation`: a wrong type is a
+            ``TypeError``).
+        ValueError: If ``num_classes < 1`` or ``lam`` is negative or not finite.
 
     Example:
         >>> import torch
@@ -229,7 +235,8 @@ class SelfSupervisedRejectLoss(nn.Module):
         pseudo_labels: str | PseudoLabeler = "random",
     ) -> None:
         super().__init__()
-        self.num_classes = _check_num_classes(num_classes)
+        check_int(num_classes, "num_classes")  # C: TypeError for a non-int, ValueError < 1
+        self.num_classes = int(num_classes)
         self.lam = check_number(lam, "lam")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(

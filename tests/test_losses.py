@@ -201,12 +201,10 @@ Y = torch.tensor([0, 1, 2, 3])
     ("args", "match"),
     [
         ((torch.zeros(C + K), Y, L2), "logits_in must be a 2-D"),
-        (("logits", Y, L2), "logits_in must be a 2-D"),
         ((L2, Y.float(), L2), "targets must be a 1-D integer tensor"),
         ((L2, Y.bool(), L2), "targets must be a 1-D integer tensor"),
         ((L2, Y[:3], L2), r"targets must be .* one entry per row of logits_in \(4\)"),
         ((L2, Y.unsqueeze(1), L2), "targets must be a 1-D"),
-        ((L2, [0, 1, 2, 3], L2), "targets must be a 1-D"),
         ((L2, Y, torch.zeros(C + K)), "logits_out must be a 2-D"),
         ((L2, Y, torch.zeros(4, C + K + 1)), "logits_out has 8 outputs but logits_in has 7"),
         ((torch.zeros(4, C), Y, torch.zeros(4, C)), "logits_in has 4 outputs but num_classes=4"),
@@ -216,6 +214,21 @@ Y = torch.tensor([0, 1, 2, 3])
 )
 def test_bad_inputs_are_rejected_naming_the_argument(args: tuple[Any, ...], match: str) -> None:
     with pytest.raises(ValueError, match=match):
+        SelfSupervisedRejectLoss(C)(*args)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (("logits", Y, L2), "logits_in must be a 2-D .*torch.Tensor, got str"),
+        ((L2, [0, 1, 2, 3], L2), "targets must be a 1-D .*torch.Tensor.*got list"),
+        ((L2, Y, L2.tolist()), "logits_out must be a 2-D .*torch.Tensor or None, got list"),
+    ],
+)
+def test_inputs_of_the_wrong_type_raise_type_error(args: tuple[Any, ...], match: str) -> None:
+    """One rule (rejectnet._validation): a wrong type is a TypeError, a wrong value a
+    ValueError."""
+    with pytest.raises(TypeError, match=match):
         SelfSupervisedRejectLoss(C)(*args)
 
 
@@ -234,8 +247,10 @@ def test_other_losses_check_their_inputs(loss_fn: nn.Module) -> None:
     ("kwargs", "error", "match"),
     [
         (dict(num_classes=0), ValueError, "num_classes must be a positive int"),
-        (dict(num_classes=2.0), ValueError, "num_classes must be a positive int"),
-        (dict(num_classes=True), ValueError, "num_classes must be a positive int"),
+        (dict(num_classes=-2), ValueError, "num_classes must be a positive int"),
+        (dict(num_classes=2.0), TypeError, "num_classes must be a positive int"),
+        (dict(num_classes=True), TypeError, "num_classes must be a positive int"),
+        (dict(num_classes="3"), TypeError, "num_classes must be a positive int"),
         (dict(num_classes=3, lam=-1.0), ValueError, "lam must be a finite number >= 0"),
         (dict(num_classes=3, lam=float("inf")), ValueError, "lam must be a finite"),
         (dict(num_classes=3, lam="5"), TypeError, "lam must be a number"),

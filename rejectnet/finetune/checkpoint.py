@@ -44,6 +44,7 @@ from rejectnet._safeio import UnsafeFileError, open_regular
 __all__ = [
     "CHECKPOINT_FORMAT",
     "MAX_CHECKPOINT_BYTES",
+    "MAX_RUN_CONFIG_CHARS",
     "CheckpointError",
     "LoadedCheckpoint",
     "check_contents",
@@ -67,6 +68,8 @@ CHECKPOINT_FORMAT = 1
 
 MAX_CHECKPOINT_BYTES = 64 * 2**30
 """The largest checkpoint file :func:`read_checkpoint` reads by default (64 GiB)."""
+MAX_RUN_CONFIG_CHARS = 1_000_000
+"""The longest ``run_config`` (the run's settings as JSON text) a checkpoint may hold."""
 
 
 class CheckpointError(ValueError):
@@ -331,6 +334,10 @@ _OPTIONAL_FIELDS: dict[str, tuple[Any, str]] = {
     "num_classes": (lambda v: _is_int(v, 1), "an int >= 1"),
     "k": (lambda v: _is_int(v, 1), "an int >= 1"),
     "fingerprint": (lambda v: isinstance(v, str) and len(v) <= 128, "a str"),
+    "run_config": (
+        lambda v: isinstance(v, str) and len(v) <= MAX_RUN_CONFIG_CHARS,
+        "a str (JSON) of at most 1,000,000 characters",
+    ),
 }
 _RANK_FIELDS: dict[str, tuple[Any, str]] = {
     "epoch_rng": (_optional(lambda v: isinstance(v, torch.Tensor)), "a tensor or None"),

@@ -43,7 +43,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
-from rejectnet._batches import split_batch
+from rejectnet._batches import Inputs, split_inputs, take_rows
 
 __all__ = [
     "BatchShard",
@@ -310,10 +310,10 @@ class RowShard:
         self.rank = rank
         self.world_size = world_size
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def __iter__(self) -> Iterator[Inputs]:
         for batch in self.loader:
-            x, _ = split_batch(batch, "outlier_loader batch")
-            yield x[self.rank :: self.world_size]
+            x, _ = split_inputs(batch, "outlier_loader batch", labels=False)
+            yield take_rows(x, slice(self.rank, None, self.world_size))
 
 
 def shard_in_loader(

@@ -34,10 +34,19 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from rejectnet._batches import split_batch
-from rejectnet._inference import collect_logits, eval_mode, module_device
+from rejectnet._batches import (
+    BatchKeys,
+    Inputs,
+    batch_size,
+    call_model,
+    check_keys,
+    inputs_to,
+    split_inputs,
+)
+from rejectnet._inference import eval_mode, module_device
 from rejectnet._outputs import extract_logits
 from rejectnet.finetune import distributed as dist_utils
+from rejectnet.finetune.batching import check_rows_fit, outlier_rows, pad_values_of
 from rejectnet.finetune.callbacks import FitView, StopTraining
 from rejectnet.finetune.checkpoint import (
     CheckpointError,
@@ -45,16 +54,22 @@ from rejectnet.finetune.checkpoint import (
     find_latest,
     write_checkpoint,
 )
+from rejectnet.finetune.collapse import CollapseWatch, Measure
 from rejectnet.finetune.history import History
 from rejectnet.finetune.nonfinite import LossWatch
 from rejectnet.finetune.objectives import Objective
-from rejectnet.finetune.optim import OptimizerStep, build_optimizer
+from rejectnet.finetune.optim import (
+    OptimizerChoice,
+    OptimizerStep,
+    build_optimizer,
+    choose_optimizer,
+)
 from rejectnet.finetune.options import TrainOptions
 from rejectnet.finetune.preflight import Preflight, check_labels, preflight
 from rejectnet.finetune.progress import EpochProgress, epoch_summary
-from rejectnet.finetune.resume import run_identity
+from rejectnet.finetune.resume import object_fingerprint, run_identity, signal_fingerprint
 from rejectnet.finetune.rng import seed_everything
-from rejectnet.finetune.run_state import RunState, capture, restore
+from rejectnet.finetune.run_state import RunState, capture, check_restorable, restore
 from rejectnet.finetune.stats import EpochAccumulator
 from rejectnet.finetune.step import StepBatch, forward_and_loss
 from rejectnet.finetune.streams import EpochStream, OutlierStream
@@ -62,6 +77,15 @@ from rejectnet.finetune.streams import EpochStream, OutlierStream
 __all__ = ["Finetuner"]
 
 logger = logging.getLogger("rejectnet")
+
+
+def _collapse_hint(choice: OptimizerChoice) -> str:
+    if choice.name == "factory":
+        return "lower the learning rate of your optimizer factory"
+    return (
+        f"{choice.name} at lr={choice.lr:g}; lower lr (AdamW 2e-5..1e-4 suits pretrained "
+        "transformers, SGD 0.001..0.01 CNNs) or pass optimizer='adamw' / a factory"
+    )
 
 
 class Finetuner:
@@ -137,6 +161,9 @@ class Finetuner:
         self.device = torch.device("cpu")
         self.train_loader: Iterable[Any] | None = None
         self._identity: dict[str, Any] = {}
+        self._collapse = CollapseWatch(name, "")
+        self._keys: BatchKeys | None = self.options.keys
+        self._pads: dict[str, int] = {}
 
     _NOT_IN_FINGERPRINT = frozenset(
         {
@@ -147,6 +174,7 @@ class Finetuner:
             "callbacks",
             "sync_batchnorm",
             "channels_last",
+            "keys",
         }
     )
 
@@ -157,7 +185,11 @@ class Finetuner:
             for f in dataclasses.fields(self.options)
             if f.name not in self._NOT_IN_FINGERPRINT
         }
-        objective = {k: v for k, v in vars(self.objective).items() if not k.startswith("_")}
+        choice = choose_optimizer(self.model, self.options)
+        if choice.name != "factory":  # the optimizer as it runs, defaults filled in
+            opts.update(optimizer=choice.name, lr=choice.lr, weight_decay=choice.weight_decay)
+        opts["outlier_signal"] = signal_fingerprint(self.options.outlier_signal)
+        objective = object_fingerprint(self.objective)
         return run_identity(
             self.model,
             num_classes=num_classes,
@@ -224,6 +256,7 @@ class Finetuner:
         val_loader: Iterable[Any] | None = None,
         *,
         resume: bool = False,
+        keys: Any = None,
     ) -> History:
         """Train.
 
@@ -238,6 +271,12 @@ class Finetuner:
             val_loader: Optional labeled in-distribution data; accuracy is reported per
                 epoch.
             resume: Continue from the latest valid checkpoint in ``checkpoint_dir``.
+            keys: ``(input_key, label_key)`` for dict batches with other names (see
+                :class:`TrainOptions`' ``keys``; this one wins), e.g.
+                ``(("input_ids", "attention_mask"), "intent")``. Dict batches of named
+                tensors (Hugging Face style) need no ``keys``: the label is under
+                ``labels`` (or ``y``, ``label``, ``target``, ``targets``) and every
+                other key goes to the model as a keyword argument.
 
         Returns:
             Per-epoch statistics.
@@ -255,12 +294,16 @@ class Finetuner:
         opts = self.options
         if not isinstance(resume, bool):
             raise TypeError(f"resume must be True or False, got {resume!r}")
+        self._keys = check_keys(keys) if keys is not None else opts.keys
         device = opts.device if opts.device is not None else module_device(self.model)
         assert isinstance(device, torch.device)
         self._ctx = dist_utils.context(device)
         ctx = self._ctx
         device = dist_utils.resolve_device(device, ctx, explicit=opts.device is not None)
-        pre = preflight(self.model, self.objective, opts, device, in_loader, outlier_loader)
+        pre = preflight(
+            self.model, self.objective, opts, device, in_loader, outlier_loader, keys=self._keys
+        )
+        self._pads = pad_values_of(self.model)
         ckpt_dir = opts.checkpoint_path
         if ckpt_dir is not None:
             check_writable(ckpt_dir)
@@ -304,8 +347,6 @@ class Finetuner:
                 )
         sampler_seed = self._sampler_seed(ckpt, device)
         self._sampler_seed_value, self.device = sampler_seed, device
-        if opts.seed is not None:
-            seed_everything(opts.seed + ctx.rank)
 
         in_rank, out_rank = self._shard(in_loader, outlier_loader, pre, sampler_seed)
         self.train_loader = in_rank
@@ -337,8 +378,28 @@ class Finetuner:
                 fp16=opts.amp == "fp16",
             )
             in_stream = EpochStream(in_rank)
-            out_stream = OutlierStream(out_rank) if out_rank is not None else None
-            run = self._run = RunState(self.name, opts.epochs, history=History())
+            out_stream = (
+                OutlierStream(out_rank, keys=self._keys, pad_values=self._pads)
+                if out_rank is not None
+                else None
+            )
+            run = RunState(self.name, opts.epochs, history=History())
+            if ckpt is not None and found is not None:
+                # every refusal comes before any weight, optimizer state or RNG is touched
+                check_restorable(
+                    ckpt,
+                    found.path,
+                    rank=ctx.rank,
+                    run=run,
+                    model=self.model,
+                    opt=opt,
+                    signal=signal,
+                    fingerprint=self._identity["fingerprint"],
+                    run_config=self._identity["run_config"],
+                )
+            self._run = run
+            if opts.seed is not None:
+                seed_everything(opts.seed + ctx.rank)
             if ckpt is not None and found is not None:
                 restore(
                     ckpt,
@@ -350,7 +411,7 @@ class Finetuner:
                     out_stream=out_stream,
                     signal=signal,
                     device=device,
-                    fingerprint=self._identity["fingerprint"],
+                    checked=True,
                 )
                 self._log("%s: resumed at epoch %d, step %d", self.name, run.epoch + 1, run.step)
             elif resume:
@@ -366,18 +427,27 @@ class Finetuner:
             if ctx.enabled:
                 ids = [device.index] if device.type == "cuda" else None
                 self._ddp = DistributedDataParallel(self.model, device_ids=ids)
+            choice = choose_optimizer(self.model, opts)
             self._log(
                 "%s: %d epochs x %d steps, in batch %s%s, outlier batch ratio %.2fx, "
-                "device %s, amp %s",
+                "optimizer %s (lr %s), device %s, amp %s",
                 self.name,
                 opts.epochs,
                 steps_per_epoch,
                 getattr(in_rank, "batch_size", "?"),
                 f" per rank x {ctx.world_size} ranks" if ctx.enabled else "",
                 opts.outlier_ratio if pre.uses_outliers else 0.0,
+                choice.name,
+                choice.lr if choice.lr is not None else "the factory's",
                 device,
                 opts.amp,
             )
+            self._collapse = CollapseWatch(self.name, _collapse_hint(choice), pre.num_classes)
+            saved_base = ckpt.get("collapse_baseline") if ckpt is not None else None
+            if isinstance(saved_base, dict):
+                self._collapse.start(Measure(**saved_base))
+            elif val_loader is not None and ckpt is None:  # where the model starts
+                self._collapse.start(self._measure(val_loader, pre, device))
             if signal is not None:
                 signal.attach(self.model)
             try:
@@ -440,9 +510,9 @@ class Finetuner:
             for buf in self.model.buffers():
                 torch.distributed.broadcast(buf, src=0)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: Inputs) -> torch.Tensor:
         module: nn.Module = self._ddp if self._ddp is not None else self.model
-        return extract_logits(module(x))
+        return extract_logits(call_model(module, x))
 
     def _run_epoch(
         self,
@@ -474,22 +544,17 @@ class Finetuner:
         stats = None
         try:
             for batch in in_stream:
-                x_in, y = split_batch(batch, "in_loader batch")
+                x_in, y = split_inputs(batch, "in_loader batch", keys=self._keys)
                 if y is None:
                     raise ValueError("in_loader batches must carry labels")
                 check_labels(y, pre.num_classes, f"in_loader batch at step {run.step + 1}")
-                n_in = int(x_in.shape[0])
-                m = max(1, round(opts.outlier_ratio * n_in)) if pre.uses_outliers else 0
+                n_in = batch_size(x_in, "in_loader batch")
+                m = outlier_rows(opts.outlier_ratio, n_in) if pre.uses_outliers else 0
                 x_out = None
                 if out_stream is not None:
                     x_out = out_stream.take(m)
-                    if tuple(x_out.shape[1:]) != tuple(x_in.shape[1:]):
-                        raise ValueError(
-                            f"outlier_loader inputs have shape {tuple(x_out.shape[1:])} but "
-                            f"in_loader inputs have {tuple(x_in.shape[1:])} (step {run.step + 1})"
-                        )
-                    x_out = x_out.to(x_in.dtype)
-                step_batch = StepBatch(x_in, y.to(device), x_out, m)
+                    check_rows_fit(x_in, x_out, f"step {run.step + 1}")
+                step_batch = StepBatch(x_in, y.to(device), x_out, m, self._pads)
                 out = forward_and_loss(
                     self._forward,
                     self.objective,
@@ -505,6 +570,9 @@ class Finetuner:
                 bar.update(acc.running_loss)
                 last = in_stream.position >= steps_per_epoch
                 if opt.group_complete or last:
+                    if run.step == 0 and self._collapse.baseline is None:
+                        # the first group's forward ran on the weights as they came in
+                        self._collapse.start(acc.in_distribution("the training batches"))
                     opt.step()
                     acc.count_step()
                     run.step += 1
@@ -526,15 +594,21 @@ class Finetuner:
             raise
         self._broadcast_buffers()
         watch.raise_if_bad(run.step)
-        val_acc = self.evaluate_accuracy(val_loader, pre, device) if val_loader else None
+        val = self._measure(val_loader, pre, device) if val_loader is not None else None
         stats = acc.finish(
             lambda t: dist_utils.all_reduce(t, self._ctx),
             epoch=run.epoch + 1,
             lr=opt.lr,
             seconds=time.perf_counter() - t0,
-            val_accuracy=val_acc,
+            val_accuracy=val.accuracy if val is not None else None,
         )
         bar.close(stats)
+        self._collapse.check(
+            run.epoch + 1,
+            val
+            if val is not None
+            else Measure(stats.in_accuracy, stats.in_loss, "the training batches", False, 0),
+        )
         assert run.history is not None
         run.history.epochs.append(stats)
         run.epoch += 1
@@ -565,16 +639,38 @@ class Finetuner:
         Raises:
             ValueError: If the batches carry no labels.
         """
+        return self._measure(loader, pre, device).accuracy
+
+    def _measure(
+        self,
+        loader: Iterable[Any],
+        pre: Preflight | None = None,
+        device: torch.device | None = None,
+    ) -> Measure:
+        """Accuracy and cross-entropy over the C classes on a labeled loader (eval mode).
+
+        Torch's CPU RNG is forked, so that a shuffled loader leaves the run's random
+        draws as they are.
+        """
         dev = device if device is not None else module_device(self.model)
-        with eval_mode(self.model):
-            logits, y = collect_logits(
-                lambda x: extract_logits(self.model(x)), loader, dev, name="val_loader"
-            )
-        if y is None:
-            raise ValueError("val_loader batches must carry labels")
+        outs: list[torch.Tensor] = []
+        ys: list[torch.Tensor] = []
+        with eval_mode(self.model), torch.random.fork_rng(devices=[]), torch.no_grad():
+            for batch in loader:
+                x, yb = split_inputs(batch, "val_loader batch", keys=self._keys)
+                if yb is None:
+                    raise ValueError("val_loader batches must carry labels")
+                outs.append(extract_logits(call_model(self.model, inputs_to(x, dev))).cpu())
+                ys.append(yb.cpu())
+        if not outs:
+            raise ValueError("val_loader yielded no batches; it needs at least one sample")
+        logits, y = torch.cat(outs), torch.cat(ys)
         c = pre.num_classes if pre is not None else int(getattr(self.model, "num_classes", 0))
         c = c or int(logits.shape[1])
-        return float((logits[:, :c].argmax(1) == y).double().mean())
+        logits_c = logits[:, :c].float()
+        accuracy = float((logits_c.argmax(1) == y).double().mean())
+        loss = float(torch.nn.functional.cross_entropy(logits_c, y.to(logits_c.device)))
+        return Measure(accuracy, loss, "val_loader", rows=int(y.shape[0]))
 
     def _save(
         self,
@@ -608,6 +704,8 @@ class Finetuner:
                 "world_size": self._ctx.world_size,
                 "sampler_seed": self._sampler_seed_value,
             }
+            if self._collapse.baseline is not None:
+                state["collapse_baseline"] = dataclasses.asdict(self._collapse.baseline)
             if ranks is not None:
                 state["rank_states"] = ranks
             write_checkpoint(ckpt_dir, state)

@@ -23,15 +23,27 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from rejectnet._batches import check_keys
 from rejectnet._validation import check_flag, check_int, check_number
 from rejectnet.finetune.callbacks import Callback
 
 __all__ = [
+    "MAX_OUTLIER_RATIO",
+    "MAX_OUTLIER_ROWS",
     "AmpMode",
     "OptimizerFactory",
     "SchedulerFactory",
     "TrainOptions",
+    "check_outlier_ratio",
 ]
+
+MAX_OUTLIER_RATIO = 1000.0
+"""The largest ``outlier_ratio`` (outlier rows per in-distribution row; the paper's is 5).
+Beyond it the in-distribution rows are under 0.1% of every forward pass, and a ratio of
+``1e9`` is a typing mistake that would allocate without bound."""
+MAX_OUTLIER_ROWS = 2**20
+"""The most outlier rows one step may ask for (``outlier_ratio`` times the batch size),
+checked on the first batch before training starts."""
 
 AmpMode = bool | Literal["bf16", "fp16"]
 """``False``, ``True``/``"bf16"`` (bfloat16 autocast) or ``"fp16"`` (float16, CUDA only)."""
@@ -41,20 +53,48 @@ SchedulerFactory = Callable[[torch.optim.Optimizer, int], torch.optim.lr_schedul
 """``(optimizer, total_optimizer_steps) -> LRScheduler``, stepped after every optimizer step."""
 
 
+def check_outlier_ratio(value: Any, name: str = "outlier_ratio") -> float:
+    """A number in ``(0, MAX_OUTLIER_RATIO]``, as a float.
+
+    Raises:
+        TypeError: Not a real number.
+        ValueError: Not finite, not > 0, or above :data:`MAX_OUTLIER_RATIO`.
+
+    Example:
+        >>> check_outlier_ratio(5)
+        5.0
+    """
+    ratio = check_number(value, name, positive=True)
+    if ratio > MAX_OUTLIER_RATIO:
+        raise ValueError(
+            f"{name} must be a number in (0, {MAX_OUTLIER_RATIO:g}] (outlier rows per "
+            f"in-distribution row; the paper uses 5), got {value!r}"
+        )
+    return ratio
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     """Everything about *how* to train, shared by every fine-tuner and preset.
 
     Attributes:
         epochs: Passes over the in-distribution loader (the paper: 10 for MNIST).
-        lr: Initial learning rate of the default SGD optimizer.
+        lr: Initial learning rate of the built-in optimizer; ``None`` (default) takes
+            the optimizer's own default: 0.01 for SGD (the paper's), 1e-4 for AdamW.
         momentum: SGD momentum.
-        weight_decay: SGD weight decay.
-        nesterov: Use Nesterov momentum.
-        optimizer: Optional factory ``params -> Optimizer`` replacing the default SGD.
+        weight_decay: Weight decay of the built-in optimizer; ``None`` (default): 5e-4
+            for SGD, 0.01 for AdamW.
+        nesterov: Use Nesterov momentum (SGD).
+        optimizer: ``None`` / ``"auto"`` (default): SGD with Nesterov momentum for
+            CNN-style models, AdamW for transformer-style ones (attention layers, a
+            Hugging Face model, a LayerNorm-normalised net; see
+            :func:`rejectnet.finetune.optim.model_family`); ``"sgd"`` or ``"adamw"`` to
+            force one; or a factory ``params -> Optimizer``.
         scheduler: ``"cosine"`` (per-step cosine decay to 0, the paper's), ``None`` for a
             constant rate, or a factory ``(optimizer, total_steps) -> LRScheduler``.
-        outlier_ratio: Outlier batch size over in-distribution batch size (paper: 5).
+        outlier_ratio: Outlier batch size over in-distribution batch size (paper: 5), at
+            most :data:`MAX_OUTLIER_RATIO` (1000); a step's outlier rows are also bounded
+            by :data:`MAX_OUTLIER_ROWS` (checked on the first batch, before training).
         accumulate_grad_batches: Accumulate the gradients of this many in-distribution
             batches (each with its own outlier batch) before an optimizer step; the loss
             is divided by it, and a last partial group at the end of an epoch is stepped
@@ -83,6 +123,13 @@ class TrainOptions:
             space synthesis, blending and feature-space virtual outliers that extend or
             replace the outlier pool. ``None`` (default) trains on the pool alone, as the
             paper does.
+        keys: How to read dict batches whose names differ from the defaults:
+            ``(input_key, label_key)``, ``input_key`` one key (one input tensor) or a
+            tuple of keys (named tensors passed to the model as keyword arguments,
+            ``(("input_ids", "attention_mask"), "labels")``), ``label_key`` the key of
+            the labels. ``None`` (default): the one rule of :mod:`rejectnet._batches`
+            (labels under ``y``/``label``/``labels``/``target``/``targets``, every
+            other key a model input). A key that would be dropped raises.
 
     Raises:
         TypeError: An option of the wrong type.
@@ -99,11 +146,11 @@ class TrainOptions:
     """
 
     epochs: int = 10
-    lr: float = 0.01
+    lr: float | None = None
     momentum: float = 0.9
-    weight_decay: float = 5e-4
+    weight_decay: float | None = None
     nesterov: bool = True
-    optimizer: OptimizerFactory | None = None
+    optimizer: OptimizerFactory | Literal["auto", "sgd", "adamw"] | None = None
     scheduler: SchedulerFactory | Literal["cosine"] | None = "cosine"
     outlier_ratio: float = 5.0
     accumulate_grad_batches: int = 1
@@ -118,17 +165,23 @@ class TrainOptions:
     sync_batchnorm: bool = False
     channels_last: bool = False
     outlier_signal: Any = None
+    keys: Any = None
 
     def __post_init__(self) -> None:
         check_int(self.epochs, "epochs")
-        check_number(self.lr, "lr", positive=True)
+        if self.lr is not None:
+            check_number(self.lr, "lr", positive=True)
         check_number(self.momentum, "momentum")
-        check_number(self.weight_decay, "weight_decay")
+        if self.weight_decay is not None:
+            check_number(self.weight_decay, "weight_decay")
         check_flag(self.nesterov, "nesterov")
-        if self.optimizer is not None and not callable(self.optimizer):
+        if isinstance(self.optimizer, str) and self.optimizer in ("auto", "sgd", "adamw"):
+            pass
+        elif self.optimizer is not None and not callable(self.optimizer):
             raise TypeError(
-                "optimizer must be None (SGD) or a factory callable params -> Optimizer, e.g. "
-                f"lambda p: torch.optim.AdamW(p, lr=1e-3); got {self.optimizer!r}"
+                "optimizer must be None ('auto'), 'sgd', 'adamw' or a factory callable "
+                "params -> Optimizer, e.g. lambda p: torch.optim.AdamW(p, lr=1e-3); got "
+                f"{self.optimizer!r}"
             )
         if isinstance(self.scheduler, str):
             if self.scheduler != "cosine":
@@ -140,7 +193,7 @@ class TrainOptions:
             raise TypeError(
                 f"scheduler must be 'cosine', None or a callable, got {self.scheduler!r}"
             )
-        check_number(self.outlier_ratio, "outlier_ratio", positive=True)
+        check_outlier_ratio(self.outlier_ratio, "outlier_ratio")
         check_int(self.accumulate_grad_batches, "accumulate_grad_batches")
         if self.device is not None:
             if not isinstance(self.device, (str, torch.device)):
@@ -182,6 +235,7 @@ class TrainOptions:
                     f"override on_step_end/on_epoch_end); got {type(cb).__name__}"
                 )
         object.__setattr__(self, "callbacks", tuple(self.callbacks))
+        object.__setattr__(self, "keys", check_keys(self.keys))
         check_flag(self.sync_batchnorm, "sync_batchnorm")
         check_flag(self.channels_last, "channels_last")
         if self.outlier_signal is not None:

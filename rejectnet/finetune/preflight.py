@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,9 +10,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from rejectnet._batches import split_batch
+from rejectnet._batches import (
+    BatchKeys,
+    Inputs,
+    batch_size,
+    call_model,
+    inputs_to,
+    split_inputs,
+    take_rows,
+)
 from rejectnet._inference import eval_mode
 from rejectnet._outputs import extract_logits
+from rejectnet.finetune.batching import (
+    check_reiterable,
+    check_rows_fit,
+    outlier_rows,
+    sequence_inputs,
+    single_input_hint,
+)
 from rejectnet.finetune.objectives import Objective, uses_outliers
 from rejectnet.finetune.options import TrainOptions
 from rejectnet.head import RejectHead
@@ -65,24 +80,33 @@ def _check_label_tensor(y: torch.Tensor | None, where: str) -> torch.Tensor:
     return y
 
 
-def _check_reiterable(loader: Any, name: str, what: str) -> None:
-    if isinstance(loader, torch.Tensor):
+def _first_call(model: nn.Module, x: Inputs, device: torch.device) -> Any:
+    """The model on two rows; a dict the model cannot take by name says what to do."""
+    try:
+        return call_model(model, inputs_to(x, device))
+    except TypeError as err:
+        if not isinstance(x, dict):
+            raise
         raise TypeError(
-            f"{name} is a single tensor of shape {tuple(loader.shape)}: iterating it would "
-            f"yield its rows one by one. Pass batches: [x] for one batch, or "
-            f"DataLoader(TensorDataset(x), batch_size=...) ({what})"
-        )
-    if isinstance(loader, (str, bytes)) or not hasattr(loader, "__iter__"):
-        raise TypeError(
-            f"{name} must be an iterable of batches (a DataLoader or a list), got "
-            f"{type(loader).__name__}"
-        )
-    if isinstance(loader, Iterator):
-        raise TypeError(
-            f"{name} is a one-shot iterator ({type(loader).__name__}); it must be re-iterable "
-            "because it is read again every epoch (or restarted when exhausted): pass a "
-            "DataLoader over a map-style dataset or a list of batches"
-        )
+            f"the model refused the in_loader batch's named inputs ({err}). "
+            + single_input_hint("in_loader", x)
+        ) from err
+
+
+def _check_all_rows(
+    x_in: Inputs,
+    in_loader: Iterable[Any],
+    outlier_loader: Iterable[Any],
+    keys: BatchKeys | None,
+) -> None:
+    """Every in-memory batch of both loaders fits the first in-distribution batch."""
+    for name, loader, labels in (
+        ("in_loader", in_loader, True),
+        ("outlier_loader", outlier_loader, False),
+    ):
+        for i, batch in enumerate(sequence_inputs(loader) or []):
+            x, _ = split_inputs(batch, f"{name} batch {i}", keys=keys, labels=labels)
+            check_rows_fit(x_in, x, f"batch {i}, found before the first step", other=name)
 
 
 def _dataset_labels(loader: Any) -> torch.Tensor | None:
@@ -103,6 +127,8 @@ def preflight(
     device: torch.device,
     in_loader: Iterable[Any],
     outlier_loader: Iterable[Any] | None,
+    *,
+    keys: BatchKeys | None = None,
 ) -> Preflight:
     """Check everything that can be checked before the first weight changes.
 
@@ -129,8 +155,25 @@ def preflight(
             inputs of different shapes or dtypes, a model whose logits are not ``(N, C)``
             or ``(N, C + k)``, an objective for another C, or options this device cannot
             run.
+
+    Torch's CPU RNG is forked for the checks: peeking at a shuffled loader's first batch
+    draws its permutation seed, which must change neither the run nor, when the run is
+    refused, the caller's RNG.
     """
-    _check_reiterable(in_loader, "in_loader", "labeled in-distribution batches")
+    with torch.random.fork_rng(devices=[]):
+        return _preflight(model, objective, options, device, in_loader, outlier_loader, keys)
+
+
+def _preflight(
+    model: nn.Module,
+    objective: Objective,
+    options: TrainOptions,
+    device: torch.device,
+    in_loader: Iterable[Any],
+    outlier_loader: Iterable[Any] | None,
+    keys: BatchKeys | None,
+) -> Preflight:
+    check_reiterable(in_loader, "in_loader", "labeled in-distribution batches")
     try:
         n_batches = len(in_loader)  # type: ignore[arg-type]
     except TypeError:
@@ -141,7 +184,7 @@ def preflight(
     first = next(iter(in_loader), None) if n_batches > 0 else None
     if first is None:
         raise ValueError("in_loader is empty; it needs at least one labeled batch")
-    x_in, y = split_batch(first, "in_loader batch")
+    x_in, y = split_inputs(first, "in_loader batch", keys=keys)
     y = _check_label_tensor(y, "in_loader")
     if options.amp == "fp16" and device.type != "cuda":
         raise ValueError("amp='fp16' needs a CUDA device; on CPU use amp=True (bfloat16)")
@@ -156,22 +199,17 @@ def preflight(
     if wants_outliers and callable(validate):
         validate(has_pool=outlier_loader is not None)
     if outlier_loader is not None and wants_outliers:
-        _check_reiterable(outlier_loader, "outlier_loader", "unlabeled outliers")
+        check_reiterable(outlier_loader, "outlier_loader", "unlabeled outliers")
         first_out = next(iter(outlier_loader), None)
         if first_out is None:
             raise ValueError("outlier_loader is empty; it needs unlabeled outliers")
-        x_out, _ = split_batch(first_out, "outlier_loader batch")
-        if tuple(x_out.shape[1:]) != tuple(x_in.shape[1:]):
-            raise ValueError(
-                f"in_loader inputs have shape {tuple(x_in.shape[1:])} per sample but "
-                f"outlier_loader inputs have {tuple(x_out.shape[1:])}; resize or crop the "
-                "outliers to the in-distribution input shape"
-            )
-        if x_out.dtype != x_in.dtype:
-            raise ValueError(
-                f"in_loader inputs are {x_in.dtype} but outlier_loader inputs are "
-                f"{x_out.dtype}; apply the same transform to both"
-            )
+        x_out, _ = split_inputs(first_out, "outlier_loader batch", keys=keys, labels=False)
+        check_rows_fit(x_in, x_out, "first batch", dtype=True)
+        _check_all_rows(x_in, in_loader, outlier_loader, keys)
+    if wants_outliers:
+        batch = getattr(in_loader, "batch_size", None)
+        n_in = max(batch_size(x_in), batch if isinstance(batch, int) else 0)
+        outlier_rows(options.outlier_ratio, n_in)
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     if options.sync_batchnorm and distributed and device.type != "cuda":
         raise ValueError(
@@ -180,7 +218,7 @@ def preflight(
         )
     model.to(device)
     with torch.no_grad(), eval_mode(model):
-        logits = extract_logits(model(x_in[:2].to(device)))
+        logits = extract_logits(_first_call(model, take_rows(x_in, slice(0, 2)), device))
     reject_model = isinstance(model, RejectHead)
     expected = model.num_classes + model.k if isinstance(model, RejectHead) else 0
     width = int(logits.shape[-1]) if logits.ndim == 2 else -1
@@ -202,7 +240,7 @@ def preflight(
         check_labels(labels, num_classes, "in_loader dataset")
     elif isinstance(in_loader, Sequence):
         for i, batch in enumerate(in_loader):
-            _, yi = split_batch(batch, f"in_loader batch {i}")
+            _, yi = split_inputs(batch, f"in_loader batch {i}", keys=keys)
             yi = _check_label_tensor(yi, "in_loader")
             check_labels(yi, num_classes, f"in_loader batch {i}")
     return Preflight(num_classes, reject_model, wants_outliers)

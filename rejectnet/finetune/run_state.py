@@ -9,6 +9,7 @@ bit-identical.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from rejectnet.finetune.resume import validate_resume
 from rejectnet.finetune.rng import rng_state, set_rng_state
 from rejectnet.finetune.streams import EpochStream, OutlierStream
 
-__all__ = ["RankState", "RunState", "capture", "restore"]
+__all__ = ["RankState", "RunState", "capture", "check_restorable", "restore"]
 
 
 @dataclass
@@ -98,7 +99,7 @@ def capture(
     return shared, own
 
 
-def restore(
+def check_restorable(
     ckpt: dict[str, Any],
     path: Path,
     *,
@@ -106,29 +107,21 @@ def restore(
     run: RunState,
     model: nn.Module,
     opt: OptimizerStep,
-    out_stream: OutlierStream | None,
     signal: Any,
-    device: torch.device,
     fingerprint: str | None = None,
+    run_config: str | None = None,
 ) -> None:
-    """Check the checkpoint against this run completely, then load it into the run.
+    """Refuse a checkpoint that does not fit this run, touching nothing.
 
-    Args:
-        ckpt: The checkpoint's contents.
-        path: Its file.
-        rank: This process's rank (picks its ``rank_states`` entry).
-        run: The run's counters, updated in place.
-        model: The live module.
-        opt: The optimiser side.
-        out_stream: The outlier stream, or ``None``.
-        signal: The outlier signal, or ``None``.
-        device: The training device.
-        fingerprint: This run's :func:`rejectnet.finetune.resume.run_fingerprint`, or
-            ``None`` to skip that comparison.
+    Everything a resume loads is checked first: the run's name and epochs,
+    :func:`~rejectnet.finetune.resume.validate_resume` (C, k, every model tensor, the
+    optimizer, schedule, scaler, the run fingerprint naming what changed), whether both
+    sides use an outlier signal, and whether the saved signal state loads into a copy of
+    this run's signal (a signal with ``VirtualOutliers`` added is refused here, not
+    after the weights were loaded). The model, optimizer, signal and RNGs are untouched.
 
     Raises:
-        CheckpointError: If the checkpoint is from another run (name, epochs) or does not
-            fit the model; nothing has been loaded then.
+        CheckpointError: Naming ``path`` and what does not fit.
     """
     if ckpt.get("name") != run.name or ckpt.get("epochs") != run.epochs:
         raise CheckpointError(
@@ -146,14 +139,80 @@ def restore(
         num_classes=getattr(model, "num_classes", None),
         k=getattr(model, "k", None),
         fingerprint=fingerprint,
+        run_config=run_config,
     )
     own = ckpt["rank_states"][rank] if "rank_states" in ckpt else ckpt
     if (own.get("signal") is None) != (signal is None):
         raise CheckpointError(
             f"{path}: the checkpoint was written "
             f"{'with' if own.get('signal') is not None else 'without'} an outlier_signal but "
-            f"this run has {'one' if signal is not None else 'none'}; use the same options"
+            f"this run has {'one' if signal is not None else 'none'}; nothing was restored. "
+            "Use the same options",
+            path,
+            "signal",
         )
+    if signal is not None:
+        try:
+            copy.deepcopy(signal).load_state_dict(own["signal"])
+        except (ValueError, TypeError, KeyError, RuntimeError) as err:
+            raise CheckpointError(
+                f"{path}: the checkpoint's outlier-signal state does not fit this run's "
+                f"outlier_signal ({err}); nothing was restored. Use the same outlier_signal",
+                path,
+                "signal",
+            ) from None
+
+
+def restore(
+    ckpt: dict[str, Any],
+    path: Path,
+    *,
+    rank: int,
+    run: RunState,
+    model: nn.Module,
+    opt: OptimizerStep,
+    out_stream: OutlierStream | None,
+    signal: Any,
+    device: torch.device,
+    fingerprint: str | None = None,
+    run_config: str | None = None,
+    checked: bool = False,
+) -> None:
+    """Check the checkpoint against this run completely, then load it into the run.
+
+    Args:
+        ckpt: The checkpoint's contents.
+        path: Its file.
+        rank: This process's rank (picks its ``rank_states`` entry).
+        run: The run's counters, updated in place.
+        model: The live module.
+        opt: The optimiser side.
+        out_stream: The outlier stream, or ``None``.
+        signal: The outlier signal, or ``None``.
+        device: The training device.
+        fingerprint: This run's :func:`rejectnet.finetune.resume.run_fingerprint`, or
+            ``None`` to skip that comparison.
+        run_config: This run's settings as JSON text (names what changed on refusal).
+        checked: ``True`` when :func:`check_restorable` already passed for these
+            arguments (the fine-tuner checks before seeding, and loads after).
+
+    Raises:
+        CheckpointError: If the checkpoint is from another run (name, epochs) or does not
+            fit the model; nothing has been loaded then.
+    """
+    if not checked:
+        check_restorable(
+            ckpt,
+            path,
+            rank=rank,
+            run=run,
+            model=model,
+            opt=opt,
+            signal=signal,
+            fingerprint=fingerprint,
+            run_config=run_config,
+        )
+    own = ckpt["rank_states"][rank] if "rank_states" in ckpt else ckpt
     model.load_state_dict(ckpt["model"])
     opt.load_state_dict(ckpt)
     run.epoch, run.step = int(ckpt["epoch"]), int(ckpt["step"])

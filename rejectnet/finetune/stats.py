@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 
+from rejectnet.finetune.collapse import Measure
 from rejectnet.finetune.history import EpochStats
 from rejectnet.finetune.step import StepOutput
 
@@ -57,6 +58,13 @@ class EpochAccumulator:
             if self.reject_model:
                 argmax = out.logits_out.detach().argmax(dim=-1)
                 v["on_reject"] += (argmax >= self.num_classes).sum()
+
+    def in_distribution(self, source: str) -> Measure:
+        """The in-distribution accuracy and mean loss so far (one host sync)."""
+        v = self.values
+        rows = int(v["n_in"])
+        n = max(rows, 1)
+        return Measure(float(v["correct"]) / n, float(v["in_loss"]) / n, source, False, rows)
 
     def count_step(self) -> None:
         """Count one optimizer step."""

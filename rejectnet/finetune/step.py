@@ -7,12 +7,14 @@ The optimiser side (backward, accumulation, clipping, scaling) is
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from rejectnet._batches import Inputs, batch_size, inputs_to
+from rejectnet.finetune.batching import join_step_inputs
 from rejectnet.finetune.objectives import Objective, loss_terms
 from rejectnet.finetune.options import AmpMode
 from rejectnet.finetune.transfer import autocast, batch_to_device
@@ -26,17 +28,21 @@ class StepBatch:
     """One step's data, still where the loader put it.
 
     Attributes:
-        x_in: Labeled in-distribution inputs ``(N, ...)``.
+        x_in: Labeled in-distribution inputs ``(N, ...)``: a tensor, or named tensors.
         y: Their labels ``(N,)``, already on the training device.
-        x_out: Outlier inputs ``(M, ...)`` from the pool, or ``None``.
+        x_out: Outlier inputs ``(M, ...)`` from the pool (the same kind as ``x_in``),
+            or ``None``.
         num_outliers: How many outlier rows the step should forward
             (``round(outlier_ratio * N)``; the signal synthesises them without a pool).
+        pad_values: Pad value per input name, for named token sequences of different
+            lengths (:func:`rejectnet._batches.pad_values_for`).
     """
 
-    x_in: torch.Tensor
+    x_in: Inputs
     y: torch.Tensor
-    x_out: torch.Tensor | None
+    x_out: Inputs | None
     num_outliers: int
+    pad_values: Mapping[str, int | float] | None = None
 
 
 @dataclass
@@ -49,7 +55,7 @@ class StepOutput:
 
 
 def forward_and_loss(
-    forward: Callable[[torch.Tensor], torch.Tensor],
+    forward: Callable[[Inputs], torch.Tensor],
     objective: Objective,
     batch: StepBatch,
     *,
@@ -61,7 +67,8 @@ def forward_and_loss(
     """ONE forward over ``[x_in; x_out]`` (batch-norm sees both), then the objective.
 
     Args:
-        forward: ``x -> logits`` (the model, or its DDP wrapper, in train mode).
+        forward: ``x -> logits`` (the model, or its DDP wrapper, in train mode; named
+            inputs as keyword arguments).
         objective: ``(logits_in, y, logits_out) -> loss``.
         batch: The step's data.
         device: The training device.
@@ -74,17 +81,29 @@ def forward_and_loss(
     Returns:
         The loss terms and the split logits.
     """
-    n_in = int(batch.x_in.shape[0])
-    if signal is None:
+    n_in = batch_size(batch.x_in)
+    x: Inputs
+    if isinstance(batch.x_in, dict):  # named tensors: pad to one length, then move
+        if signal is None:
+            x = join_step_inputs(batch.x_in, batch.x_out, batch.pad_values)
+            x = inputs_to(x, device, non_blocking=device.type == "cuda")
+        else:
+            x_in = inputs_to(batch.x_in, device)
+            pool = inputs_to(batch.x_out, device) if batch.x_out is not None else None
+            x_out = signal.outlier_batch(x_in, batch.y, pool, batch.num_outliers)
+            x = join_step_inputs(x_in, x_out, batch.pad_values)
+    elif signal is None:
+        assert batch.x_out is None or isinstance(batch.x_out, torch.Tensor)
         parts = [batch.x_in] if batch.x_out is None else [batch.x_in, batch.x_out]
         x = batch_to_device(parts, device, channels_last=channels_last)
     else:
-        x_in = batch_to_device([batch.x_in], device, channels_last=channels_last)
-        x_out = None
+        x_in_t = batch_to_device([batch.x_in], device, channels_last=channels_last)
+        pool_t = None
         if batch.x_out is not None:
-            x_out = batch_to_device([batch.x_out], device, channels_last=channels_last)
-        x_out = signal.outlier_batch(x_in, batch.y, x_out, batch.num_outliers)
-        x = x_in if x_out is None else torch.cat([x_in, x_out.to(x_in.dtype)])
+            assert isinstance(batch.x_out, torch.Tensor)
+            pool_t = batch_to_device([batch.x_out], device, channels_last=channels_last)
+        out_t = signal.outlier_batch(x_in_t, batch.y, pool_t, batch.num_outliers)
+        x = x_in_t if out_t is None else torch.cat([x_in_t, out_t.to(x_in_t.dtype)])
     with autocast(amp, device):
         logits = forward(x)
         logits_in = logits[:n_in]

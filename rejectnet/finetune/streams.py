@@ -12,12 +12,12 @@ makes its order a pure function of (seed, epoch) as well.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
 
-from rejectnet._batches import split_batch
+from rejectnet._batches import BatchKeys, Inputs, batch_size, cat_inputs, split_inputs, take_rows
 from rejectnet.finetune.distributed import set_epoch
 
 __all__ = ["EpochStream", "OutlierStream"]
@@ -64,16 +64,26 @@ class OutlierStream:
     The user's loader is read in its own order (sampling without replacement when it
     shuffles); when it is exhausted it is iterated again, which reshuffles a shuffled
     ``DataLoader``. Labels in the batches are ignored. Leftover samples from a loader
-    batch larger than the request are kept for the next request.
+    batch larger than the request are kept for the next request. Batches of named
+    tensors (token sequences) of different lengths are joined with
+    :func:`rejectnet._batches.cat_inputs`, padded with ``pad_values`` (never truncated).
     """
 
-    def __init__(self, loader: Iterable[Any]) -> None:
+    def __init__(
+        self,
+        loader: Iterable[Any],
+        *,
+        keys: BatchKeys | None = None,
+        pad_values: Mapping[str, int | float] | None = None,
+    ) -> None:
         self.loader = loader
+        self.keys = keys
+        self.pad_values = pad_values
         self._iter: Iterator[Any] | None = None
         self.start_rng: torch.Tensor | None = None
         self.position = 0
         self.passes = 0
-        self.leftover: torch.Tensor | None = None
+        self.leftover: Inputs | None = None
         self._rows = 0
 
     def _restart(self) -> None:
@@ -84,13 +94,24 @@ class OutlierStream:
         self._rows = 0
         self.passes += 1
 
-    def _next_batch(self) -> torch.Tensor:
+    def _read(self, batch: Any) -> Inputs:
+        x, _ = split_inputs(batch, "outlier_loader batch", keys=self.keys, labels=False)
+        return x
+
+    def _next_batch(self) -> Inputs:
         if self._iter is None:
             self._restart()
         assert self._iter is not None
         try:
             batch = next(self._iter)
         except StopIteration:
+            if self.position == 0 and self.passes > 1:
+                raise ValueError(
+                    f"outlier_loader yielded batches in its first pass but none when read "
+                    f"again (pass {self.passes}): it is a one-shot iterator (a generator?), "
+                    "but it is restarted whenever it is exhausted; pass a re-iterable loader "
+                    "(a DataLoader or a list of batches: list(generator))"
+                ) from None
             if self.position == 0:
                 raise ValueError(
                     "outlier_loader yielded no outliers (no batches at all); it needs outliers"
@@ -105,38 +126,44 @@ class OutlierStream:
             self._restart()
             return self._next_batch()
         self.position += 1
-        x, _ = split_batch(batch, "outlier_loader batch", labels=False)
-        self._rows += int(x.shape[0])
+        x = self._read(batch)
+        self._rows += batch_size(x, "outlier_loader batch")
         return x
 
-    def next_batch(self) -> torch.Tensor:
+    def next_batch(self) -> Inputs:
         """The next non-empty loader batch as it comes (after any leftover rows)."""
         if self.leftover is not None:
             out, self.leftover = self.leftover, None
             return out
         while True:
             x = self._next_batch()
-            if x.shape[0] > 0:
+            if batch_size(x) > 0:
                 return x
 
-    def take(self, n: int) -> torch.Tensor:
-        """Return exactly ``n`` outlier inputs (new tensor, the caller's data untouched)."""
-        parts: list[torch.Tensor] = []
+    def take(self, n: int) -> Inputs:
+        """Return exactly ``n`` outlier inputs (new tensors, the caller's data untouched)."""
+        parts: list[Inputs] = []
         have = 0
         if self.leftover is not None:
             parts.append(self.leftover)
-            have = int(self.leftover.shape[0])
+            have = batch_size(self.leftover)
             self.leftover = None
         while have < n:
             x = self._next_batch()
-            if x.shape[0] == 0:
+            rows = batch_size(x)
+            if rows == 0:
                 continue
             parts.append(x)
-            have += int(x.shape[0])
-        out = parts[0] if len(parts) == 1 else torch.cat(parts)
+            have += rows
+        out = parts[0] if len(parts) == 1 else cat_inputs(parts, pad_values=self.pad_values)
         if have > n:
-            self.leftover = out[n:].clone()
-            out = out[:n]
+            rest = take_rows(out, slice(n, None))
+            self.leftover = (
+                rest.clone()
+                if isinstance(rest, torch.Tensor)
+                else {k: v.clone() for k, v in rest.items()}
+            )
+            out = take_rows(out, slice(0, n))
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -164,7 +191,6 @@ class OutlierStream:
         self._iter = iter(self.loader)
         self._rows = 0
         for _ in range(int(state["position"])):
-            x, _ = split_batch(next(self._iter), "outlier_loader batch", labels=False)
-            self._rows += int(x.shape[0])
+            self._rows += batch_size(self._read(next(self._iter)))
             self.position += 1
         _restore_rng(current)

@@ -64,7 +64,8 @@ class SelfSupervisedOODFinetuner(Finetuner):
             :class:`rejectnet.outliers.ClusterLabeler` (beyond the paper).
         options: A :class:`~rejectnet.finetune.TrainOptions` to start from.
         **kwargs: Any :class:`~rejectnet.finetune.TrainOptions` field: ``epochs`` (10),
-            ``outlier_ratio`` (5), ``lr`` (0.01), ``momentum``, ``weight_decay``,
+            ``outlier_ratio`` (5), ``lr`` (SGD 0.01 for CNNs, AdamW 1e-4 for
+            transformers), ``momentum``, ``weight_decay``,
             ``nesterov``, ``optimizer``, ``scheduler`` (``"cosine"``),
             ``accumulate_grad_batches``, ``device``, ``amp``, ``seed`` (0),
             ``grad_clip``, ``checkpoint_dir``, ``checkpoint_every``, ``progress``,
@@ -117,6 +118,7 @@ class SelfSupervisedOODFinetuner(Finetuner):
         val_loader: Iterable[Any] | None = None,
         *,
         resume: bool = False,
+        keys: Any = None,
     ) -> History:
         """Fine-tune the wrapped model; see :meth:`Finetuner.fit`.
 
@@ -132,6 +134,12 @@ class SelfSupervisedOODFinetuner(Finetuner):
             val_loader: Optional labeled in-distribution data; accuracy is reported per
                 epoch.
             resume: Continue from the latest valid checkpoint in ``checkpoint_dir``.
+            keys: ``(input_key, label_key)`` for dict batches with other names, e.g.
+                ``(("input_ids", "attention_mask"), "intent")`` (also a constructor
+                option). Hugging Face-style dicts (``input_ids``, ``attention_mask``,
+                ..., ``labels``) need none: every key but the label goes to the model
+                as a keyword argument, token sequences of different lengths are padded
+                with the model's pad id in the one forward pass.
 
         Returns:
             Per-epoch statistics.
@@ -154,7 +162,7 @@ class SelfSupervisedOODFinetuner(Finetuner):
             >>> stats.steps, 0.0 <= stats.out_on_reject <= 1.0, stats.val_accuracy is not None
             (1, True, True)
         """
-        return super().fit(in_loader, outlier_loader, val_loader, resume=resume)
+        return super().fit(in_loader, outlier_loader, val_loader, resume=resume, keys=keys)
 
 
 class OutlierExposureFinetuner(Finetuner):

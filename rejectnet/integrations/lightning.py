@@ -36,10 +36,15 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from rejectnet._batches import split_batch
-from rejectnet.finetune.optim import cosine_schedule
+from rejectnet._batches import Inputs, batch_size, call_model, check_keys, split_inputs
+from rejectnet._outputs import extract_logits
+from rejectnet._validation import check_fraction
+from rejectnet.finetune.batching import check_reiterable, join_step_inputs, pad_values_of
+from rejectnet.finetune.optim import choose_optimizer, cosine_schedule
+from rejectnet.finetune.options import TrainOptions
 from rejectnet.head import RejectHead
 from rejectnet.losses import LossTerms, PseudoLabeler, SelfSupervisedRejectLoss
+from rejectnet.scores import registry
 
 try:
     import lightning.pytorch as pl
@@ -52,6 +57,29 @@ __all__ = ["OptimizerFactory", "RejectNetModule"]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 """``params -> torch.optim.Optimizer``, e.g. ``lambda p: torch.optim.AdamW(p, lr=1e-4)``."""
+
+
+def _triple(batch: Any) -> tuple[Inputs, torch.Tensor, Inputs]:
+    """``(x_in, y, x_out)``, or a TypeError saying how to make one from a plain loader."""
+    if (
+        isinstance(batch, (tuple, list))
+        and len(batch) == 3
+        and all(isinstance(part, (torch.Tensor, dict)) for part in batch)
+        and isinstance(batch[1], torch.Tensor)
+    ):
+        return batch[0], batch[1], batch[2]
+    got = (
+        f"a {type(batch).__name__} of {len(batch)} items "
+        f"({', '.join(type(part).__name__ for part in batch)})"
+        if isinstance(batch, (tuple, list))
+        else f"a {type(batch).__name__}"
+    )
+    raise TypeError(
+        "RejectNetModule trains on (x_in, y, x_out) batches, an in-distribution batch "
+        f"with its outlier batch; got {got}. A plain (x, y) loader needs its outliers: "
+        "trainer.fit(module, OutlierPairs(in_loader, outlier_loader)) (from "
+        "rejectnet.integrations)"
+    )
 
 
 class RejectNetModule(pl.LightningModule):
@@ -80,24 +108,38 @@ class RejectNetModule(pl.LightningModule):
         pseudo_labels: ``"random"`` (Algorithm 1) or a callable
             ``(logits_out, num_classes) -> targets``; see
             :class:`~rejectnet.losses.SelfSupervisedRejectLoss`.
-        lr: Initial learning rate of the default optimizer.
+        lr: Initial learning rate of the default optimizer (``None``: its default,
+            0.01 for SGD, 1e-4 for AdamW).
         optimizer: Optional factory ``params -> Optimizer`` replacing the default, which
-            is rejectnet's fine-tuner's: SGD with Nesterov momentum 0.9, weight decay
-            5e-4 and a per-step cosine decay of ``lr`` to 0 over
-            ``trainer.estimated_stepping_batches``. With a factory there is no
-            scheduler; override :meth:`configure_optimizers` for anything else.
+            is rejectnet's fine-tuner's (:func:`rejectnet.finetune.optim.choose_optimizer`):
+            SGD with Nesterov momentum 0.9 and weight decay 5e-4 for CNN-style models,
+            AdamW (weight decay 0.01) for transformer-style ones, with a per-step cosine
+            decay of ``lr`` to 0 over ``trainer.estimated_stepping_batches``. With a
+            factory there is no scheduler; override :meth:`configure_optimizers` for
+            anything else.
         calibration_loader: Optional held-out in-distribution batches; when given, the
             threshold is calibrated on them when fitting ends
             (:meth:`~rejectnet.RejectHead.calibrate`, on every process, so the
             threshold is part of every rank's and every checkpoint's ``state_dict``).
         coverage: Fraction of the calibration inputs to keep, in ``(0, 1]``.
         score: The score to calibrate (default: ``"sum_reject"``).
+        keys: ``(input_key, label_key)`` for dict validation batches with other names
+            (training batches come from :class:`~rejectnet.integrations.OutlierPairs`,
+            which takes its own ``keys=``). Inputs may be named tensors (Hugging Face
+            style), passed to the model as keyword arguments; ``x_in`` and ``x_out``
+            token sequences are padded to one length with the model's pad id.
 
     Raises:
         TypeError: If ``net`` is not a module, ``k`` is missing for an unwrapped model,
             or ``optimizer`` is not callable.
         ValueError: If ``k`` is given for an already wrapped model, ``lam`` is negative,
-            or ``lr`` is not a finite number > 0.
+            ``lr`` is not a finite number > 0, ``coverage`` is not in ``(0, 1]`` or
+            ``score`` is not a registered score (all checked here, before any step).
+        TypeError: Also for a one-shot ``calibration_loader`` (a generator).
+
+    A training batch that is not ``(x_in, y, x_out)`` (a plain ``(x, y)`` loader given
+    to ``trainer.fit``) raises a ``TypeError`` saying to wrap the loaders in
+    :class:`~rejectnet.integrations.OutlierPairs`.
     """
 
     def __init__(
@@ -107,11 +149,12 @@ class RejectNetModule(pl.LightningModule):
         k: int | None = None,
         lam: float = 5.0,
         pseudo_labels: Literal["random"] | PseudoLabeler = "random",
-        lr: float = 0.01,
+        lr: float | None = None,
         optimizer: OptimizerFactory | None = None,
         calibration_loader: Iterable[Any] | None = None,
         coverage: float = 0.95,
         score: str | None = None,
+        keys: Any = None,
     ) -> None:
         super().__init__()
         if isinstance(net, RejectHead):
@@ -129,31 +172,38 @@ class RejectNetModule(pl.LightningModule):
             wrapped = RejectHead.wrap(net, k=k)
         else:
             raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
-            raise TypeError(f"lr must be a number > 0, got {type(lr).__name__}")
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        if lr is not None:
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+                raise TypeError(f"lr must be a number > 0 or None, got {type(lr).__name__}")
+            if not (math.isfinite(lr) and lr > 0):
+                raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
         if optimizer is not None and not callable(optimizer):
             raise TypeError(
                 "optimizer must be None (SGD) or a factory params -> Optimizer, e.g. "
                 f"lambda p: torch.optim.AdamW(p, lr=1e-4); got {type(optimizer).__name__}"
             )
+        coverage = check_fraction(coverage, "coverage")
+        if score is not None:
+            registry.spec(score)  # TypeError / ValueError listing the scores, before any step
+        if calibration_loader is not None:
+            check_reiterable(calibration_loader, "calibration_loader", "held-out batches")
         self.net = wrapped
         self.loss = SelfSupervisedRejectLoss(
             wrapped.num_classes, lam=lam, pseudo_labels=pseudo_labels
         )
-        self.lr = float(lr)
+        self.lr = float(lr) if lr is not None else None
         self.optimizer_factory = optimizer
         self.calibration_loader = calibration_loader
         self.coverage = coverage
         self.score = score
+        self.keys = check_keys(keys)
         self._modes: dict[str, bool] | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The wrapped network's ``(N, C + k)`` logits."""
-        return self.net(x)  # type: ignore[no-any-return]
+    def forward(self, x: Inputs) -> torch.Tensor:
+        """The wrapped network's ``(N, C + k)`` logits (named inputs as keyword arguments)."""
+        return extract_logits(call_model(self.net, x))
 
-    def step_terms(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> LossTerms:
+    def step_terms(self, batch: tuple[Inputs, torch.Tensor, Inputs]) -> LossTerms:
         """The loss of one ``(x_in, y, x_out)`` batch, from one forward pass over both parts.
 
         Args:
@@ -162,17 +212,17 @@ class RejectNetModule(pl.LightningModule):
         Returns:
             The loss and its parts (see :class:`~rejectnet.losses.LossTerms`).
         """
-        x_in, y, x_out = batch
-        n_in = int(x_in.shape[0])
-        logits = self.net(torch.cat([x_in, x_out.to(x_in.dtype)]))
+        x_in, y, x_out = _triple(batch)
+        n_in = batch_size(x_in)
+        logits = self(join_step_inputs(x_in, x_out, pad_values_of(self.net)))
         return self.loss.terms(logits[:n_in], y, logits[n_in:])
 
     def training_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int
+        self, batch: tuple[Inputs, torch.Tensor, Inputs], batch_idx: int
     ) -> torch.Tensor:
         """One step of Algorithm 1; returns the loss for Lightning to minimise."""
         terms = self.step_terms(batch)
-        n_in = int(batch[0].shape[0])
+        n_in = batch_size(batch[0])
         self.log("train/loss", terms.loss.detach(), prog_bar=True, batch_size=n_in)
         self.log("train/in_loss", terms.in_loss, batch_size=n_in)
         if terms.out_loss is not None:
@@ -181,11 +231,11 @@ class RejectNetModule(pl.LightningModule):
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         """Log the in-distribution loss and accuracy of a labeled batch."""
-        x, y = split_batch(batch, "validation batch")
+        x, y = split_inputs(batch, "validation batch", keys=self.keys)
         if y is None:
-            raise ValueError("validation batches must carry labels: (x, y)")
-        logits = self.net(x)[:, : self.net.num_classes].float()
-        n = int(x.shape[0])
+            raise ValueError("validation batches must carry labels: (x, y) or a dict")
+        logits = self(x)[:, : self.net.num_classes].float()
+        n = batch_size(x)
         self.log("val/loss", nn.functional.cross_entropy(logits, y), batch_size=n, sync_dist=True)
         acc = (logits.argmax(dim=-1) == y).float().mean()
         self.log("val/acc", acc, prog_bar=True, batch_size=n, sync_dist=True)
@@ -194,9 +244,21 @@ class RejectNetModule(pl.LightningModule):
         """The optimizer (and the default's per-step cosine schedule)."""
         if self.optimizer_factory is not None:
             return self.optimizer_factory(self.net.parameters())
-        opt = torch.optim.SGD(
-            self.net.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4, nesterov=True
-        )
+        choice = choose_optimizer(self.net, TrainOptions(lr=self.lr))
+        assert choice.lr is not None and choice.weight_decay is not None
+        opt: torch.optim.Optimizer
+        if choice.name == "adamw":
+            opt = torch.optim.AdamW(
+                self.net.parameters(), lr=choice.lr, weight_decay=choice.weight_decay
+            )
+        else:
+            opt = torch.optim.SGD(
+                self.net.parameters(),
+                lr=choice.lr,
+                momentum=0.9,
+                weight_decay=choice.weight_decay,
+                nesterov=True,
+            )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = cosine_schedule(opt, total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -10,16 +10,22 @@ it is exhausted. :class:`OutlierPairs` is that pairing as a plain iterable: hand
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
-from rejectnet._batches import split_batch
-from rejectnet._validation import check_number
+from rejectnet._batches import Inputs, batch_size, check_keys, split_inputs
+from rejectnet.finetune.batching import (
+    check_reiterable,
+    check_rows_fit,
+    outlier_rows,
+    sequence_inputs,
+)
 from rejectnet.finetune.distributed import set_epoch
+from rejectnet.finetune.options import check_outlier_ratio
 from rejectnet.finetune.streams import OutlierStream
 
 __all__ = ["OutlierPairs"]
@@ -41,7 +47,12 @@ class OutlierPairs:
 
     Iterating yields ``(x_in, y, x_out)`` tuples: the inputs and labels of one
     in-distribution batch, and ``x_out``, the inputs of the next outlier batch (labels
-    in the outlier batches are ignored). The outlier loader is read as an endless
+    in the outlier batches are ignored). Inputs are tensors, or dicts of named tensors
+    (Hugging Face style: ``input_ids``, ``attention_mask``, ...) read by the one rule of
+    :mod:`rejectnet._batches`; outlier token sequences re-cut across loader batches of
+    different lengths are right-padded with ``pad_values`` (never truncated), and
+    :class:`~rejectnet.integrations.lightning.RejectNetModule` pads ``x_in`` and
+    ``x_out`` to one length for its forward pass. The outlier loader is read as an endless
     stream: when it is exhausted it is iterated again (a shuffled ``DataLoader``
     reshuffles), independently of the in-distribution epochs, and it resumes where it
     stopped at the next epoch.
@@ -63,13 +74,25 @@ class OutlierPairs:
         in_loader: Labeled in-distribution batches (``(x, y)``, or a dict with an input
             and a label key).
         outlier_loader: Outlier batches (a tensor, ``(x,)``, ``(x, anything)`` or a dict).
-        ratio: Outlier rows per in-distribution row (> 0), or ``None`` to use the
-            outlier loader's batches as they are.
+        ratio: Outlier rows per in-distribution row, in ``(0, 1000]``
+            (:data:`~rejectnet.finetune.options.MAX_OUTLIER_RATIO`), or ``None`` to use
+            the outlier loader's batches as they are. A step's outlier rows are bounded
+            by :data:`~rejectnet.finetune.options.MAX_OUTLIER_ROWS` too, checked on the
+            first batch.
+
+        keys: ``(input_key, label_key)`` for dict batches with other names (see
+            :class:`~rejectnet.finetune.TrainOptions`' ``keys``).
+        pad_values: Pad value per input name for outlier token sequences (default 0;
+            pass :func:`rejectnet._batches.pad_values_for` of your model for its pad id).
 
     Raises:
-        TypeError: If a loader is not an iterable of batches, or ``ratio`` is not a
-            number or ``None``.
-        ValueError: If ``ratio`` is not a finite number > 0.
+        TypeError: If a loader is not an iterable of batches, or is a one-shot iterator
+            (a generator: iterating it again would give an empty epoch; pass
+            ``list(generator)``), or ``ratio`` is not a number or ``None``.
+        ValueError: If ``ratio`` is not a finite number in ``(0, 1000]``. When iterated,
+            before the first step: a ratio asking for too many rows, or an in-memory
+            batch (a list's, or a ``TensorDataset``'s rows) whose inputs do not fit the
+            first in-distribution batch
 
     Example:
         >>> import torch
@@ -87,20 +110,21 @@ class OutlierPairs:
         in_loader: Iterable[Any],
         outlier_loader: Iterable[Any],
         ratio: float | None = 5.0,
+        *,
+        keys: Any = None,
+        pad_values: Mapping[str, int | float] | None = None,
     ) -> None:
-        for name, loader in (("in_loader", in_loader), ("outlier_loader", outlier_loader)):
-            if isinstance(loader, (torch.Tensor, str, bytes)) or not hasattr(loader, "__iter__"):
-                raise TypeError(
-                    f"{name} must be an iterable of batches (a DataLoader or a list of "
-                    f"batches), got {type(loader).__name__}"
-                )
+        check_reiterable(in_loader, "in_loader", "labeled in-distribution batches")
+        check_reiterable(outlier_loader, "outlier_loader", "outlier batches")
         if ratio is not None:
-            ratio = check_number(ratio, "ratio", positive=True)
+            ratio = check_outlier_ratio(ratio, "ratio")
         self.in_loader = in_loader
         self.outlier_loader = outlier_loader
         self.ratio = ratio
+        self.keys = check_keys(keys)
+        self.pad_values = dict(pad_values) if pad_values is not None else None
         self.epoch = 0
-        self._stream = OutlierStream(outlier_loader)
+        self._stream = OutlierStream(outlier_loader, keys=self.keys, pad_values=self.pad_values)
 
     @property
     def passes(self) -> int:
@@ -125,25 +149,36 @@ class OutlierPairs:
                     "DataLoader(dataset, batch_size=..., sampler=DistributedSampler(dataset))"
                 )
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Inputs, torch.Tensor, Inputs]]:
         """Yield ``(x_in, y, x_out)`` for every batch of ``in_loader`` (one epoch)."""
         self._check_distributed()
         set_epoch(self.in_loader, self.epoch)
         self.epoch += 1
-        for batch in self.in_loader:
-            x_in, y = split_batch(batch, "in_loader batch")
+        for step, batch in enumerate(self.in_loader):
+            x_in, y = split_inputs(batch, "in_loader batch", keys=self.keys)
             if y is None:
                 raise ValueError(
                     "in_loader batches must carry labels: (x, y) or a dict with a label key"
                 )
+            if step == 0 and self.epoch == 1:
+                self._preflight(x_in)
             if self.ratio is None:
                 x_out = self._stream.next_batch()
             else:
-                x_out = self._stream.take(max(1, round(self.ratio * int(x_in.shape[0]))))
-            if tuple(x_out.shape[1:]) != tuple(x_in.shape[1:]):
-                raise ValueError(
-                    f"outlier_loader inputs have shape {tuple(x_out.shape[1:])} but "
-                    f"in_loader inputs have {tuple(x_in.shape[1:])}; both go through one "
-                    "forward pass"
-                )
+                x_out = self._stream.take(outlier_rows(self.ratio, batch_size(x_in), "ratio"))
+            check_rows_fit(x_in, x_out, f"step {step + 1} of epoch {self.epoch}")
             yield x_in, y, x_out
+
+    def _preflight(self, x_in: Inputs) -> None:
+        """Before the first step: the ratio's rows bound, and every in-memory batch's shape."""
+        if self.ratio is not None:
+            batch = getattr(self.in_loader, "batch_size", None)
+            n_in = max(batch_size(x_in), batch if isinstance(batch, int) else 0)
+            outlier_rows(self.ratio, n_in, "ratio")
+        for name, loader, labels in (
+            ("in_loader", self.in_loader, True),
+            ("outlier_loader", self.outlier_loader, False),
+        ):
+            for i, b in enumerate(sequence_inputs(loader) or []):
+                x, _ = split_inputs(b, f"{name} batch {i}", keys=self.keys, labels=labels)
+                check_rows_fit(x_in, x, f"batch {i}, found before the first step", other=name)
