@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from rejectnet._reportlike import ReportLike, ResultLike
 
-__all__ = ["HEADER", "METRIC_NAMES", "notes_of", "rows"]
+__all__ = ["HEADER", "METRIC_NAMES", "markdown_cell", "notes_of", "one_line", "rows"]
 
 METRIC_NAMES = ("auroc", "aupr_in", "aupr_out", "fpr95", "detection_error")
 """The metrics of every OOD result, in table order (``fpr95`` is FPR at the TPR)."""
@@ -22,6 +22,51 @@ HEADER = (
     "FPR@95%TPR",
     "det. err",
 )
+
+
+def _visible(code: int) -> str:
+    named = {9: "t", 10: "n", 13: "r"}
+    return "\\" + named[code] if code in named else f"\\x{code:02x}"
+
+
+_CONTROL = {code: _visible(code) for code in (*range(32), 127)}
+"""Control character -> its visible escape (a newline -> backslash, n)."""
+
+
+def one_line(text: str) -> str:
+    r"""``text`` on one line: every control character as its visible escape (``\n``, ``\t``).
+
+    Args:
+        text: A method, score or OOD set name, or a note.
+
+    Returns:
+        The text without control characters.
+
+    Example:
+        >>> print(one_line("odd\nname"))
+        odd\nname
+    """
+    return text.translate(_CONTROL)
+
+
+def markdown_cell(text: str) -> str:
+    r"""``text`` as Markdown that cannot break a table row or a list item.
+
+    A backslash becomes ``\\``, ``|`` becomes ``\|`` (GitHub and MkDocs tables) and
+    every control character (a newline, a tab, ...) shows as its escape (``\n``, ``\t``),
+    so the rendered text reads as the name was written.
+
+    Args:
+        text: A method, score or OOD set name, or a note.
+
+    Returns:
+        The escaped text.
+
+    Example:
+        >>> print(markdown_cell("a|b\nc"))
+        a\|b\nc
+    """
+    return one_line(text.replace("\\", "\\\\")).replace("|", "\\|")
 
 
 def _cell(res: ResultLike, metric: str) -> str:

@@ -315,7 +315,7 @@ class Report:
             ['aupr_in', 'aupr_out', 'auroc', 'detection_error', 'fpr95', 'n', 'n_in', 'n_ood',
              'runs', 'std']
         """
-        return {
+        out = {
             "name": self.name,
             "score": self.score,
             "id_accuracy": self.id_accuracy,
@@ -335,12 +335,32 @@ class Report:
             "selective": self.selective,
             "notes": list(self.notes),
         }
+        undefined: dict[str, str] = {}
+        safe: dict[str, Any] = _json_safe(out, "", undefined, self._reasons())
+        if undefined:
+            safe["undefined"] = undefined
+        return safe
+
+    def _reasons(self) -> dict[str, str]:
+        """Why a number can be undefined, by its path in :meth:`to_dict`."""
+        reasons = {}
+        if self.selective.get("coverage") == 0.0:
+            reasons["selective.risk"] = (
+                "coverage is 0: no in-distribution sample is accepted at the threshold, so "
+                "there is no error on accepted samples to measure"
+            )
+        return reasons
 
     def to_json(self, **kwargs: Any) -> str:
-        """The :meth:`to_dict` view as a JSON string.
+        """The :meth:`to_dict` view as a JSON string (strict JSON: never ``NaN``).
+
+        A number that is undefined (the selective risk when the coverage is 0, any other
+        non-finite value) is written as ``null``, and ``"undefined"`` maps its path
+        (e.g. ``"selective.risk"``) to the reason.
 
         Args:
-            **kwargs: Passed to ``json.dumps`` (e.g. ``indent=2``).
+            **kwargs: Passed to ``json.dumps`` (e.g. ``indent=2``); ``allow_nan`` is
+                always ``False``.
 
         Returns:
             The JSON text.
@@ -354,7 +374,7 @@ class Report:
             >>> json.loads(report.to_json(indent=2))["score"]
             'sum_reject'
         """
-        return json.dumps(self.to_dict(), **kwargs)
+        return json.dumps(self.to_dict(), **{**kwargs, "allow_nan": False})
 
     def to_markdown(self) -> str:
         """A Markdown table in percentages: one row per OOD set, then what was done.
@@ -444,13 +464,14 @@ def reports_to_markdown(reports: Sequence[Report]) -> str:
         The table, as :meth:`Report.to_markdown` but with every report's rows, followed
         by the notes of all reports (each distinct note once).
     """
+    cell = _report_table.markdown_cell  # a name with "|" or a newline cannot break a row
     header = _report_table.HEADER
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in _report_table.rows(reports)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in _report_table.rows(reports)]
     notes = _report_table.notes_of(reports)
     if notes:
         lines.append("")
-        lines += [f"- {n}" for n in notes]
+        lines += [f"- {cell(n)}" for n in notes]
     return "\n".join(lines)
 
 
@@ -467,6 +488,21 @@ def reports_to_html(reports: Sequence[Report], *, title: str | None = None) -> s
         The HTML text.
     """
     return report_html.reports_to_html(reports, title=title)
+
+
+def _json_safe(value: Any, path: str, undefined: dict[str, str], reasons: dict[str, str]) -> Any:
+    """``value`` with every non-finite float as ``None`` and its reason in ``undefined``."""
+    if isinstance(value, dict):
+        return {
+            k: _json_safe(v, f"{path}.{k}" if path else str(k), undefined, reasons)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_json_safe(v, f"{path}[{i}]", undefined, reasons) for i, v in enumerate(value)]
+    if isinstance(value, float) and not math.isfinite(value):
+        undefined[path] = reasons.get(path, f"not a finite number ({value})")
+        return None
+    return value
 
 
 def _subsample(
@@ -720,6 +756,8 @@ def evaluate(
         accepted = s_in <= thr.value
         n_acc = int(accepted.sum())
         selective["risk"] = float((~correct[accepted]).mean()) if n_acc else math.nan
+        if not n_acc:
+            notes.append("selective risk undefined: no in-distribution sample is accepted")
         selective["risk_without_rejection"] = float((~correct).mean())
         selective["total_misclassification"] = total_misclassification_rate(
             s_in, correct, target, thr.value

@@ -19,6 +19,7 @@ module.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,12 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_curve
 
+from rejectnet._report_table import one_line
 from rejectnet._reportlike import ReportLike
 from rejectnet.metrics import risk_coverage
 from rejectnet.scores import threshold_at_tpr
 
-__all__ = ["PLOT_NAMES", "figures", "plot_reports"]
+__all__ = ["PLOT_NAMES", "figure", "figures", "plot_reports"]
 
 PLOT_NAMES = ("roc", "score_histograms", "error_vs_tpr", "risk_coverage")
 """The plots, in order; each is written as ``<name>.png``."""
@@ -42,6 +44,16 @@ def _figure(width: float, height: float) -> Any:
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError('plotting needs matplotlib: pip install "rejectnet[plot]"') from err
     return Figure(figsize=(width, height))
+
+
+def _label(text: str) -> str:
+    """A name as plain text for matplotlib: ``$`` escaped (no mathtext), one line.
+
+    A method or OOD set name is the user's text, never a formula: unescaped, ``odd$\\nope$``
+    would be parsed as mathtext and fail when the figure is drawn.
+    """
+    out = one_line(text).replace("$", r"\$")
+    return " " + out if out.startswith("_") else out  # "_..." would hide a legend entry
 
 
 def _target(report: ReportLike) -> str:
@@ -57,9 +69,10 @@ def _roc(reports: Sequence[ReportLike]) -> Any:
             s_in, s_out = r.scores_in, r.scores_out[name]
             labels = np.r_[np.zeros(len(s_in)), np.ones(len(s_out))]
             fpr, tpr, _ = roc_curve(labels, np.r_[s_in, s_out])
-            ax.plot(fpr, tpr, label=f"{r.name} ({100 * r.ood[name].mean['auroc']:.2f})")
+            auroc = 100 * r.ood[name].mean["auroc"]
+            ax.plot(fpr, tpr, label=f"{_label(r.name)} ({auroc:.2f})")
         ax.plot([0, 1], [0, 1], color="grey", lw=0.5, ls="--")
-        ax.set(title=f"ROC: {name}", xlabel="FPR (in-distribution flagged)", ylabel="TPR")
+        ax.set(title=f"ROC: {_label(name)}", xlabel="FPR (in-distribution flagged)", ylabel="TPR")
         ax.legend(loc="lower right", fontsize=8, title="AUROC %", title_fontsize=8)
     return fig
 
@@ -76,8 +89,9 @@ def _histograms(reports: Sequence[ReportLike]) -> Any:
         both = np.r_[r.scores_in, r.scores_out[target]]
         bins: Any = np.linspace(both.min(), both.max(), 40) if np.ptp(both) > 0 else 10
         ax.hist(r.scores_in, bins=bins, alpha=0.6, density=True, label="in-distribution")
-        ax.hist(r.scores_out[target], bins=bins, alpha=0.6, density=True, label=f"OOD ({target})")
-        ax.set(title=f"{r.name}: {r.score}"[:60], xlabel="OOD score", ylabel="density")
+        ood_label = f"OOD ({_label(target)})"
+        ax.hist(r.scores_out[target], bins=bins, alpha=0.6, density=True, label=ood_label)
+        ax.set(title=_label(f"{r.name}: {r.score}"[:60]), xlabel="OOD score", ylabel="density")
         ax.legend(fontsize=8)
     return fig
 
@@ -95,7 +109,7 @@ def _error_vs_tpr(reports: Sequence[ReportLike]) -> Any:
             thr = threshold_at_tpr(r.scores_in, s_out, tpr=float(t)).value
             accepted = r.scores_in <= thr
             errs.append(float((~r.correct[accepted]).mean()) if accepted.any() else np.nan)
-        ax.plot(100 * tprs, 100 * np.asarray(errs), label=r.name)
+        ax.plot(100 * tprs, 100 * np.asarray(errs), label=_label(r.name))
     ax.set(
         title="In-distribution error vs detection TPR",
         xlabel="TPR on OOD (%)",
@@ -113,7 +127,7 @@ def _risk_coverage(reports: Sequence[ReportLike]) -> Any:
         if r.correct is None:
             continue
         rc = risk_coverage(r.scores_in, r.correct)
-        ax.step(100 * rc.coverage, 100 * rc.risk, where="post", label=r.name)
+        ax.step(100 * rc.coverage, 100 * rc.risk, where="post", label=_label(r.name))
     ax.set(title="Risk-coverage (in-distribution)", xlabel="coverage (%)", ylabel="risk (%)")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
@@ -157,12 +171,39 @@ def figures(reports: Sequence[ReportLike]) -> dict[str, Any]:
     """
     if not reports:
         raise ValueError("reports is empty; pass at least one Report")
-    out = {}
-    for name in PLOT_NAMES:
-        fig = _DRAW[name](reports)
-        fig.tight_layout()
-        out[name] = fig
-    return out
+    return {name: figure(name, reports) for name in PLOT_NAMES}
+
+
+def figure(name: str, reports: Sequence[ReportLike]) -> Any:
+    """Draw one of the comparison plots.
+
+    Args:
+        name: One of :data:`PLOT_NAMES`.
+        reports: One or more reports with the same OOD sets.
+
+    Returns:
+        The ``matplotlib.figure.Figure``, laid out.
+
+    Raises:
+        ValueError: If ``name`` is unknown or ``reports`` is empty.
+        ImportError: If matplotlib is not installed.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from rejectnet import RejectHead, evaluate
+        >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
+        >>> report = evaluate(net, [torch.randn(20, 4)], {"far": [torch.randn(20, 4) + 5]})
+        >>> type(figure("roc", [report])).__name__
+        'Figure'
+    """
+    if name not in _DRAW:
+        raise ValueError(f"name must be one of {list(PLOT_NAMES)}, got {name!r}")
+    if not reports:
+        raise ValueError("reports is empty; pass at least one Report")
+    fig = _DRAW[name](reports)
+    fig.tight_layout()
+    return fig
 
 
 def plot_reports(reports: Sequence[ReportLike], out_dir: str | Path) -> list[Path]:
@@ -179,6 +220,8 @@ def plot_reports(reports: Sequence[ReportLike], out_dir: str | Path) -> list[Pat
     Raises:
         ValueError: If ``reports`` is empty.
         ImportError: If matplotlib is not installed.
+        RuntimeError: If a plot cannot be drawn; every other plot is written first and
+            the message names what failed and what was written.
 
     Example:
         >>> import tempfile, torch
@@ -192,12 +235,24 @@ def plot_reports(reports: Sequence[ReportLike], out_dir: str | Path) -> list[Pat
         >>> len(plot_reports(reports, tempfile.mkdtemp()))
         4
     """
-    figs = figures(reports)
+    if not reports:
+        raise ValueError("reports is empty; pass at least one Report")
+    _figure(1, 1)  # ImportError before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for name, fig in figs.items():
+    failed: list[str] = []
+    for name in PLOT_NAMES:  # one plot that fails never costs the others
+        try:
+            buf = io.BytesIO()
+            figure(name, reports).savefig(buf, format="png", dpi=110)
+        except Exception as err:  # reported below, after the others
+            failed.append(f"{name}: {type(err).__name__}: {err}")
+            continue
         path = out / f"{name}.png"
-        fig.savefig(path, dpi=110)
+        path.write_bytes(buf.getvalue())
         written.append(path)
+    if failed:
+        done = ", ".join(p.name for p in written) or "none"
+        raise RuntimeError(f"could not draw {'; '.join(failed)} (written: {done})")
     return written

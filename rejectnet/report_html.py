@@ -70,19 +70,21 @@ def _png(fig: Any) -> str:
 
 
 def _plots(reports: Sequence[ReportLike]) -> str:
-    try:
-        figs = plotting.figures(reports)
-    except ImportError:
-        return (
-            '<p class="note">Plots left out: matplotlib is not installed '
-            '(pip install "rejectnet[plot]").</p>'
-        )
     parts = []
-    for name, fig in figs.items():
+    for name in plotting.PLOT_NAMES:  # a plot that fails is named, never costs the page
         title = html.escape(_TITLES.get(name, name))
-        parts.append(
-            f'<h3>{title}</h3>\n<img alt="{title}" src="data:image/png;base64,{_png(fig)}">'
-        )
+        try:
+            png = _png(plotting.figure(name, reports))
+        except ImportError:
+            return (
+                '<p class="note">Plots left out: matplotlib is not installed '
+                '(pip install "rejectnet[plot]").</p>'
+            )
+        except Exception as err:  # shown on the page instead of the plot
+            why = html.escape(f"{type(err).__name__}: {err}")
+            parts.append(f'<h3>{title}</h3>\n<p class="note">Not drawn: {why}</p>')
+            continue
+        parts.append(f'<h3>{title}</h3>\n<img alt="{title}" src="data:image/png;base64,{png}">')
     return "\n".join(parts)
 
 
