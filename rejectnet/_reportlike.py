@@ -31,6 +31,14 @@ class ResultLike(Protocol):
     def runs(self) -> int:
         """How many distinct runs the mean is over (1 when nothing was subsampled)."""
 
+    @property
+    def n_in(self) -> int:
+        """In-distribution samples evaluated."""
+
+    @property
+    def n_ood(self) -> int:
+        """OOD samples evaluated."""
+
 
 class ReportLike(Protocol):
     """One method's evaluation (see :class:`rejectnet.evaluation.Report`)."""
@@ -50,6 +58,10 @@ class ReportLike(Protocol):
     @property
     def ood(self) -> Mapping[str, ResultLike]:
         """OOD set name -> metrics."""
+
+    @property
+    def groups(self) -> Mapping[str, str]:
+        """OOD set name -> ``"near"`` or ``"far"`` (the mixed set has none)."""
 
     @property
     def selective(self) -> Mapping[str, float]:

@@ -37,6 +37,7 @@ from rejectnet.metrics import ood_metrics, total_misclassification_rate
 from rejectnet.scores import registry, threshold_at_tpr
 
 __all__ = [
+    "GROUPS",
     "METRIC_NAMES",
     "DatasetLogits",
     "DatasetScores",
@@ -52,7 +53,8 @@ __all__ = [
 
 METRIC_NAMES = _report_table.METRIC_NAMES
 """The metrics of every :class:`OODResult`, in table order (``fpr95`` is FPR at the TPR)."""
-MIXED = "mixed"
+MIXED = _report_table.MIXED
+GROUPS = _report_table.GROUPS
 
 Scorer: TypeAlias = Callable[[torch.Tensor], Any]
 """Any callable mapping a batch of inputs to one OOD score per input (higher = more OOD),
@@ -260,6 +262,8 @@ class Report:
         correct: Per in-distribution sample, whether the class prediction was right.
         notes: What was done, in words: the subsampling of each set, the mixed set (or
             why there is none), the set the selective threshold was set on.
+        groups: OOD set name -> ``"near"`` or ``"far"`` (see :func:`evaluate`); the
+            near / far means are :attr:`means`.
 
     Example:
         >>> import torch
@@ -289,18 +293,33 @@ class Report:
     scores_out: dict[str, npt.NDArray[np.float64]] = field(repr=False)
     correct: npt.NDArray[np.bool_] | None = field(repr=False, default=None)
     notes: list[str] = field(default_factory=list)
+    groups: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def means(self) -> dict[str, dict[str, Any]]:
+        """OpenOOD's near / far summary: each metric's mean over the sets of a group.
+
+        Returns:
+            ``{"near": {"auroc": ..., "aupr_in": ..., "aupr_out": ..., "fpr95": ...,
+            "detection_error": ..., "sets": [...]}, "far": {...}}`` (fractions), for
+            each group that holds a set; the mixed set belongs to none.
+        """
+        return _report_table.group_means({k: v.mean for k, v in self.ood.items()}, self.groups)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict: ``{"name", "score", "id_accuracy", "ood": {...}, ...}``.
 
         ``ood`` maps each set to its mean metrics (``auroc``, ``aupr_in``, ``aupr_out``,
         ``fpr95``, ``detection_error``) plus ``std``, ``n`` (per side and run),
-        ``n_in``, ``n_ood`` and ``runs``; values are fractions.
+        ``n_in``, ``n_ood``, ``runs`` and ``group`` (``"near"``, ``"far"``, ``None`` for
+        the mixed set); ``means`` is :attr:`means` (OpenOOD's near / far summary);
+        values are fractions. A number that is not finite is ``None``, and
+        ``"undefined"`` (present only then) maps its path to the reason.
 
         Returns:
             A dict of plain Python values with the keys ``name``, ``score``,
-            ``id_accuracy``, ``n_runs``, ``tpr``, ``ood``, ``selective`` and ``notes``;
-            the score arrays are left out.
+            ``id_accuracy``, ``n_runs``, ``tpr``, ``ood``, ``means``, ``selective`` and
+            ``notes`` (and ``undefined``); the score arrays are left out.
 
         Example:
             >>> import torch
@@ -310,10 +329,12 @@ class Report:
             >>> report = evaluate(net, [torch.randn(20, 4)], {"far": [torch.randn(20, 4) + 5]})
             >>> d = report.to_dict()
             >>> list(d)
-            ['name', 'score', 'id_accuracy', 'n_runs', 'tpr', 'ood', 'selective', 'notes']
+            ['name', 'score', 'id_accuracy', 'n_runs', 'tpr', 'ood', 'means', 'selective', 'notes']
             >>> sorted(d["ood"]["far"])  # doctest: +NORMALIZE_WHITESPACE
-            ['aupr_in', 'aupr_out', 'auroc', 'detection_error', 'fpr95', 'n', 'n_in', 'n_ood',
-             'runs', 'std']
+            ['aupr_in', 'aupr_out', 'auroc', 'detection_error', 'fpr95', 'group', 'n', 'n_in',
+             'n_ood', 'runs', 'std']
+            >>> d["ood"]["far"]["group"], d["means"]["far"]["sets"]
+            ('far', ['far'])
         """
         out = {
             "name": self.name,
@@ -329,9 +350,11 @@ class Report:
                     "n_in": v.n_in,
                     "n_ood": v.n_ood,
                     "runs": v.runs,
+                    "group": self.groups.get(k),
                 }
                 for k, v in self.ood.items()
             },
+            "means": self.means,
             "selective": self.selective,
             "notes": list(self.notes),
         }
@@ -381,8 +404,9 @@ class Report:
 
         Returns:
             The table (columns method, score, ID accuracy, OOD set, AUROC, AUPR-in,
-            AUPR-out, FPR@95%TPR and detection error; ``mean ± std`` over runs, a bare
-            number for a single run) followed by the ``notes`` as a list.
+            AUPR-out, FPR@95%TPR, detection error and group; ``mean ± std`` over runs, a
+            bare number for a single run), a line saying which direction is better, the
+            near / far means when a set is tagged ``near``, then the ``notes`` as a list.
 
         Example:
             >>> import torch
@@ -394,6 +418,8 @@ class Report:
             >>> table[2].startswith("| RejectHead | sum_reject | - | far |")
             True
             >>> print("\\n".join(table[4:]))
+            ↑ higher is better, ↓ lower is better.
+            <BLANKLINE>
             - far: 20 in-distribution vs 20 OOD samples, no subsampling (equal sizes)
             - one OOD set, so no mixed row
             - selective threshold: 95% TPR on far
@@ -461,18 +487,38 @@ def reports_to_markdown(reports: Sequence[Report]) -> str:
         reports: Reports from :func:`evaluate`, one row per report and OOD set.
 
     Returns:
-        The table, as :meth:`Report.to_markdown` but with every report's rows, followed
-        by the notes of all reports (each distinct note once).
+        The table, as :meth:`Report.to_markdown` but with every report's rows (the best
+        value of each column and OOD set in bold when there are several methods), the
+        near / far means when a set is tagged ``near``, then the notes of all reports
+        (each distinct note once).
     """
-    cell = _report_table.markdown_cell  # a name with "|" or a newline cannot break a row
-    header = _report_table.HEADER
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in _report_table.rows(reports)]
-    notes = _report_table.notes_of(reports)
+    table = _report_table
+    lines = _markdown_table(table.HEADER, table.rows(reports), table.best_cells(reports))
+    lines.append("")
+    lines.append(_DIRECTIONS + (" **Bold**: the best of the methods." if len(reports) > 1 else ""))
+    if any(g == "near" for r in reports for g in r.groups.values()):
+        means, best = table.means_rows(reports)
+        lines += ["", "Near / far means (OpenOOD's summary, mean over the sets of a group):", ""]
+        lines += _markdown_table(table.MEANS_HEADER, means, best)
+    notes = table.notes_of(reports)
     if notes:
         lines.append("")
-        lines += [f"- {cell(n)}" for n in notes]
+        lines += [f"- {table.markdown_cell(n)}" for n in notes]
     return "\n".join(lines)
+
+
+_DIRECTIONS = "\u2191 higher is better, \u2193 lower is better."
+
+
+def _markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], best: set[tuple[int, int]]
+) -> list[str]:
+    cell = _report_table.markdown_cell  # a name with "|" or a newline cannot break a row
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for i, row in enumerate(rows):
+        cells = [f"**{cell(c)}**" if (i, j) in best else cell(c) for j, c in enumerate(row)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def reports_to_html(reports: Sequence[Report], *, title: str | None = None) -> str:
@@ -599,6 +645,7 @@ def evaluate(
     tpr: float = 0.95,
     name: str | None = None,
     device: str | torch.device | None = None,
+    groups: Mapping[str, str] | None = None,
 ) -> Report:
     """Evaluate OOD detection and selective classification, as the paper does.
 
@@ -622,15 +669,19 @@ def evaluate(
         name: Method name for tables; defaults to the scorer's ``name`` attribute, the
             function's name, or the model's class name (never the score's name).
         device: Where to run the model (ignored for a scorer, which places inputs itself).
+        groups: OOD set name -> ``"near"`` or ``"far"`` (OpenOOD's split: near = new
+            classes of similar images, far = also a different kind of image); a set not
+            named is ``"far"``. :attr:`Report.means` averages each group.
 
     Returns:
         A :class:`Report`.
 
     Raises:
         ValueError: If ``ood_loaders`` is empty, a loader is empty, ``n_runs < 1``, the
-            score does not fit the model, or ``score`` is given with a scorer.
-        TypeError: If ``model`` is neither an ``nn.Module`` nor callable, or a scorer is
-            given :class:`DatasetLogits`.
+            score does not fit the model, ``score`` is given with a scorer, or ``groups``
+            names an unknown set or a group other than near / far.
+        TypeError: If ``model`` is neither an ``nn.Module`` nor callable, a scorer is
+            given :class:`DatasetLogits`, or ``groups`` is not a mapping of strings.
 
     Example:
         >>> import torch
@@ -659,6 +710,7 @@ def evaluate(
         raise ValueError("ood_loaders must be a non-empty mapping {name: loader}")
     if MIXED in ood_loaders and mixed:
         raise ValueError(f"{MIXED!r} is reserved for the mixed set; rename that OOD set")
+    set_groups = _report_table.check_groups(groups, list(ood_loaders))
     is_module = isinstance(model, nn.Module)
     if not is_module and not callable(model):
         raise TypeError(
@@ -774,4 +826,5 @@ def evaluate(
         scores_out={**scores_out, **({MIXED: mixed_scores} if mixed_scores is not None else {})},
         correct=correct,
         notes=notes,
+        groups=set_groups,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rejectnet import _report_table, plotting
@@ -24,9 +24,12 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; 
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
 th { background: #eef; }
-td:nth-child(-n+4) { text-align: left; }
+td:nth-child(-n+4), td.text { text-align: left; }
+td.best { font-weight: bold; background: #dfd; }
+td.flag { background: #fdd; }
 img { max-width: 100%; margin: 0.5em 0; border: 1px solid #eee; }
 .note { color: #555; }
+.warn { color: #a00; }
 """
 
 _TITLES = {
@@ -36,30 +39,125 @@ _TITLES = {
     "risk_coverage": "Risk-coverage on in-distribution data",
 }
 
+_SELECTIVE = (
+    ("coverage", "coverage \u2191"),
+    ("risk", "risk \u2193"),
+    ("risk_without_rejection", "risk without rejection \u2193"),
+    ("total_misclassification", "total misclassification \u2193"),
+)
 
-def _table(reports: Sequence[ReportLike]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in _report_table.HEADER)
-    body = "\n".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-        for row in _report_table.rows(reports)
+
+def _html_table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    best: set[tuple[int, int]] = frozenset(),  # type: ignore[assignment]
+    flagged: set[tuple[int, int]] = frozenset(),  # type: ignore[assignment]
+) -> str:
+    """A table; best cells bold on green, flagged cells red."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cells = []
+        for j, text in enumerate(row):
+            kind = [
+                *(["best"] if (i, j) in best else []),
+                *(["flag"] if (i, j) in flagged else []),
+            ]
+            attr = f' class="{" ".join(kind)}"' if kind else ""
+            cells.append(f"<td{attr}>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
+        + "\n".join(body)
+        + "\n</tbody>\n</table>"
     )
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+
+
+def _ood_table(reports: Sequence[ReportLike], drops: Mapping[str, float]) -> str:
+    table = _report_table
+    rows = table.rows(reports)
+    acc = table.HEADER.index("ID acc")
+    flagged = set()
+    for i, row in enumerate(rows):
+        drop = drops.get(row[0])
+        if drop is not None and drop > table.ID_ACC_DROP_FLAG:
+            row[acc] += f" (\u2212{100 * drop:.2f})"
+            flagged.add((i, acc))
+    legend = "\u2191 higher is better, \u2193 lower is better"
+    if len(reports) > 1:
+        legend += "; the best value of each column and OOD set is bold on green"
+    if flagged:
+        legend += (
+            f"; red: ID accuracy more than {100 * table.ID_ACC_DROP_FLAG:g} point below "
+            "stage one's (the drop in points in brackets)"
+        )
+    return _html_table(table.HEADER, rows, table.best_cells(reports), flagged) + (
+        f'\n<p class="note">{html.escape(legend)}.</p>'
+    )
+
+
+def _means(reports: Sequence[ReportLike]) -> str:
+    if not any(g == "near" for r in reports for g in r.groups.values()):
+        return ""
+    rows, best = _report_table.means_rows(reports)
+    return (
+        "<h2>Near / far means (%)</h2>\n"
+        '<p class="note">OpenOOD\'s summary: each metric averaged over the OOD sets of a '
+        "group (near: new classes of similar images; far: a different kind of image). "
+        "The mixed set belongs to no group.</p>\n"
+        + _html_table(_report_table.MEANS_HEADER, rows, best)
+    )
+
+
+def _sets(reports: Sequence[ReportLike]) -> str:
+    """The sets as evaluated: group, OOD and in-distribution samples actually scored."""
+    first = reports[0]
+    rows = [
+        [name, first.groups.get(name, "-"), str(res.n_ood), str(res.n_in)]
+        for name, res in first.ood.items()
+        if name != _report_table.MIXED  # its make-up is in the notes
+    ]
+    header = ("OOD set", "group", "OOD images evaluated", "ID images evaluated")
+    return "<h2>Data evaluated</h2>\n" + _html_table(header, rows)
+
+
+def _methods(reports: Sequence[ReportLike], method_notes: Mapping[str, str]) -> str:
+    shown = ", ".join(dict.fromkeys(r.name for r in reports))
+    parts = [f"<p>Methods shown: {html.escape(shown)}.</p>"]
+    names = {r.name for r in reports}
+    skipped = {k: v for k, v in method_notes.items() if k not in names}
+    changed = {k: v for k, v in method_notes.items() if k in names}
+    for title, items in (("Not shown", skipped), ("Notes on methods", changed)):
+        if items:
+            lis = "\n".join(
+                f"<li><strong>{html.escape(k)}</strong>: {html.escape(v)}</li>"
+                for k, v in items.items()
+            )
+            parts.append(f"<p>{title}:</p>\n<ul>\n{lis}\n</ul>")
+    return "\n".join(parts)
 
 
 def _selective(reports: Sequence[ReportLike]) -> str:
-    keys = ("coverage", "risk", "risk_without_rejection", "total_misclassification")
-    head = "".join(f"<th>{k.replace('_', ' ')}</th>" for k in ("method", *keys))
+    tpr = f"{100 * reports[0].tpr:g}"
     rows = []
     for r in reports:
-        cells = [html.escape(r.name)]
-        for k in keys:
+        cells = [r.name]
+        for k, _ in _SELECTIVE:
             v = r.selective.get(k)
             cells.append("-" if v is None or v != v else f"{100 * v:.2f}")
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        rows.append(cells)
+    explain = (
+        f"Each method rejects the inputs whose OOD score is above the threshold that flags "
+        f"{tpr}% of the OOD samples (the mixed set when there is one); on the "
+        "in-distribution test set, coverage is the share still accepted, risk the "
+        "classification error on those, risk without rejection the error on all of them, "
+        "and total misclassification the misclassified accepted ID samples plus the "
+        "accepted OOD samples, per ID sample (the paper's Figure 2)."
+    )
+    header = ("method", *(h for _, h in _SELECTIVE))
     return (
-        f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
-        + "\n".join(rows)
-        + "\n</tbody>\n</table>"
+        f"<h2>Selective classification at {tpr}% TPR (%)</h2>\n"
+        f'<p class="note">{html.escape(explain)}</p>\n' + _html_table(header, rows)
     )
 
 
@@ -94,8 +192,17 @@ def reports_to_html(
     title: str | None = None,
     intro: str = "",
     plots: bool = True,
+    method_notes: Mapping[str, str] | None = None,
+    id_acc_drops: Mapping[str, float] | None = None,
 ) -> str:
     """One self-contained HTML page comparing several reports.
+
+    The page says what it shows: the methods shown and those not shown with the reason
+    (``method_notes``), the OOD and in-distribution samples actually evaluated per set
+    and its near / far group, each column's direction with the best value of each
+    column highlighted, the near / far means when a set is tagged ``near``, a flag on a
+    method whose ID accuracy fell more than one point below stage one's, and what the
+    selective-classification table means.
 
     Args:
         reports: Reports from :func:`rejectnet.evaluate` (same OOD sets), one table row
@@ -103,11 +210,14 @@ def reports_to_html(
         title: The page title; defaults to the method names.
         intro: Plain text shown under the title (escaped), e.g. the run's setup.
         plots: Embed the four plots of :mod:`rejectnet.plotting` as inline PNG.
+        method_notes: Method name -> why it was skipped or changed (e.g. a benchmark's
+            ``_meta.notes``); a name without a report is listed as not shown.
+        id_acc_drops: Method name -> ID accuracy lost against stage one (fractions, e.g.
+            the ``id_acc_drop`` of a benchmark's ``results.json``); without it the drop
+            is measured against a report named ``msp`` (the stage-one model) if any.
 
     Returns:
-        The HTML text: the OOD table (percentages; ``mean ± std`` over runs, a bare
-        number for a single run), the notes saying what was done, a table of selective
-        classification at the TPR threshold, and the plots.
+        The HTML text.
 
     Raises:
         ValueError: If ``reports`` is empty.
@@ -119,9 +229,12 @@ def reports_to_html(
         >>> from rejectnet.report_html import reports_to_html
         >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
         >>> ood = {"far": [torch.randn(20, 4) + 5]}
-        >>> page = reports_to_html([evaluate(net, [torch.randn(20, 4)], ood)], plots=False)
+        >>> report = evaluate(net, [torch.randn(20, 4)], ood)
+        >>> page = reports_to_html([report], plots=False, method_notes={"knn": "skipped"})
         >>> "<td>far</td>" in page, "no subsampling (equal sizes)" in page
         (True, True)
+        >>> "<li><strong>knn</strong>: skipped</li>" in page
+        True
     """
     if not reports:
         raise ValueError("reports is empty; pass at least one Report")
@@ -129,7 +242,7 @@ def reports_to_html(
         title if title is not None else "OOD evaluation: " + ", ".join(r.name for r in reports)
     )
     notes = "\n".join(f"<li>{html.escape(n)}</li>" for n in _report_table.notes_of(reports))
-    tpr = f"{100 * reports[0].tpr:g}"
+    drops = _report_table.accuracy_drops(reports, id_acc_drops)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -138,14 +251,13 @@ def reports_to_html(
         f"<style>{_STYLE}</style></head>",
         "<body>",
         f"<h1>{html.escape(heading)}</h1>",
-    ]
-    if intro:
-        parts.append(f"<p>{html.escape(intro)}</p>")
-    parts += [
+        f"<p>{html.escape(intro)}</p>" if intro else "",
+        _methods(reports, method_notes or {}),
+        _sets(reports),
         "<h2>OOD detection (%)</h2>",
-        _table(reports),
+        _ood_table(reports, drops),
         f"<ul>\n{notes}\n</ul>" if notes else "",
-        f"<h2>Selective classification at {tpr}% TPR (%)</h2>",
+        _means(reports),
         _selective(reports),
     ]
     if plots:

@@ -73,8 +73,8 @@ def test_hostile_names_keep_every_markdown_row_whole(reliability: ReliabilityCou
     assert all(len(r) == width for r in rows), "a name broke a table row"
     assert len(rows) == 2 + len(HOSTILE) + 1  # header, rule, one row per set, mixed
     # every note is one list item: no line of the text is outside the table or a "- " item
-    tail = text.split("\n\n", 1)[1].splitlines()
-    assert tail and all(line.startswith("- ") for line in tail)
+    tail = text.split("\n\n")[-1].splitlines()
+    assert len(tail) == len(report.notes) and all(line.startswith("- ") for line in tail)
     assert "a\\|b" in text and "line\\nbreak" in text and "back\\\\slash\\|\\\\\\|" in text
     reliability.case(len(HOSTILE) + 1)
 
@@ -168,7 +168,8 @@ def test_to_json_names_any_other_undefined_number(reliability: ReliabilityCounts
     report.selective["threshold"] = math.inf
     data = json.loads(report.to_json())
     assert data["ood"]["far"]["auroc"] is None and data["selective"]["threshold"] is None
-    assert set(data["undefined"]) == {"ood.far.auroc", "selective.threshold"}
+    assert set(data["undefined"]) == {"ood.far.auroc", "means.far.auroc", "selective.threshold"}
+    assert data["means"]["far"]["auroc"] is None
     assert "not a finite number" in data["undefined"]["selective.threshold"]
     assert math.isnan(report.ood["far"].mean["auroc"])  # the report itself is unchanged
     reliability.fault(2)
