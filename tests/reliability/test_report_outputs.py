@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from rejectnet.evaluation import DatasetScores, Report, evaluate, reports_to_markdown
-from rejectnet.report_html import reports_to_html
+from rejectnet.report import DatasetScores, Report, evaluate, reports_to_html, reports_to_markdown
 from tests.conftest import ReliabilityCounts
 
 HOSTILE = [
@@ -84,7 +83,7 @@ def test_hostile_names_never_kill_the_plots(
     name: str, tmp_path: Path, reliability: ReliabilityCounts
 ) -> None:
     pytest.importorskip("matplotlib")
-    from rejectnet.plotting import PLOT_NAMES, plot_reports
+    from rejectnet.report.plots import PLOT_NAMES, plot_reports
 
     reports = [_report([name, "plain"], method=name), _report([name, "plain"], method="other")]
     written = plot_reports(reports, tmp_path)
@@ -95,7 +94,7 @@ def test_hostile_names_never_kill_the_plots(
 
 def test_names_are_drawn_as_written(reliability: ReliabilityCounts) -> None:
     pytest.importorskip("matplotlib")
-    from rejectnet.plotting import figure
+    from rejectnet.report.plots import figure
 
     name = r"odd$\nope$name"
     fig = figure("roc", [_report([name], method="a$b$c")])
@@ -114,7 +113,7 @@ def test_a_failing_plot_costs_no_other_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reliability: ReliabilityCounts
 ) -> None:
     pytest.importorskip("matplotlib")
-    from rejectnet import plotting
+    from rejectnet.report import plots as plotting
 
     def broken(reports: object) -> object:
         raise ValueError("injected drawing fault")

@@ -9,8 +9,8 @@ import torch
 
 from rejectnet._batches import split_batch
 from rejectnet._inference import eval_mode
-from rejectnet.evaluation import DatasetScores, Report, evaluate
-from rejectnet.peers._peer import Peer
+from rejectnet.peers.peer import Peer
+from rejectnet.report import DatasetScores, Report, evaluate
 
 __all__ = ["evaluate_peers", "score_peers"]
 
@@ -31,7 +31,7 @@ def score_peers(
         name: What to call the loader in error messages.
 
     Returns:
-        Peer name -> :class:`rejectnet.evaluation.DatasetScores`.
+        Peer name -> :class:`rejectnet.report.sources.DatasetScores`.
 
     Raises:
         ValueError: If ``peers`` is empty or the loader yields no batch.
@@ -77,7 +77,7 @@ def evaluate_peers(
 ) -> list[Report]:
     """Evaluate several peers on the same samples, one report each.
 
-    Same protocol and :class:`rejectnet.evaluation.Report` schema as
+    Same protocol and :class:`rejectnet.report.results.Report` schema as
     :func:`rejectnet.evaluate` (pass the same ``n_runs`` and ``seed`` as for the other
     methods to measure all on the same subsamples); the forward passes are shared (see
     :func:`score_peers`).

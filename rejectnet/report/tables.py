@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rejectnet._reportlike import ReportLike, ResultLike
+from rejectnet.report.interfaces import ReportLike, ResultLike
 
 __all__ = [
     "DIRECTION",
@@ -29,6 +29,7 @@ __all__ = [
     "means_rows",
     "notes_of",
     "one_line",
+    "reports_to_markdown",
     "rows",
 ]
 
@@ -326,3 +327,43 @@ def notes_of(reports: Sequence[ReportLike]) -> list[str]:
         for note in r.notes:
             seen.setdefault(note, None)
     return list(seen)
+
+
+def reports_to_markdown(reports: Sequence[ReportLike]) -> str:
+    """One Markdown table comparing several reports (methods), in percentages.
+
+    Args:
+        reports: Reports from :func:`rejectnet.evaluate`, one row per report and OOD set.
+
+    Returns:
+        The table, as :meth:`rejectnet.report.results.Report.to_markdown` but with
+        every report's rows (the best value of each column and OOD set in bold when
+        there are several methods), the near / far means when a set is tagged
+        ``near``, then the notes of all reports (each distinct note once).
+    """
+    lines = _markdown_table(HEADER, rows(reports), best_cells(reports))
+    lines.append("")
+    lines.append(_DIRECTIONS + (" **Bold**: the best of the methods." if len(reports) > 1 else ""))
+    if any(g == "near" for r in reports for g in r.groups.values()):
+        means, best = means_rows(reports)
+        lines += ["", "Near / far means (OpenOOD's summary, mean over the sets of a group):", ""]
+        lines += _markdown_table(MEANS_HEADER, means, best)
+    notes = notes_of(reports)
+    if notes:
+        lines.append("")
+        lines += [f"- {markdown_cell(n)}" for n in notes]
+    return "\n".join(lines)
+
+
+_DIRECTIONS = "\u2191 higher is better, \u2193 lower is better."
+
+
+def _markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], best: set[tuple[int, int]]
+) -> list[str]:
+    cell = markdown_cell  # a name with "|" or a newline cannot break a row
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for i, row in enumerate(rows):
+        cells = [f"**{cell(c)}**" if (i, j) in best else cell(c) for j, c in enumerate(row)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines

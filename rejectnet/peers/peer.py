@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 
 from rejectnet._inference import eval_mode
-from rejectnet.peers._features import ClassifierTap
+from rejectnet.peers.features import ClassifierTap
 
 __all__ = ["Kind", "Peer"]
 

@@ -1,8 +1,9 @@
-"""What plots and HTML reports read from an evaluation report (a narrow interface).
+"""What tables, plots and HTML pages read from an evaluation report (a narrow interface).
 
-:class:`rejectnet.evaluation.Report` satisfies these protocols; :mod:`rejectnet.plotting`
-and :mod:`rejectnet.report_html` read reports through them and never import the
-evaluation module, so that it can import them without an import cycle.
+:class:`rejectnet.report.results.Report` satisfies these protocols;
+:mod:`rejectnet.report.tables`, :mod:`rejectnet.report.plots` and
+:mod:`rejectnet.report.html_page` read reports through them and never import
+:mod:`rejectnet.report.results`, so that it can import them without an import cycle.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ __all__ = ["ReportLike", "ResultLike"]
 
 
 class ResultLike(Protocol):
-    """The metrics of one OOD set (see :class:`rejectnet.evaluation.OODResult`)."""
+    """The metrics of one OOD set (see :class:`rejectnet.report.results.OODResult`)."""
 
     @property
     def mean(self) -> Mapping[str, float]:
@@ -41,7 +42,7 @@ class ResultLike(Protocol):
 
 
 class ReportLike(Protocol):
-    """One method's evaluation (see :class:`rejectnet.evaluation.Report`)."""
+    """One method's evaluation (see :class:`rejectnet.report.results.Report`)."""
 
     @property
     def name(self) -> str:
