@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rejectnet._batches import BatchKeys, split_batch
+from rejectnet._batches import BatchKeys, inputs_to, split_inputs
 
 __all__ = ["collect_logits", "eval_mode", "module_device"]
 
@@ -60,7 +60,7 @@ class eval_mode:
 
 
 def collect_logits(
-    forward: Callable[[torch.Tensor], torch.Tensor],
+    forward: Callable[[Any], torch.Tensor],
     loader: Iterable[Any],
     device: torch.device,
     *,
@@ -71,12 +71,13 @@ def collect_logits(
     """Run ``forward`` over every batch of ``loader`` without gradients.
 
     Args:
-        forward: Maps an input batch on ``device`` to logits.
-        loader: Yields batches in any form :func:`rejectnet._batches.split_batch` reads.
+        forward: Maps an input batch on ``device`` (a tensor, or a dict of named
+            tensors) to logits.
+        loader: Yields batches in any form :func:`rejectnet._batches.split_inputs` reads.
         device: Where to move inputs.
         name: What to call the loader in error messages.
         keys: ``(input_key, label_key)`` of mapping batches (see
-            :func:`~rejectnet._batches.split_batch`).
+            :func:`~rejectnet._batches.split_inputs`).
         labels: Whether to read labels; when ``False`` they are ignored, whatever type.
 
     Returns:
@@ -90,8 +91,8 @@ def collect_logits(
     ys: list[torch.Tensor] = []
     with torch.no_grad():
         for batch in loader:
-            x, y = split_batch(batch, f"{name} batch", keys=keys, labels=labels)
-            outs.append(forward(x.to(device)).detach().to("cpu"))
+            x, y = split_inputs(batch, f"{name} batch", keys=keys, labels=labels)
+            outs.append(forward(inputs_to(x, device)).detach().to("cpu"))
             if y is not None:
                 ys.append(y.detach().to("cpu"))
     if not outs:

@@ -419,3 +419,54 @@ def test_html_says_what_it_shows() -> None:
     # a drop given by the caller (e.g. results.json's id_acc_drop) wins over the computed one
     page = reports_to_html([msp, tuned], plots=False, id_acc_drops={"tuned": 0.005})
     assert 'class="flag"' not in page and "92.50</td>" in page
+
+
+def test_dict_batches_of_named_tensors_go_to_the_model_as_keyword_arguments() -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=32,
+        num_labels=3,
+    )
+    torch.manual_seed(0)
+    bert = transformers.BertForSequenceClassification(config).eval()
+    g = torch.Generator().manual_seed(0)
+
+    def batches(n: int, length: int, low: int, labelled: bool) -> list[dict[str, torch.Tensor]]:
+        ids = torch.randint(low, low + 40, (n, length), generator=g)
+        mask = torch.ones(n, length, dtype=torch.long)
+        mask[::2, -2:] = 0
+        out = {"input_ids": ids, "attention_mask": mask}
+        if labelled:
+            out["labels"] = torch.arange(n) % 3
+        return [out]
+
+    id_test = batches(20, 9, 1, True) + batches(12, 5, 1, True)  # two sequence lengths
+    ood = {"far": batches(16, 9, 55, False)}
+    report = evaluate(bert, id_test, ood, n_runs=2)
+    with torch.no_grad():
+        logits = [
+            bert(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+            for b in id_test
+        ]
+        out_logits = bert(**ood["far"][0]).logits
+    msp = torch.cat([-torch.softmax(z, 1).amax(1) for z in logits])
+    assert np.allclose(report.scores_in, msp.double().numpy(), atol=1e-6)
+    assert np.allclose(report.scores_out["far"], -torch.softmax(out_logits, 1).amax(1), atol=1e-6)
+    labels = torch.cat([b["labels"] for b in id_test])
+    acc = (torch.cat(logits).argmax(1) == labels).double().mean().item()
+    assert report.id_accuracy == pytest.approx(acc)
+    # a scorer gets the named tensors as they come
+    seen: list[list[str]] = []
+
+    def mean_id(x: dict[str, torch.Tensor]) -> torch.Tensor:
+        seen.append(sorted(x))
+        return x["input_ids"].float().mean(1)
+
+    scored = evaluate(mean_id, id_test, ood, n_runs=2)
+    assert seen[0] == ["attention_mask", "input_ids"]
+    assert scored.ood["far"].mean["auroc"] > 0.99

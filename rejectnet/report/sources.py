@@ -19,7 +19,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from rejectnet._batches import split_batch
+from rejectnet._batches import Inputs, batch_size, call_model, split_inputs
 from rejectnet._inference import collect_logits, eval_mode, module_device
 from rejectnet._outputs import extract_logits
 from rejectnet._validation import as_score_array
@@ -37,9 +37,10 @@ __all__ = [
     "compute_scores",
 ]
 
-Scorer: TypeAlias = Callable[[torch.Tensor], Any]
-"""Any callable mapping a batch of inputs to one OOD score per input (higher = more OOD),
-as a tensor, array or list of shape ``(N,)``."""
+Scorer: TypeAlias = Callable[[Inputs], Any]
+"""Any callable mapping a batch of inputs (a tensor, or a dict of named tensors for a
+model called as ``model(**x)``) to one OOD score per input (higher = more OOD), as a
+tensor, array or list of shape ``(N,)``."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,11 @@ def compute_scores(scorer: Scorer, loader: Iterable[Any], *, name: str = "loader
     is called with autograd enabled, since some detectors (ODIN) need input gradients.
 
     Args:
-        scorer: ``x -> (N,)`` scores, higher = more OOD.
-        loader: Batches (tensor, ``(x, y)`` or dict).
+        scorer: ``x -> (N,)`` scores, higher = more OOD; ``x`` is a tensor, or a dict of
+            named tensors for batches of several model inputs.
+        loader: Batches: a tensor, ``(x, y)``, or a dict (one input tensor, or named
+            tensors such as ``input_ids`` and ``attention_mask``, plus the labels), read
+            by the rule of :mod:`rejectnet._batches`.
         name: What to call the loader in error messages.
 
     Returns:
@@ -118,14 +122,15 @@ def compute_scores(scorer: Scorer, loader: Iterable[Any], *, name: str = "loader
     parts: list[np.ndarray[Any, np.dtype[np.float64]]] = []
     labels: list[torch.Tensor] = []
     for batch in loader:
-        x, y = split_batch(batch, f"{name} batch")
+        x, y = split_inputs(batch, f"{name} batch")
+        n = batch_size(x, f"{name} batch inputs")
         out = scorer(x)
         if isinstance(out, torch.Tensor):
             out = out.detach().to("cpu", torch.float64)
         s = as_score_array(out, f"scores returned for a batch of {name}")
-        if len(s) != len(x):
+        if len(s) != n:
             raise ValueError(
-                f"the scorer returned {len(s)} scores for a batch of {name} with {len(x)} inputs; "
+                f"the scorer returned {len(s)} scores for a batch of {name} with {n} inputs; "
                 "it must return one score per input, shape (N,)"
             )
         parts.append(s)
@@ -147,8 +152,10 @@ def compute_logits(
     """Run ``model`` over ``loader`` in eval mode without gradients.
 
     Args:
-        model: A :class:`~rejectnet.RejectHead` or a plain classifier.
-        loader: Batches (tensor, ``(x, y)`` or dict).
+        model: A :class:`~rejectnet.RejectHead` or a plain classifier; a dict of named
+            tensors is passed as keyword arguments (``model(**x)``, Hugging Face style).
+        loader: Batches: a tensor, ``(x, y)``, or a dict (one input tensor, or named
+            tensors plus the labels), read by the rule of :mod:`rejectnet._batches`.
         device: Where to run; defaults to the model's device.
         name: What to call the loader in error messages.
 
@@ -175,8 +182,8 @@ def compute_logits(
     """
     dev = torch.device(device) if device is not None else module_device(model)
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        return extract_logits(model(x))
+    def forward(x: Inputs) -> torch.Tensor:
+        return extract_logits(call_model(model, x))
 
     with eval_mode(model):
         logits, labels = collect_logits(forward, loader, dev, name=name)
