@@ -391,7 +391,7 @@ def test_markdown_marks_the_best_value_and_says_the_direction() -> None:
 
 
 def test_html_says_what_it_shows() -> None:
-    from rejectnet.report_html import reports_to_html
+    from rejectnet.report import reports_to_html, reports_to_markdown
 
     ood = {"near_set": _scored(0.8), "far_set": _scored(3.0, seed=2)}
     groups = {"near_set": "near"}
@@ -416,7 +416,10 @@ def test_html_says_what_it_shows() -> None:
     # 3 of 40 wrong: 7.5 points below msp's accuracy, flagged on every row of that method
     assert page.count('<td class="flag">92.50 (\u22127.50)</td>') == 3
     assert "more than 1 point below stage one" in page
+    md = reports_to_markdown([msp, tuned])
+    assert md.count("| 92.50 (\u22127.50) |") == 3 and "Flagged: ID accuracy more than 1" in md
     # a drop given by the caller (e.g. results.json's id_acc_drop) wins over the computed one
+    assert "Flagged" not in reports_to_markdown([msp, tuned], id_acc_drops={"tuned": 0.005})
     page = reports_to_html([msp, tuned], plots=False, id_acc_drops={"tuned": 0.005})
     assert 'class="flag"' not in page and "92.50</td>" in page
 

@@ -99,6 +99,19 @@ def fit_data(tap: ClassifierTap, fit_loader: Iterable[Any] | None, limit: int | 
     return FitData(feats, labels.long())
 
 
+def _checked_settings(
+    names: Any, settings: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, dict[str, Any]]:
+    """Each peer name -> its checked settings, defaults filled in."""
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        raise TypeError(f"names must be a list of peer names, got {names!r}")
+    settings = dict(settings or {})
+    extra = sorted(set(settings) - set(names))
+    if extra:
+        raise ValueError(f"settings names peers {extra} that are not in names={list(names)}")
+    return {name: _check_settings(name, settings.get(name, {})) for name in names}
+
+
 def build_peers(
     model: nn.Module,
     fit_loader: Iterable[Any] | None,
@@ -157,13 +170,7 @@ def build_peers(
         raise ValueError(f"fit_samples must be an int >= 1 or None, got {fit_samples!r}")
     if names is None:
         names = [*PEER_NAMES, *(TUNED_PEER_NAMES if tune_ood is not None else ())]
-    if isinstance(names, str) or not isinstance(names, Sequence):
-        raise TypeError(f"names must be a list of peer names, got {names!r}")
-    settings = dict(settings or {})
-    extra = sorted(set(settings) - set(names))
-    if extra:
-        raise ValueError(f"settings names peers {extra} that are not in names={list(names)}")
-    checked = {name: _check_settings(name, settings.get(name, {})) for name in names}
+    checked = _checked_settings(names, settings)
     tuning = None
     if any(n in TUNED_PEER_NAMES for n in names):
         tuning = check_tuning_set(tune_id, tune_ood)

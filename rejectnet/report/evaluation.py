@@ -80,9 +80,8 @@ def evaluate(
         name: Method name for tables; defaults to the scorer's ``name`` attribute, the
             function's name, or the model's class name (never the score's name).
         device: Where to run the model (ignored for a scorer, which places inputs itself).
-        groups: OOD set name -> ``"near"`` or ``"far"`` (OpenOOD's split: near = new
-            classes of similar images, far = also a different kind of image); a set not
-            named is ``"far"``. :attr:`~rejectnet.report.results.Report.means` averages each group.
+        groups: OOD set name -> ``"near"`` (new classes of similar images) or ``"far"``
+            (the default); ``Report.means`` averages each group (OpenOOD's split).
 
     Returns:
         A :class:`~rejectnet.report.results.Report`.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import rejectnet.report.plots as plots
@@ -51,8 +51,8 @@ _SELECTIVE = (
 def _html_table(
     header: Sequence[str],
     rows: Sequence[Sequence[str]],
-    best: set[tuple[int, int]] = frozenset(),  # type: ignore[assignment]
-    flagged: set[tuple[int, int]] = frozenset(),  # type: ignore[assignment]
+    best: Collection[tuple[int, int]] = (),
+    flagged: Collection[tuple[int, int]] = (),
 ) -> str:
     """A table; best cells bold on green, flagged cells red."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
@@ -75,24 +75,14 @@ def _html_table(
 
 
 def _ood_table(reports: Sequence[ReportLike], drops: Mapping[str, float]) -> str:
-    table = tables
-    rows = table.rows(reports)
-    acc = table.HEADER.index("ID acc")
-    flagged = set()
-    for i, row in enumerate(rows):
-        drop = drops.get(row[0])
-        if drop is not None and drop > table.ID_ACC_DROP_FLAG:
-            row[acc] += f" (\u2212{100 * drop:.2f})"
-            flagged.add((i, acc))
+    rows = tables.rows(reports)
+    flagged = tables.flag_drops(rows, drops)
     legend = "\u2191 higher is better, \u2193 lower is better"
     if len(reports) > 1:
         legend += "; the best value of each column and OOD set is bold on green"
     if flagged:
-        legend += (
-            f"; red: ID accuracy more than {100 * table.ID_ACC_DROP_FLAG:g} point below "
-            "stage one's (the drop in points in brackets)"
-        )
-    return _html_table(table.HEADER, rows, table.best_cells(reports), flagged) + (
+        legend += "; red: " + tables.DROP_NOTE
+    return _html_table(tables.HEADER, rows, tables.best_cells(reports), flagged) + (
         f'\n<p class="note">{html.escape(legend)}.</p>'
     )
 

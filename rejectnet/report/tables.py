@@ -15,6 +15,7 @@ from rejectnet.report.interfaces import ReportLike, ResultLike
 
 __all__ = [
     "DIRECTION",
+    "DROP_NOTE",
     "GROUPS",
     "HEADER",
     "ID_ACC_DROP_FLAG",
@@ -24,6 +25,7 @@ __all__ = [
     "accuracy_drops",
     "best_cells",
     "check_groups",
+    "flag_drops",
     "group_means",
     "markdown_cell",
     "means_rows",
@@ -281,6 +283,34 @@ def means_rows(reports: Sequence[ReportLike]) -> tuple[list[list[str]], set[tupl
     return out, best
 
 
+DROP_NOTE = (
+    f"ID accuracy more than {100 * ID_ACC_DROP_FLAG:g} point below stage one's; "
+    "the drop, in points, in brackets"
+)
+"""What a flagged ID accuracy means, for the legend under a table."""
+
+
+def flag_drops(rows: list[list[str]], drops: Mapping[str, float]) -> set[tuple[int, int]]:
+    """Mark the ID accuracy of methods that lost more than :data:`ID_ACC_DROP_FLAG`.
+
+    Args:
+        rows: Rows of :func:`rows`; the flagged ID accuracy cells get the drop appended
+            (``"90.00 (-2.50)"``, in points, with a minus sign).
+        drops: Method name -> drop (fractions), from :func:`accuracy_drops`.
+
+    Returns:
+        The ``(row, column)`` cells flagged.
+    """
+    col = HEADER.index("ID acc")
+    flagged = set()
+    for i, row in enumerate(rows):
+        drop = drops.get(row[0])
+        if drop is not None and drop > ID_ACC_DROP_FLAG:
+            row[col] += f" (\u2212{100 * drop:.2f})"
+            flagged.add((i, col))
+    return flagged
+
+
 def accuracy_drops(
     reports: Sequence[ReportLike],
     given: Mapping[str, float] | None = None,
@@ -329,11 +359,16 @@ def notes_of(reports: Sequence[ReportLike]) -> list[str]:
     return list(seen)
 
 
-def reports_to_markdown(reports: Sequence[ReportLike]) -> str:
+def reports_to_markdown(
+    reports: Sequence[ReportLike], *, id_acc_drops: Mapping[str, float] | None = None
+) -> str:
     """One Markdown table comparing several reports (methods), in percentages.
 
     Args:
         reports: Reports from :func:`rejectnet.evaluate`, one row per report and OOD set.
+        id_acc_drops: Method name -> ID accuracy lost against stage one (fractions, e.g.
+            a benchmark's ``id_acc_drop``); without it the drop is measured against a
+            report named ``msp`` if any. A drop above one point is shown in the cell.
 
     Returns:
         The table, as :meth:`rejectnet.report.results.Report.to_markdown` but with
@@ -341,9 +376,13 @@ def reports_to_markdown(reports: Sequence[ReportLike]) -> str:
         there are several methods), the near / far means when a set is tagged
         ``near``, then the notes of all reports (each distinct note once).
     """
-    lines = _markdown_table(HEADER, rows(reports), best_cells(reports))
+    cells = rows(reports)
+    flagged = flag_drops(cells, accuracy_drops(reports, id_acc_drops))
+    lines = _markdown_table(HEADER, cells, best_cells(reports))
     lines.append("")
     lines.append(_DIRECTIONS + (" **Bold**: the best of the methods." if len(reports) > 1 else ""))
+    if flagged:
+        lines.append(f"Flagged: {DROP_NOTE}.")
     if any(g == "near" for r in reports for g in r.groups.values()):
         means, best = means_rows(reports)
         lines += ["", "Near / far means (OpenOOD's summary, mean over the sets of a group):", ""]
