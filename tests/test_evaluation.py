@@ -319,3 +319,157 @@ def test_a_sets_subsamples_do_not_depend_on_the_other_sets_or_their_order() -> N
     assert both.ood["mixed"].mean == swapped.ood["mixed"].mean
     other = evaluate(net, id_loader, {"near": ood["near"]}, n_runs=5, seed=4)
     assert other.ood["near"].mean != alone.ood["near"].mean  # the seed still matters
+
+
+def _scored(shift: float, n: int = 30, seed: int = 0) -> DatasetScores:
+    g = torch.Generator().manual_seed(seed)
+    return DatasetScores(torch.randn(n, generator=g, dtype=torch.float64) + shift)
+
+
+def _id_scores(acc_wrong: int = 0) -> DatasetScores:
+    labels = torch.arange(40) % 4
+    predictions = labels.clone()
+    predictions[:acc_wrong] = (predictions[:acc_wrong] + 1) % 4
+    g = torch.Generator().manual_seed(1)
+    return DatasetScores(torch.randn(40, generator=g, dtype=torch.float64), labels, predictions)
+
+
+def test_groups_tag_each_set_and_give_openood_near_far_means() -> None:
+    ood = {"cifar100": _scored(0.5), "tin": _scored(1.0, seed=1), "svhn": _scored(3.0, seed=2)}
+    rep = evaluate(lambda x: x, _id_scores(), ood, groups={"cifar100": "near", "tin": "near"})
+    assert rep.groups == {"cifar100": "near", "tin": "near", "svhn": "far"}
+    near = rep.means["near"]
+    assert near["sets"] == ["cifar100", "tin"] and rep.means["far"]["sets"] == ["svhn"]
+    for m in ("auroc", "aupr_in", "aupr_out", "fpr95", "detection_error"):
+        expected = (rep.ood["cifar100"].mean[m] + rep.ood["tin"].mean[m]) / 2
+        assert near[m] == pytest.approx(expected, abs=1e-15)
+        assert rep.means["far"][m] == rep.ood["svhn"].mean[m]
+    d = json.loads(rep.to_json())
+    assert d["means"] == json.loads(json.dumps(rep.means))
+    assert [d["ood"][s]["group"] for s in d["ood"]] == ["near", "near", "far", None]
+    md = rep.to_markdown()
+    assert "Near / far means" in md
+    means_rows = [line for line in md.splitlines() if line.startswith("| RejectHead") is False]
+    assert any(line.startswith("| scorer | near | 2 |") for line in means_rows)
+    # without groups every set is far, and the table has no near / far means section
+    plain = evaluate(lambda x: x, _id_scores(), ood)
+    assert set(plain.groups.values()) == {"far"} and list(plain.means) == ["far"]
+    assert "Near / far means" not in plain.to_markdown()
+
+
+@pytest.mark.parametrize(
+    ("groups", "error", "match"),
+    [
+        ({"nope": "near"}, ValueError, "groups names 'nope', which is not an OOD set"),
+        ({"a": "middle"}, ValueError, r"groups\['a'\] must be one of \['near', 'far'\]"),
+        ({"a": 1}, TypeError, "groups must map set names"),
+        (["a"], TypeError, "groups must be a mapping"),
+        ({"mixed": "near"}, ValueError, "not an OOD set"),
+    ],
+)
+def test_bad_groups_are_refused(groups: object, error: type[Exception], match: str) -> None:
+    ood = {"a": _scored(1.0), "b": _scored(2.0)}
+    with pytest.raises(error, match=match):
+        evaluate(lambda x: x, _id_scores(), ood, groups=groups)  # type: ignore[arg-type]
+
+
+def test_markdown_marks_the_best_value_and_says_the_direction() -> None:
+    ood = {"a": _scored(2.0), "b": _scored(0.2, seed=3)}
+    good = evaluate(lambda x: x, _id_scores(), ood, name="good")
+    worse = {"a": _scored(0.5), "b": _scored(0.1, seed=3)}  # closer to the ID scores
+    bad = evaluate(lambda x: x, _id_scores(5), worse, name="bad")
+    from rejectnet.evaluation import reports_to_markdown
+
+    md = reports_to_markdown([good, bad])
+    header = md.splitlines()[0]
+    assert "AUROC ↑" in header and "FPR@95%TPR ↓" in header and "det. err ↓" in header
+    assert "↑ higher is better, ↓ lower is better. **Bold**: the best of the methods." in md
+    row = next(line for line in md.splitlines() if line.startswith("| good |") and "| a |" in line)
+    assert row.count("**") == 2 * 6  # ID acc and the five metrics
+    row = next(line for line in md.splitlines() if line.startswith("| bad |") and "| a |" in line)
+    assert "**" not in row
+
+
+def test_html_says_what_it_shows() -> None:
+    from rejectnet.report import reports_to_html, reports_to_markdown
+
+    ood = {"near_set": _scored(0.8), "far_set": _scored(3.0, seed=2)}
+    groups = {"near_set": "near"}
+    msp = evaluate(lambda x: x, _id_scores(), ood, name="msp", groups=groups)
+    tuned = evaluate(lambda x: x, _id_scores(3), ood, name="tuned", groups=groups)
+    page = reports_to_html(
+        [msp, tuned],
+        plots=False,
+        method_notes={"knn": 'skipped: pytorch-ood is not installed (pip install "x")'},
+    )
+    # skipped methods, and why
+    assert "Not shown" in page
+    assert "<strong>knn</strong>: skipped: pytorch-ood is not installed" in page
+    # the sizes evaluated, per set, with its group
+    assert "<td>near_set</td><td>near</td><td>30</td><td>40</td>" in page
+    # each metric's direction, the best value highlighted
+    assert "<th>AUROC ↑</th>" in page and "<th>FPR@95%TPR ↓</th>" in page
+    assert 'class="best"' in page
+    # the near / far means, and the selective table explained
+    assert "Near / far means (%)" in page and "<td>near</td><td>1</td>" in page
+    assert "coverage is the share still accepted" in page
+    # 3 of 40 wrong: 7.5 points below msp's accuracy, flagged on every row of that method
+    assert page.count('<td class="flag">92.50 (\u22127.50)</td>') == 3
+    assert "more than 1 point below stage one" in page
+    md = reports_to_markdown([msp, tuned])
+    assert md.count("| 92.50 (\u22127.50) |") == 3 and "Flagged: ID accuracy more than 1" in md
+    # a drop given by the caller (e.g. results.json's id_acc_drop) wins over the computed one
+    assert "Flagged" not in reports_to_markdown([msp, tuned], id_acc_drops={"tuned": 0.005})
+    page = reports_to_html([msp, tuned], plots=False, id_acc_drops={"tuned": 0.005})
+    assert 'class="flag"' not in page and "92.50</td>" in page
+
+
+def test_dict_batches_of_named_tensors_go_to_the_model_as_keyword_arguments() -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=32,
+        num_labels=3,
+    )
+    torch.manual_seed(0)
+    bert = transformers.BertForSequenceClassification(config).eval()
+    g = torch.Generator().manual_seed(0)
+
+    def batches(n: int, length: int, low: int, labelled: bool) -> list[dict[str, torch.Tensor]]:
+        ids = torch.randint(low, low + 40, (n, length), generator=g)
+        mask = torch.ones(n, length, dtype=torch.long)
+        mask[::2, -2:] = 0
+        out = {"input_ids": ids, "attention_mask": mask}
+        if labelled:
+            out["labels"] = torch.arange(n) % 3
+        return [out]
+
+    id_test = batches(20, 9, 1, True) + batches(12, 5, 1, True)  # two sequence lengths
+    ood = {"far": batches(16, 9, 55, False)}
+    report = evaluate(bert, id_test, ood, n_runs=2)
+    with torch.no_grad():
+        logits = [
+            bert(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+            for b in id_test
+        ]
+        out_logits = bert(**ood["far"][0]).logits
+    msp = torch.cat([-torch.softmax(z, 1).amax(1) for z in logits])
+    assert np.allclose(report.scores_in, msp.double().numpy(), atol=1e-6)
+    assert np.allclose(report.scores_out["far"], -torch.softmax(out_logits, 1).amax(1), atol=1e-6)
+    labels = torch.cat([b["labels"] for b in id_test])
+    acc = (torch.cat(logits).argmax(1) == labels).double().mean().item()
+    assert report.id_accuracy == pytest.approx(acc)
+    # a scorer gets the named tensors as they come
+    seen: list[list[str]] = []
+
+    def mean_id(x: dict[str, torch.Tensor]) -> torch.Tensor:
+        seen.append(sorted(x))
+        return x["input_ids"].float().mean(1)
+
+    scored = evaluate(mean_id, id_test, ood, n_runs=2)
+    assert seen[0] == ["attention_mask", "input_ids"]
+    assert scored.ood["far"].mean["auroc"] > 0.99

@@ -299,3 +299,87 @@ def test_mahalanobis_with_eps_skips_weight_gradients_but_scores_like_pytorch_ood
     assert seen and not any(seen)  # no weight needed a gradient during the call
     assert [p.requires_grad for p in model.parameters()] == [False, True, True, True, True, True]
     assert all(p.grad is None for p in model.parameters())
+
+
+def _tiny_bert() -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=32,
+        num_labels=3,
+    )
+    torch.manual_seed(0)
+    return transformers.BertForSequenceClassification(config).eval()
+
+
+def _token_batches(
+    n: int, length: int, low: int, seed: int, *, labels: bool = True, size: int = 16
+) -> list[dict[str, torch.Tensor]]:
+    """HF-style dict batches: input_ids, attention_mask (padded tails), token_type_ids."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(low, low + 40, (n, length), generator=g)
+    mask = torch.ones(n, length, dtype=torch.long)
+    mask[::3, length // 2 :] = 0  # a third of the rows padded
+    ids = ids.masked_fill(mask == 0, 0)
+    batches = []
+    for i in range(0, n, size):
+        b = {
+            "input_ids": ids[i : i + size],
+            "attention_mask": mask[i : i + size],
+            "token_type_ids": torch.zeros_like(ids[i : i + size]),
+        }
+        if labels:
+            b["labels"] = torch.arange(i, min(i + size, n)) % 3
+        batches.append(b)
+    return batches
+
+
+def _pooled(model: nn.Module, batches: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    with torch.no_grad():
+        keep = ("input_ids", "attention_mask", "token_type_ids")
+        return torch.cat([model.bert(**{k: b[k] for k in keep}).pooler_output for b in batches])
+
+
+def test_dict_batches_of_a_bert_reach_the_feature_peers_on_its_pooled_output() -> None:
+    model = _tiny_bert()
+    fit = _token_batches(48, 12, 1, 0) + _token_batches(24, 7, 1, 1)  # two sequence lengths
+    test_in, test_out = _token_batches(30, 10, 1, 2), _token_batches(30, 10, 55, 3)
+    built = peers.build_peers(
+        model, fit, names=["energy", "mahalanobis", "knn", "vim"], settings={"knn": {"k": 5}}
+    )
+    assert built["knn"]._tap.head_path == "classifier" and built["knn"].fit_samples == 72
+    # the features are BERT's pooled output, the input of its classifier
+    x = {k: v for k, v in test_in[0].items() if k != "labels"}
+    with torch.no_grad():
+        f, z = built["knn"]._tap(x)
+        logits = model(**x).logits
+    assert torch.equal(f, _pooled(model, test_in[:1])) and torch.equal(z, logits)
+    fit_f, fit_y = _pooled(model, fit), torch.cat([b["labels"] for b in fit])
+    ref = {
+        "mahalanobis": pod.Mahalanobis(None).fit_features(fit_f, fit_y),
+        "knn": pod.KNN(None, k=5, normalize=True).fit_features(fit_f, fit_y),
+    }
+    pooled = _pooled(model, test_in[:1])
+    for name, det in ref.items():
+        assert torch.allclose(built[name](x), det.predict_features(pooled).double(), atol=1e-5)
+    assert torch.allclose(built["energy"](x), -torch.logsumexp(logits, 1).double(), atol=1e-5)
+    # evaluated together from dict loaders: accuracy from the labels, one report per peer
+    reports = peers.evaluate_peers(built, test_in, {"ood": test_out}, n_runs=2)
+    with torch.no_grad():
+        pred = torch.cat([model(**{k: b[k] for k in x}).logits.argmax(1) for b in test_in])
+    truth = torch.cat([b["labels"] for b in test_in])
+    for r in reports:
+        assert r.id_accuracy == pytest.approx((pred == truth).double().mean().item())
+        assert len(r.scores_in) == 30 and len(r.scores_out["ood"]) == 30
+
+
+def test_input_gradient_peers_refuse_named_tensors_clearly() -> None:
+    model = _tiny_bert()
+    odin = peers.build("odin", model)
+    batch = {k: v for k, v in _token_batches(4, 6, 1, 0)[0].items() if k != "labels"}
+    with pytest.raises(TypeError, match="takes one input tensor, not named tensors"):
+        odin(batch)

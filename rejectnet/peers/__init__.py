@@ -13,6 +13,14 @@ also tunes ODIN and Mahalanobis on a small subsample of the named OOD sets; thos
 variants are :data:`TUNED_PEER_NAMES` (``odin-tuned``, ``mahalanobis-tuned``), built only
 when OOD tuning samples are given, and labelled "tuned on OOD" in every report.
 
+The modules: :mod:`~rejectnet.peers.registry` (the detectors by name, one builder each),
+:mod:`~rejectnet.peers.factory` (:func:`build`, :func:`build_peers`),
+:mod:`~rejectnet.peers.tuning` (the ``*-tuned`` grid searches),
+:mod:`~rejectnet.peers.features` (penultimate features of any classifier),
+:mod:`~rejectnet.peers.peer` (:class:`Peer`), :mod:`~rejectnet.peers.scoring`
+(:func:`score_peers`, :func:`evaluate_peers`) and :mod:`~rejectnet.peers.backend` (the
+optional pytorch-ood import).
+
 A :class:`Peer` is a scorer ``x -> score`` (higher = more OOD), so
 :func:`rejectnet.evaluate` takes it like any callable; :func:`evaluate_peers` evaluates
 many at once with shared forward passes.
@@ -30,17 +38,11 @@ Example:
     ('knn', 'knn(k=5, normalize=False)', True)
 """
 
-from rejectnet.peers._backend import is_available
-from rejectnet.peers._build import (
-    DEFAULT_SETTINGS,
-    FIT_SAMPLES,
-    PEER_NAMES,
-    TUNED_PEER_NAMES,
-    build,
-    build_peers,
-)
-from rejectnet.peers._evaluate import evaluate_peers, score_peers
-from rejectnet.peers._peer import Kind, Peer
+from rejectnet.peers.backend import is_available
+from rejectnet.peers.factory import build, build_peers
+from rejectnet.peers.peer import Kind, Peer
+from rejectnet.peers.registry import DEFAULT_SETTINGS, FIT_SAMPLES, PEER_NAMES, TUNED_PEER_NAMES
+from rejectnet.peers.scoring import evaluate_peers, score_peers
 
 __all__ = [
     "DEFAULT_SETTINGS",

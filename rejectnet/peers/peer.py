@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 import torch
 
+from rejectnet._batches import Inputs, inputs_to
 from rejectnet._inference import eval_mode
-from rejectnet.peers._features import ClassifierTap
+from rejectnet.peers.features import ClassifierTap
 
 __all__ = ["Kind", "Peer"]
 
@@ -141,20 +142,36 @@ class Peer:
             s = self._score_outputs(features, logits)
         return s.detach().to("cpu", torch.float64).reshape(-1)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: Inputs) -> torch.Tensor:
         """Score a batch of inputs.
 
         Args:
-            x: A batch of inputs (moved to the model's device).
+            x: A batch of inputs (moved to the model's device): one tensor, or a dict of
+                named tensors passed as keyword arguments (``input_ids``,
+                ``attention_mask``, ...). Peers of kind ``"inputs"`` perturb the input
+                tensor and take one tensor only.
 
         Returns:
             ``(N,)`` float64 scores on the CPU, higher = more OOD.
+
+        Raises:
+            TypeError: If ``x`` is neither a tensor nor a dict of tensors, or a dict is
+                given to a peer of kind ``"inputs"``.
         """
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor batch, got {type(x).__name__}")
-        x = x.to(self._tap.device)
+        if not isinstance(x, (torch.Tensor, dict)):
+            raise TypeError(
+                f"x must be a torch.Tensor batch or a dict of named tensors, got {type(x).__name__}"
+            )
+        if isinstance(x, dict) and self._score_inputs is not None:
+            raise TypeError(
+                f"peer {self.name!r} perturbs the input tensor along its gradient, so it takes "
+                "one input tensor, not named tensors such as token ids; use a logits or "
+                "feature peer (energy, max_logit, mahalanobis with eps=0, knn, vim)"
+            )
+        x = inputs_to(x, self._tap.device)
         with eval_mode(self._tap.model):
             if self._score_inputs is not None:
+                assert isinstance(x, torch.Tensor)
                 s = self._score_inputs(x)
             else:
                 assert self._score_outputs is not None  # checked in __init__

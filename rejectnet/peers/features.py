@@ -2,7 +2,10 @@
 
 The features are the input of the final ``nn.Linear`` (found by the same locator that
 :meth:`rejectnet.RejectHead.wrap` uses), captured with a forward hook, so no model needs
-a ``features()`` method.
+a ``features()`` method. For a Hugging Face ``BertForSequenceClassification`` that is
+the pooled output (its ``classifier``'s input; the dropout before it is off in eval
+mode). Inputs are one tensor or a dict of named tensors (``model(**x)``), by the rule of
+:mod:`rejectnet._batches`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rejectnet._batches import split_batch
+from rejectnet._batches import Inputs, batch_size, call_model, inputs_to, split_inputs, take_rows
 from rejectnet._inference import module_device
 from rejectnet._locate import find_head
 from rejectnet._outputs import extract_logits
@@ -53,11 +56,12 @@ class ClassifierTap:
         """The device of the model's parameters."""
         return module_device(self.model)
 
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
         """Features ``(N, D)`` and logits ``(N, C)`` of a batch.
 
         Args:
-            x: Inputs on the model's device.
+            x: Inputs on the model's device: one tensor, or named tensors passed as
+                keyword arguments.
 
         Returns:
             The head's input, flattened, and the model's logits.
@@ -72,7 +76,7 @@ class ClassifierTap:
 
         handle = self.head.register_forward_hook(hook)
         try:
-            logits = extract_logits(self.model(x))
+            logits = extract_logits(call_model(self.model, x))
         finally:
             handle.remove()
         if len(captured) != 1:
@@ -141,7 +145,7 @@ def collect_outputs(
 
     Args:
         tap: The located classifier (already in the mode the caller wants).
-        loader: Batches in any form :func:`rejectnet._batches.split_batch` reads.
+        loader: Batches in any form :func:`rejectnet._batches.split_inputs` reads.
         name: What to call the loader in error messages.
         limit: Stop after this many samples (the first batches of the loader).
 
@@ -158,16 +162,18 @@ def collect_outputs(
     seen = 0
     with torch.no_grad():
         for batch in loader:
-            x, y = split_batch(batch, f"{name} batch")
-            if limit is not None:
-                x = x[: limit - seen]
-                y = y[: len(x)] if y is not None else None
-            f, z = tap(x.to(device))
+            x, y = split_inputs(batch, f"{name} batch")
+            n = batch_size(x, f"{name} batch inputs")
+            if limit is not None and n > limit - seen:
+                n = limit - seen
+                x = take_rows(x, slice(0, n))
+                y = y[:n] if y is not None else None
+            f, z = tap(inputs_to(x, device))
             feats.append(f.detach().to("cpu"))
             logits.append(z.detach().to("cpu"))
             if y is not None:
                 labels.append(y.detach().to("cpu"))
-            seen += len(x)
+            seen += n
             if limit is not None and seen >= limit:
                 break
     if not feats:

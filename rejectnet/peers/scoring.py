@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from rejectnet._batches import split_batch
+from rejectnet._batches import inputs_to, split_inputs
 from rejectnet._inference import eval_mode
-from rejectnet.evaluation import DatasetScores, Report, evaluate
-from rejectnet.peers._peer import Peer
+from rejectnet.peers.peer import Peer
+from rejectnet.report import DatasetScores, Report, evaluate
 
 __all__ = ["evaluate_peers", "score_peers"]
 
@@ -27,11 +27,12 @@ def score_peers(
 
     Args:
         peers: Peer name -> :class:`Peer`.
-        loader: Batches (tensor, ``(x, y)`` or dict).
+        loader: Batches (tensor, ``(x, y)`` or dict; named tensors such as ``input_ids``
+            and ``attention_mask`` go to the model as keyword arguments).
         name: What to call the loader in error messages.
 
     Returns:
-        Peer name -> :class:`rejectnet.evaluation.DatasetScores`.
+        Peer name -> :class:`rejectnet.report.sources.DatasetScores`.
 
     Raises:
         ValueError: If ``peers`` is empty or the loader yields no batch.
@@ -44,13 +45,13 @@ def score_peers(
     models = {id(p.model): p.model for p in peers.values()}
     n_batches = 0
     for batch in loader:
-        x, y = split_batch(batch, f"{name} batch")
+        x, y = split_inputs(batch, f"{name} batch")
         n_batches += 1
         outputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         for key, model in models.items():
             tap = next(p._tap for p in peers.values() if id(p.model) == key)
             with eval_mode(model), torch.no_grad():
-                f, z = tap(x.to(tap.device))
+                f, z = tap(inputs_to(x, tap.device))
             outputs[key] = (f, z)
             preds.setdefault(key, []).append(z.argmax(1).to("cpu"))
         for peer_name, peer in peers.items():
@@ -77,7 +78,7 @@ def evaluate_peers(
 ) -> list[Report]:
     """Evaluate several peers on the same samples, one report each.
 
-    Same protocol and :class:`rejectnet.evaluation.Report` schema as
+    Same protocol and :class:`rejectnet.report.results.Report` schema as
     :func:`rejectnet.evaluate` (pass the same ``n_runs`` and ``seed`` as for the other
     methods to measure all on the same subsamples); the forward passes are shared (see
     :func:`score_peers`).

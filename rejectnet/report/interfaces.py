@@ -1,8 +1,9 @@
-"""What plots and HTML reports read from an evaluation report (a narrow interface).
+"""What tables, plots and HTML pages read from an evaluation report (a narrow interface).
 
-:class:`rejectnet.evaluation.Report` satisfies these protocols; :mod:`rejectnet.plotting`
-and :mod:`rejectnet.report_html` read reports through them and never import the
-evaluation module, so that it can import them without an import cycle.
+:class:`rejectnet.report.results.Report` satisfies these protocols;
+:mod:`rejectnet.report.tables`, :mod:`rejectnet.report.plots` and
+:mod:`rejectnet.report.html_page` read reports through them and never import
+:mod:`rejectnet.report.results`, so that it can import them without an import cycle.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ __all__ = ["ReportLike", "ResultLike"]
 
 
 class ResultLike(Protocol):
-    """The metrics of one OOD set (see :class:`rejectnet.evaluation.OODResult`)."""
+    """The metrics of one OOD set (see :class:`rejectnet.report.results.OODResult`)."""
 
     @property
     def mean(self) -> Mapping[str, float]:
@@ -31,9 +32,17 @@ class ResultLike(Protocol):
     def runs(self) -> int:
         """How many distinct runs the mean is over (1 when nothing was subsampled)."""
 
+    @property
+    def n_in(self) -> int:
+        """In-distribution samples evaluated."""
+
+    @property
+    def n_ood(self) -> int:
+        """OOD samples evaluated."""
+
 
 class ReportLike(Protocol):
-    """One method's evaluation (see :class:`rejectnet.evaluation.Report`)."""
+    """One method's evaluation (see :class:`rejectnet.report.results.Report`)."""
 
     @property
     def name(self) -> str:
@@ -50,6 +59,10 @@ class ReportLike(Protocol):
     @property
     def ood(self) -> Mapping[str, ResultLike]:
         """OOD set name -> metrics."""
+
+    @property
+    def groups(self) -> Mapping[str, str]:
+        """OOD set name -> ``"near"`` or ``"far"`` (the mixed set has none)."""
 
     @property
     def selective(self) -> Mapping[str, float]:
