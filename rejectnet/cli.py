@@ -26,6 +26,10 @@ example config (rejectnet bench run fashion.toml --out runs/fashion):
 
 Relative paths in a config file are resolved against the folder of that file; paths
 given as flags, against the working directory. Flags override the file's values.
+
+A config file is code: [model] name = "package.module:function" (or --model) imports
+that module and calls the function with [model] kwargs, so it can do anything Python
+can. Run only configs you trust, as you would a script (or a .pt2 package).
 """
 
 
@@ -59,7 +63,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="an OOD test set (repeatable): .npz (x_test, else x_train), an image folder, "
         "or a torchvision IDX folder",
     )
-    p.add_argument("--seeds", type=int, help="independent runs, averaged (default 1)")
+    p.add_argument("--seeds", type=int, help="independent runs, averaged (default 1, at most 100)")
+    p.add_argument(
+        "--val-size",
+        type=int,
+        help="[train] val_size: training images held out for calibration and tuned peers "
+        "(default: the preset's, scaled down to a tenth of small data)",
+    )
     p.add_argument(
         "--k",
         help="reject classes, comma list: 5 (else the first) is the main row, the "
@@ -126,7 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--outliers", help='[data] outliers: .npz, image folder or "none"')
     run.add_argument("--image-size", type=int, help="[data] image_size")
     run.add_argument("--channels", type=int, choices=[1, 3], help="[data] channels")
-    run.add_argument("--model", help='[model] name, e.g. small_cnn, "timm:resnet18", pkg.mod:fn')
+    run.add_argument(
+        "--model",
+        help='[model] name, e.g. small_cnn, cifar_resnet, "timm:resnet18", or pkg.mod:fn '
+        "(imported and called: runs code)",
+    )
     run.add_argument("--weights", help="[model] weights (.safetensors)")
     run.add_argument("--preset", help="[train] preset: quick, paper or smoke")
     run.add_argument("--device", help="[train] device, e.g. cpu or cuda")
@@ -212,7 +226,7 @@ def _flag_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     if args.weights:
         model["weights"] = path(args.weights)
     train: dict[str, Any] = {}
-    for key in ("preset", "device", "seeds"):
+    for key in ("preset", "device", "seeds", "val_size"):
         if getattr(args, key) is not None:
             train[key] = getattr(args, key)
     evals: dict[str, Any] = {}
@@ -247,9 +261,9 @@ def _run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
                 cfg = config_from_dict(overrides, Path.cwd())
             else:
                 parser.error("bench run needs a CONFIG file or --id (and --ood NAME=PATH)")
-            run_bench(cfg, args.out, progress=not args.quiet)
+            results = run_bench(cfg, args.out, progress=not args.quiet)
         else:
-            run_mnist(
+            results = run_mnist(
                 args.data_dir,
                 preset=args.preset,
                 outliers=args.outliers,
@@ -261,11 +275,18 @@ def _run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
                 methods=_names(args.methods),
                 progress=not args.quiet,
                 plots=not args.no_plots,
+                val_size=args.val_size,
             )
     except (BenchError, FileNotFoundError, ValueError, ImportError) as err:
         message = " ".join(str(err).split())
         print(f"{command}: error: {message}", file=sys.stderr)
         return 2
+    failed = results["_meta"].get("output_errors", [])
+    if failed:
+        print(
+            f"{command}: error: {len(failed)} output(s) not written (listed above)", file=sys.stderr
+        )
+        return 1
     return 0
 
 

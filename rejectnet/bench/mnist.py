@@ -24,6 +24,7 @@ def mnist_config(
     scores: Sequence[str] = ("sum",),
     methods: Sequence[str] | None = None,
     plots: bool = True,
+    val_size: int | None = None,
 ) -> dict[str, Any]:
     """The config dict of the MNIST row (the shape of a TOML file).
 
@@ -41,6 +42,7 @@ def mnist_config(
         scores: Reject scores; ``sum`` is the main row, others add ``rejectnet-<score>``.
         methods: Methods to run (default all).
         plots: Write plots.
+        val_size: ``[train] val_size`` (default: the preset's, scaled to the data).
 
     Returns:
         The config as nested dicts, with absolute paths.
@@ -71,6 +73,8 @@ def mnist_config(
     }
     if methods is not None:
         cfg["eval"]["methods"] = list(methods)
+    if val_size is not None:
+        cfg["train"]["val_size"] = val_size
     return cfg
 
 
@@ -87,6 +91,7 @@ def run_mnist(
     methods: Sequence[str] | None = None,
     progress: bool = True,
     plots: bool = True,
+    val_size: int | None = None,
 ) -> dict[str, Any]:
     """Run the MNIST benchmark (see :func:`mnist_config` for the arguments).
 
@@ -102,6 +107,7 @@ def run_mnist(
         methods: Methods to run (default all).
         progress: Progress lines with an ETA.
         plots: Write plots.
+        val_size: ``[train] val_size``.
 
     Returns:
         The content of ``results.json``.
@@ -123,6 +129,7 @@ def run_mnist(
         scores=scores,
         methods=methods,
         plots=plots,
+        val_size=val_size,
     )
     cfg = config_from_dict(raw, Path(data_dir))
     return run_bench(cfg, out or Path("runs") / f"mnist-{preset}", progress=progress)
