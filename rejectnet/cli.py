@@ -59,9 +59,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--ood",
         action="append",
         default=[],
-        metavar="NAME=PATH",
+        metavar="[near:|far:]NAME=PATH",
         help="an OOD test set (repeatable): .npz (x_test, else x_train), an image folder, "
-        "or a torchvision IDX folder",
+        "or a torchvision IDX folder; near:NAME=PATH tags it near-OOD, far:NAME=PATH or "
+        "plain NAME=PATH far-OOD (results add each group's mean)",
     )
     p.add_argument("--seeds", type=int, help="independent runs, averaged (default 1, at most 100)")
     p.add_argument(
@@ -89,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rejectnet`` command.
 
     Returns:
-        A parser with the subcommands (``demo``, ``bench run``, ``bench mnist``) and
-        ``--version``.
+        A parser with the subcommands (``demo``, ``bench run``, ``bench mnist``,
+        ``bench cifar10``) and ``--version``.
 
     Example:
         >>> args = build_parser().parse_args(["demo", "--seed", "3", "--quiet"])
@@ -163,20 +164,54 @@ def build_parser() -> argparse.ArgumentParser:
         help="quick: <10 min on 2 CPU cores; paper: 10 + 10 epochs; smoke: tests only",
     )
     mnist.add_argument(
-        "--outliers", help='training outlier pool (.npz with x_train, folder) or "none"'
+        "--outliers",
+        help='training outlier pool: "emnist" (DIR/emnist_letters.npz, the paper\'s), '
+        '.npz with x_train, a folder, or "none" (default DIR/photo_patches.npz)',
     )
     mnist.add_argument("--out", help="output folder (default runs/mnist-<preset>)")
     _add_common(mnist)
+
+    cifar = bench_sub.add_parser(
+        "cifar10",
+        help="the paper's CIFAR-10 experiment (a preset of bench run)",
+        description="CIFAR-10 in-distribution (DIR/cifar10.npz), the Tiny ImageNet pool "
+        "(DIR/tin_pool.npz) as training outliers, and as OOD sets tin_near_dev (near), "
+        "mnist and fashion (far) when present, plus any --ood. Decode the shared data once "
+        "with: python ../shared/data/unpack.py DIR. Augmentation (crop with padding 4, "
+        "flip), weight decay 5e-4 and per-channel normalisation inside the model.\n\n"
+        + _methods_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cifar.add_argument("--data-dir", required=True, help="folder with the unpacked cifar10.npz")
+    cifar.add_argument(
+        "--preset",
+        choices=["quick", "paper", "smoke"],
+        default="quick",
+        help="quick: CIFAR ResNet-20 for a CPU; paper: WRN-40-2, 100 + 10 epochs, for a "
+        "GPU; smoke: tests only",
+    )
+    cifar.add_argument(
+        "--outliers",
+        default="pool",
+        help='"pool" (tin_pool.npz, default), "none" (synthesis only) or a path',
+    )
+    cifar.add_argument("--out", help="output folder (default runs/cifar10-<preset>)")
+    _add_common(cifar)
     return parser
 
 
-def _ood(parser: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, str]:
+def _ood(parser: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``--ood [near:|far:]NAME=PATH`` items as ``[data.ood]`` entries (paths absolute)."""
     ood = {}
     for item in items:
-        name, sep, path = item.partition("=")
+        group, text = "far", item
+        for g in ("near", "far"):
+            if item.startswith(f"{g}:"):
+                group, text = g, item[len(g) + 1 :]
+        name, sep, path = text.partition("=")
         if not sep or not name or not path:
-            parser.error(f"--ood must look like NAME=PATH, got {item!r}")
-        ood[name] = str(Path(path).resolve())
+            parser.error(f"--ood must look like [near:|far:]NAME=PATH, got {item!r}")
+        ood[name] = {"path": str(Path(path).resolve()), "group": group}
     return ood
 
 
@@ -262,6 +297,23 @@ def _run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
             else:
                 parser.error("bench run needs a CONFIG file or --id (and --ood NAME=PATH)")
             results = run_bench(cfg, args.out, progress=not args.quiet)
+        elif args.benchmark == "cifar10":
+            from rejectnet.bench.cifar10 import run_cifar10
+
+            results = run_cifar10(
+                args.data_dir,
+                preset=args.preset,
+                outliers=args.outliers,
+                ood=_ood(parser, args.ood),
+                seeds=args.seeds if args.seeds is not None else 1,
+                out=args.out,
+                ks=_ints(parser, args.k, "--k") if args.k else [5],
+                scores=_names(args.score) or ["sum"],
+                methods=_names(args.methods),
+                progress=not args.quiet,
+                plots=not args.no_plots,
+                val_size=args.val_size,
+            )
         else:
             results = run_mnist(
                 args.data_dir,

@@ -6,6 +6,8 @@
   in-distribution and the outlier side of stage two). It draws from torch's global
   generator only, which the training loop seeds (``seed``) and saves in its checkpoints,
   so an augmented run is deterministic for a seed and resumes exactly.
+* :class:`SeededShuffle` is the loaders' shuffle: the order of epoch ``e`` is a pure
+  function of (seed, e), so a run resumed in a later epoch reads the same batches.
 * :class:`Normalized` puts the per-channel normalisation *inside* the model: the saved
   and deployed model takes images in ``[0, 1]``, as every other rejectnet model does,
   and nobody has to remember the training set's mean and std.
@@ -18,9 +20,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import default_collate
+from torch.utils.data import RandomSampler, Sampler, default_collate
 
-__all__ = ["AugmentCollate", "Normalized", "channel_stats", "crop_flip"]
+from rejectnet.finetune.rng import seeded_generator
+
+__all__ = ["AugmentCollate", "Normalized", "SeededShuffle", "channel_stats", "crop_flip"]
 
 
 def crop_flip(x: torch.Tensor, pad: int = 4, flip: bool = True) -> torch.Tensor:
@@ -131,3 +135,48 @@ class Normalized(nn.Module):
     def forward(self, x: torch.Tensor) -> Any:
         """Normalise ``x`` (not in place) and run the network."""
         return self.net((x - self.mean) / self.std)
+
+
+class SeededShuffle(Sampler[int]):
+    """A random order per epoch that depends only on the seed and the epoch.
+
+    Give the loader ``generator=sampler.generator``: it then yields exactly what
+    ``DataLoader(shuffle=True, generator=seeded_generator(seed))`` yields in its epoch
+    ``e`` (the same numbers as before it existed: the loader draws its base seed, then
+    the sampler its permutation, from that generator), but :meth:`set_epoch` (which the
+    training loop calls before every pass) replays the generator to epoch ``e``, so a
+    run resumed from a checkpoint in epoch 2 reads epoch 2's order, not epoch 0's.
+
+    Args:
+        n: Dataset length.
+        seed: The seed of the order.
+
+    Example:
+        >>> from torch.utils.data import DataLoader
+        >>> s = SeededShuffle(5, seed=0)
+        >>> loader = DataLoader(range(5), batch_size=5, sampler=s, generator=s.generator)
+        >>> s.set_epoch(1); first = next(iter(loader)).tolist()
+        >>> s.set_epoch(0); _ = list(loader); second = next(iter(loader)).tolist()
+        >>> first == second
+        True
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.seed = seed
+        self.generator = seeded_generator(seed)
+        self._sampler = RandomSampler(range(n), generator=self.generator)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Put the order at the start of (0-based) ``epoch``."""
+        self.generator.manual_seed(self.seed)
+        for _ in range(epoch):
+            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+            for _ in self._sampler:
+                pass
+
+    def __iter__(self) -> Any:
+        return iter(self._sampler)
+
+    def __len__(self) -> int:
+        return self.n

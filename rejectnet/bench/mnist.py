@@ -18,7 +18,7 @@ def mnist_config(
     *,
     preset: str = "quick",
     outliers: str | Path | None = None,
-    ood: Mapping[str, str | Path] | None = None,
+    ood: Mapping[str, Any] | None = None,
     seeds: int = 1,
     ks: Sequence[int] = (5,),
     scores: Sequence[str] = ("sum",),
@@ -32,10 +32,11 @@ def mnist_config(
         data_dir: Folder with ``mnist.npz`` (and, by default, ``photo_patches.npz`` and
             ``fashion_mnist.npz``).
         preset: ``"quick"``, ``"paper"`` or ``"smoke"``.
-        outliers: The training outlier pool (default ``data_dir/photo_patches.npz``), or
-            ``"none"``.
-        ood: Extra OOD test sets, name -> path; ``fashion``
-            (``data_dir/fashion_mnist.npz``) is included when present.
+        outliers: The training outlier pool (default ``data_dir/photo_patches.npz``),
+            ``"emnist"`` (``data_dir/emnist_letters.npz``, the paper's own pool), a path,
+            or ``"none"``.
+        ood: Extra OOD test sets, name -> path or ``{"path": ..., "group": "near"}``;
+            ``fashion`` (``data_dir/fashion_mnist.npz``) is included when present.
         seeds: Independent runs.
         ks: Reject-class counts; ``5`` (else the first) is the main row, the others
             add ``rejectnet-k<k>`` rows.
@@ -51,14 +52,18 @@ def mnist_config(
         BenchError: If no OOD set is found.
     """
     root = Path(data_dir).resolve()
-    sets: dict[str, str] = {}
+    sets: dict[str, Any] = {}
     if (root / "fashion_mnist.npz").exists():
         sets["fashion"] = str(root / "fashion_mnist.npz")
-    sets.update({k: str(Path(v).resolve()) for k, v in (ood or {}).items()})
+    sets.update(dict(ood or {}))
     if not sets:
         raise BenchError(f"no OOD test set: {root / 'fashion_mnist.npz'} is missing and no --ood")
     if outliers is None:
         pool = str(root / "photo_patches.npz")
+    elif str(outliers).strip().lower() == "emnist":
+        pool = str(root / "emnist_letters.npz")
+        if not Path(pool).is_file():
+            raise BenchError(f"--outliers emnist: {pool!r} is missing (EMNIST letters, x_train)")
     elif str(outliers).strip().lower() == "none":
         pool = "none"
     else:
@@ -83,7 +88,7 @@ def run_mnist(
     *,
     preset: str = "quick",
     outliers: str | Path | None = None,
-    ood: Mapping[str, str | Path] | None = None,
+    ood: Mapping[str, Any] | None = None,
     seeds: int = 1,
     out: str | Path | None = None,
     ks: Sequence[int] = (5,),

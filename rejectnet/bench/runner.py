@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from rejectnet._safeio import UnsafeFileError, check_output_path, write_atomic
-from rejectnet.bench.augment import AugmentCollate, channel_stats
+from rejectnet.bench.augment import AugmentCollate, SeededShuffle, channel_stats
 from rejectnet.bench.config import BenchConfig, check_device
 from rejectnet.bench.errors import BenchError
 from rejectnet.bench.methods import METHODS, MethodContext, method_seed
@@ -38,7 +38,7 @@ from rejectnet.bench.sources import InDistribution, load_in_distribution, load_u
 from rejectnet.bench.tables import seeds_markdown, summary_table
 from rejectnet.evaluation import Report, reports_to_markdown
 from rejectnet.finetune import train_classifier
-from rejectnet.finetune.rng import seed_everything, seeded_generator
+from rejectnet.finetune.rng import seed_everything
 from rejectnet.peers import PEER_NAMES, TUNED_PEER_NAMES
 from rejectnet.serialization import save
 
@@ -323,14 +323,12 @@ def prepare(cfg: BenchConfig, out: str | Path, *, progress: bool = True) -> Prep
 
 
 def _train_loader(ds: Any, batch_size: int, seed: int, s: TrainPreset) -> DataLoader[Any]:
-    """A shuffled training loader, its order seeded, augmented when the schedule says so."""
+    """A shuffled training loader, its order a function of (seed, epoch), augmented when
+    the schedule says so (:mod:`rejectnet.bench.augment`)."""
     collate = AugmentCollate(s.crop_padding, True) if s.augment else None
+    order = SeededShuffle(len(ds), seed)
     return DataLoader(
-        ds,
-        batch_size=batch_size,
-        shuffle=True,
-        generator=seeded_generator(seed),
-        collate_fn=collate,
+        ds, batch_size=batch_size, sampler=order, generator=order.generator, collate_fn=collate
     )
 
 
