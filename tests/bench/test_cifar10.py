@@ -128,3 +128,17 @@ def test_val_size_flag_and_drop_warning(tmp_path: Path, capsys: pytest.CaptureFi
     drop = results["rejectnet-paper"]["id_acc_drop"]
     warned = "warning: rejectnet-paper lost" in capsys.readouterr().err
     assert warned == (drop > 0.01)
+
+
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+def test_config_files_match_the_command(preset: str) -> None:
+    from rejectnet.bench import read_toml
+    from rejectnet.bench.cifar10 import CIFAR_MODELS, CIFAR_SCHEDULES
+
+    root = Path(__file__).resolve().parents[2] / "benchmarks" / "configs"
+    raw = read_toml(root / f"cifar10-{preset}.toml")
+    assert raw["model"] == CIFAR_MODELS[preset]
+    train = {k: v for k, v in raw["train"].items() if k not in ("seeds", "k")}
+    assert train == CIFAR_SCHEDULES[preset]
+    groups = {n: e["group"] for n, e in raw["data"]["ood"].items()}
+    assert groups == {"tin_near_dev": "near", "mnist": "far", "fashion": "far"}
