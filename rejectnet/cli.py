@@ -86,6 +86,94 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines or bars")
 
 
+def _add_run(bench_sub: Any) -> None:
+    """The ``bench run`` subcommand."""
+    run = bench_sub.add_parser(
+        "run",
+        help="every method on your own data: a TOML config and/or flags",
+        description="Train stage one once, run every method (post-hoc peers, Outlier "
+        "Exposure, rejectnet) from the same weights, evaluate all of them on the same "
+        "samples, and write results.json, results.md, plots and report.html.\n\n"
+        + _fields_help()
+        + "\n\n"
+        + _methods_help(),
+        epilog=_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("config", nargs="?", help="a TOML config file (optional with --id)")
+    run.add_argument("--out", required=True, help="output folder")
+    run.add_argument("--id", help="[data] id: in-distribution .npz or folder (train/, test/)")
+    run.add_argument("--outliers", help='[data] outliers: .npz, image folder or "none"')
+    run.add_argument("--image-size", type=int, help="[data] image_size")
+    run.add_argument("--channels", type=int, choices=[1, 3], help="[data] channels")
+    run.add_argument(
+        "--model",
+        help='[model] name, e.g. small_cnn, cifar_resnet, "timm:resnet18", or pkg.mod:fn '
+        "(imported and called: runs code)",
+    )
+    run.add_argument("--weights", help="[model] weights (.safetensors)")
+    run.add_argument("--preset", help="[train] preset: quick, paper or smoke")
+    run.add_argument("--device", help="[train] device, e.g. cpu or cuda")
+    run.add_argument("--save-models", action="store_true", help="save the rejectnet models")
+    _add_common(run)
+
+
+def _add_mnist(bench_sub: Any) -> None:
+    """The ``bench mnist`` subcommand."""
+    mnist = bench_sub.add_parser(
+        "mnist",
+        help="the paper's MNIST row (a preset of bench run)",
+        description="The MNIST row of the paper's Table 1: MNIST in-distribution, "
+        "photo_patches.npz as training outliers, Fashion-MNIST (and any --ood) as OOD "
+        "test sets, every method from the same stage-one weights.\n\n" + _methods_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mnist.add_argument("--data-dir", required=True, help="folder with mnist.npz etc.")
+    mnist.add_argument(
+        "--preset",
+        choices=["quick", "paper", "smoke"],
+        default="quick",
+        help="quick: <10 min on 2 CPU cores; paper: 10 + 10 epochs; smoke: tests only",
+    )
+    mnist.add_argument(
+        "--outliers",
+        help='training outlier pool: "emnist" (DIR/emnist_letters.npz, the paper\'s), '
+        '.npz with x_train, a folder, or "none" (default DIR/photo_patches.npz)',
+    )
+    mnist.add_argument("--out", help="output folder (default runs/mnist-<preset>)")
+    _add_common(mnist)
+
+
+def _add_cifar10(bench_sub: Any) -> None:
+    """The ``bench cifar10`` subcommand."""
+    cifar = bench_sub.add_parser(
+        "cifar10",
+        help="the paper's CIFAR-10 experiment (a preset of bench run)",
+        description="CIFAR-10 in-distribution (DIR/cifar10.npz), the Tiny ImageNet pool "
+        "(DIR/tin_pool.npz) as training outliers, and as OOD sets tin_near_dev (near), "
+        "mnist and fashion (far) when present, plus any --ood. Decode the shared data once "
+        "with: python ../shared/data/unpack.py DIR. Augmentation (crop with padding 4, "
+        "flip), weight decay 5e-4 and per-channel normalisation inside the model.\n\n"
+        + _methods_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cifar.add_argument("--data-dir", required=True, help="folder with the unpacked cifar10.npz")
+    cifar.add_argument(
+        "--preset",
+        choices=["quick", "paper", "smoke"],
+        default="quick",
+        help="quick: CIFAR ResNet-20 for a CPU; paper: WRN-40-2, 100 + 10 epochs, for a "
+        "GPU; smoke: tests only",
+    )
+    cifar.add_argument(
+        "--outliers",
+        default="pool",
+        help='"pool" (tin_pool.npz, default), "none" (synthesis only) or a path',
+    )
+    cifar.add_argument("--out", help="output folder (default runs/cifar10-<preset>)")
+    _add_common(cifar)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rejectnet`` command.
 
@@ -119,84 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmark every method on your data or MNIST")
     bench_sub = bench.add_subparsers(dest="benchmark", required=True)
-    run = bench_sub.add_parser(
-        "run",
-        help="every method on your own data: a TOML config and/or flags",
-        description="Train stage one once, run every method (post-hoc peers, Outlier "
-        "Exposure, rejectnet) from the same weights, evaluate all of them on the same "
-        "samples, and write results.json, results.md, plots and report.html.\n\n"
-        + _fields_help()
-        + "\n\n"
-        + _methods_help(),
-        epilog=_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    run.add_argument("config", nargs="?", help="a TOML config file (optional with --id)")
-    run.add_argument("--out", required=True, help="output folder")
-    run.add_argument("--id", help="[data] id: in-distribution .npz or folder (train/, test/)")
-    run.add_argument("--outliers", help='[data] outliers: .npz, image folder or "none"')
-    run.add_argument("--image-size", type=int, help="[data] image_size")
-    run.add_argument("--channels", type=int, choices=[1, 3], help="[data] channels")
-    run.add_argument(
-        "--model",
-        help='[model] name, e.g. small_cnn, cifar_resnet, "timm:resnet18", or pkg.mod:fn '
-        "(imported and called: runs code)",
-    )
-    run.add_argument("--weights", help="[model] weights (.safetensors)")
-    run.add_argument("--preset", help="[train] preset: quick, paper or smoke")
-    run.add_argument("--device", help="[train] device, e.g. cpu or cuda")
-    run.add_argument("--save-models", action="store_true", help="save the rejectnet models")
-    _add_common(run)
-
-    mnist = bench_sub.add_parser(
-        "mnist",
-        help="the paper's MNIST row (a preset of bench run)",
-        description="The MNIST row of the paper's Table 1: MNIST in-distribution, "
-        "photo_patches.npz as training outliers, Fashion-MNIST (and any --ood) as OOD "
-        "test sets, every method from the same stage-one weights.\n\n" + _methods_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    mnist.add_argument("--data-dir", required=True, help="folder with mnist.npz etc.")
-    mnist.add_argument(
-        "--preset",
-        choices=["quick", "paper", "smoke"],
-        default="quick",
-        help="quick: <10 min on 2 CPU cores; paper: 10 + 10 epochs; smoke: tests only",
-    )
-    mnist.add_argument(
-        "--outliers",
-        help='training outlier pool: "emnist" (DIR/emnist_letters.npz, the paper\'s), '
-        '.npz with x_train, a folder, or "none" (default DIR/photo_patches.npz)',
-    )
-    mnist.add_argument("--out", help="output folder (default runs/mnist-<preset>)")
-    _add_common(mnist)
-
-    cifar = bench_sub.add_parser(
-        "cifar10",
-        help="the paper's CIFAR-10 experiment (a preset of bench run)",
-        description="CIFAR-10 in-distribution (DIR/cifar10.npz), the Tiny ImageNet pool "
-        "(DIR/tin_pool.npz) as training outliers, and as OOD sets tin_near_dev (near), "
-        "mnist and fashion (far) when present, plus any --ood. Decode the shared data once "
-        "with: python ../shared/data/unpack.py DIR. Augmentation (crop with padding 4, "
-        "flip), weight decay 5e-4 and per-channel normalisation inside the model.\n\n"
-        + _methods_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    cifar.add_argument("--data-dir", required=True, help="folder with the unpacked cifar10.npz")
-    cifar.add_argument(
-        "--preset",
-        choices=["quick", "paper", "smoke"],
-        default="quick",
-        help="quick: CIFAR ResNet-20 for a CPU; paper: WRN-40-2, 100 + 10 epochs, for a "
-        "GPU; smoke: tests only",
-    )
-    cifar.add_argument(
-        "--outliers",
-        default="pool",
-        help='"pool" (tin_pool.npz, default), "none" (synthesis only) or a path',
-    )
-    cifar.add_argument("--out", help="output folder (default runs/cifar10-<preset>)")
-    _add_common(cifar)
+    _add_run(bench_sub)
+    _add_mnist(bench_sub)
+    _add_cifar10(bench_sub)
     return parser
 
 

@@ -144,43 +144,10 @@ def _entry_point(name: str, base_dir: Path) -> Callable[..., Any]:
     return fn  # type: ignore[no-any-return]
 
 
-def build_model(
-    cfg: ModelConfig,
-    num_classes: int,
-    channels: int,
-    image_size: int,
-    base_dir: Path,
-    *,
-    stats: tuple[list[float], list[float]] | None = None,
+def _construct(
+    cfg: ModelConfig, num_classes: int, channels: int, image_size: int, base_dir: Path
 ) -> nn.Module:
-    """Build the network (and load its weights, if any).
-
-    A ``module:function`` name imports that module and calls the function: a config file
-    is code, like a pickle or a ``.pt2`` package; run only configs you trust.
-
-    Args:
-        cfg: The ``[model]`` table.
-        num_classes: C.
-        channels: Input channels.
-        image_size: Input side.
-        base_dir: Folder searched for a ``module:function`` entry point.
-        stats: Per-channel mean and std for ``cfg.normalize`` (default 0 and 1: the
-            weights, if any, then bring their own).
-
-    Returns:
-        The network, on the CPU.
-
-    Raises:
-        BenchError: For an unknown name, a missing timm, a function that does not return
-            an ``nn.Module``, or weights that do not fit (one line each).
-
-    Example:
-        >>> from pathlib import Path
-        >>> from rejectnet.bench.config import ModelConfig
-        >>> net = build_model(ModelConfig("small_cnn"), 10, 1, 28, Path("."))
-        >>> type(net).__name__, net.fc.out_features
-        ('SmallCNN', 10)
-    """
+    """The network of ``cfg.name``, untrained."""
     name = cfg.name
     try:
         if name in BUILTIN_MODELS:
@@ -220,28 +187,73 @@ def build_model(
         raise BenchError(
             f"[model] name: {name!r} returned {type(model).__name__}, not a torch.nn.Module"
         )
+    return model  # type: ignore[no-any-return]
+
+
+def _load_weights(model: nn.Module, path: Path, name: str) -> None:
+    """Load a ``.safetensors`` state dict, read bounded (a regular file, size-limited)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    from rejectnet._safeio import read_bounded
+
+    try:
+        blob = read_bounded(path, max_bytes=MAX_WEIGHTS_BYTES, what="[model] weights")
+        state = load(blob)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise BenchError(
+            f"[model] weights: {str(path)!r} is not a .safetensors file ({err})"
+        ) from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise BenchError(
+            f"[model] weights do not fit {name!r}: {' '.join(s.strip() for s in first[:3])}"
+        ) from None
+
+
+def build_model(
+    cfg: ModelConfig,
+    num_classes: int,
+    channels: int,
+    image_size: int,
+    base_dir: Path,
+    *,
+    stats: tuple[list[float], list[float]] | None = None,
+) -> nn.Module:
+    """Build the network (and load its weights, if any).
+
+    A ``module:function`` name imports that module and calls the function: a config file
+    is code, like a pickle or a ``.pt2`` package; run only configs you trust.
+
+    Args:
+        cfg: The ``[model]`` table.
+        num_classes: C.
+        channels: Input channels.
+        image_size: Input side.
+        base_dir: Folder searched for a ``module:function`` entry point.
+        stats: Per-channel mean and std for ``cfg.normalize`` (default 0 and 1: the
+            weights, if any, then bring their own).
+
+    Returns:
+        The network, on the CPU.
+
+    Raises:
+        BenchError: For an unknown name, a missing timm, a function that does not return
+            an ``nn.Module``, or weights that do not fit (one line each).
+
+    Example:
+        >>> from pathlib import Path
+        >>> from rejectnet.bench.config import ModelConfig
+        >>> net = build_model(ModelConfig("small_cnn"), 10, 1, 28, Path("."))
+        >>> type(net).__name__, net.fc.out_features
+        ('SmallCNN', 10)
+    """
+    model = _construct(cfg, num_classes, channels, image_size, base_dir)
     if cfg.normalize:
         mean, std = stats or ([0.0] * channels, [1.0] * channels)
         model = Normalized(model, mean, std)
     if cfg.weights is not None:
-        from safetensors import SafetensorError
-        from safetensors.torch import load
-
-        from rejectnet._safeio import read_bounded
-
-        try:
-            blob = read_bounded(cfg.weights, max_bytes=MAX_WEIGHTS_BYTES, what="[model] weights")
-            state = load(blob)
-        except (SafetensorError, OSError, ValueError) as err:
-            raise BenchError(
-                f"[model] weights: {str(cfg.weights)!r} is not a .safetensors file ({err})"
-            ) from None
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            first = str(err).strip().splitlines()
-            raise BenchError(
-                f"[model] weights do not fit {name!r}: {' '.join(s.strip() for s in first[:3])}"
-            ) from None
-    built: nn.Module = model
-    return built
+        _load_weights(model, cfg.weights, cfg.name)
+    return model

@@ -436,55 +436,41 @@ def _check_side(image_size: int, where: str, what: str) -> int:
     return image_size
 
 
-def load_in_distribution(
-    path: Path, image_size: int | None = None, channels: int | None = None, where: str = "[data] id"
+def _folder_in_distribution(
+    path: Path, image_size: int | None, channels: int | None, where: str
 ) -> InDistribution:
-    """Labeled train and test images from an ``.npz`` or an ImageFolder-style folder.
+    """An ImageFolder-style ``train/`` and ``test/`` tree, converted."""
+    train = _class_folders(path / "train", where)
+    test = _class_folders(path / "test", where)
+    extra = sorted(set(test) - set(train))
+    if extra:
+        raise BenchError(
+            f"{where}: test class folder {extra[0]!r} has no train/ counterpart; "
+            f"train classes: {', '.join(train)}"
+        )
+    classes = tuple(train)
+    if len(classes) < 2:
+        raise BenchError(
+            f"{where}: train/ has one class folder ({classes[0]!r}); a classifier and its "
+            "OOD scores need at least 2"
+        )
+    files_tr = [(f, i) for i, c in enumerate(classes) for f in train[c]]
+    files_te = [(f, classes.index(c)) for c in test for f in test[c]]
+    if image_size is None or channels is None:
+        size0, ch0 = _folder_defaults([f for f, _ in files_tr], where)
+        image_size = image_size or size0
+        channels = channels or ch0
+    x_tr = _read_folder_images([f for f, _ in files_tr], image_size, channels, where)
+    x_te = _read_folder_images([f for f, _ in files_te], image_size, channels, where)
+    y_tr = torch.tensor([i for _, i in files_tr], dtype=torch.int64)
+    y_te = torch.tensor([i for _, i in files_te], dtype=torch.int64)
+    return InDistribution(x_tr, y_tr, x_te, y_te, classes, image_size, channels)
 
-    Args:
-        path: An ``.npz`` with ``x_train, y_train, x_test, y_test``, or a folder with
-            ``train/`` and ``test/``, each holding one sub-folder of images per class
-            (``torchvision.datasets.ImageFolder`` layout; classes are the sorted folder
-            names of ``train/``).
-        image_size: Output side; default from the data (an ``.npz``'s square images, or
-            the width of a folder's first training image).
-        channels: 1 or 3; default from the data (for a folder: 3 if any training image is
-            in colour).
-        where: The config field, for error messages.
 
-    Returns:
-        The converted data.
-
-    Raises:
-        BenchError: For missing keys, bad labels, an empty or missing class folder, a
-            test class unknown to train, or an unreadable image.
-    """
-    if path.is_dir():
-        train = _class_folders(path / "train", where)
-        test = _class_folders(path / "test", where)
-        extra = sorted(set(test) - set(train))
-        if extra:
-            raise BenchError(
-                f"{where}: test class folder {extra[0]!r} has no train/ counterpart; "
-                f"train classes: {', '.join(train)}"
-            )
-        classes = tuple(train)
-        if len(classes) < 2:
-            raise BenchError(
-                f"{where}: train/ has one class folder ({classes[0]!r}); a classifier and its "
-                "OOD scores need at least 2"
-            )
-        files_tr = [(f, i) for i, c in enumerate(classes) for f in train[c]]
-        files_te = [(f, classes.index(c)) for c in test for f in test[c]]
-        if image_size is None or channels is None:
-            size0, ch0 = _folder_defaults([f for f, _ in files_tr], where)
-            image_size = image_size or size0
-            channels = channels or ch0
-        x_tr = _read_folder_images([f for f, _ in files_tr], image_size, channels, where)
-        x_te = _read_folder_images([f for f, _ in files_te], image_size, channels, where)
-        y_tr = torch.tensor([i for _, i in files_tr], dtype=torch.int64)
-        y_te = torch.tensor([i for _, i in files_te], dtype=torch.int64)
-        return InDistribution(x_tr, y_tr, x_te, y_te, classes, image_size, channels)
+def _npz_in_distribution(
+    path: Path, image_size: int | None, channels: int | None, where: str
+) -> InDistribution:
+    """An ``.npz`` with ``x_train, y_train, x_test, y_test``, converted."""
     try:
         arrays = load_npz(path, keys=("x_train", "y_train", "x_test", "y_test"))
     except ValueError as err:
@@ -523,6 +509,34 @@ def load_in_distribution(
         )
     classes = tuple(str(i) for i in range(num_classes))
     return InDistribution(x_train, y_tr, x_test, y_te, classes, image_size, channels)
+
+
+def load_in_distribution(
+    path: Path, image_size: int | None = None, channels: int | None = None, where: str = "[data] id"
+) -> InDistribution:
+    """Labeled train and test images from an ``.npz`` or an ImageFolder-style folder.
+
+    Args:
+        path: An ``.npz`` with ``x_train, y_train, x_test, y_test``, or a folder with
+            ``train/`` and ``test/``, each holding one sub-folder of images per class
+            (``torchvision.datasets.ImageFolder`` layout; classes are the sorted folder
+            names of ``train/``).
+        image_size: Output side; default from the data (an ``.npz``'s square images, or
+            the width of a folder's first training image).
+        channels: 1 or 3; default from the data (for a folder: 3 if any training image is
+            in colour).
+        where: The config field, for error messages.
+
+    Returns:
+        The converted data.
+
+    Raises:
+        BenchError: For missing keys, bad labels, an empty or missing class folder, a
+            test class unknown to train, or an unreadable image.
+    """
+    if path.is_dir():
+        return _folder_in_distribution(path, image_size, channels, where)
+    return _npz_in_distribution(path, image_size, channels, where)
 
 
 def load_unlabeled(
