@@ -141,6 +141,15 @@ def _loader(x: torch.Tensor, y: torch.Tensor | None = None) -> DataLoader[Any]:
     return DataLoader(ds, batch_size=EVAL_BATCH)
 
 
+def _inline(text: str) -> str:
+    """A name as one line of Markdown text: whitespace runs (newlines) become one space,
+    and ``|``, ``*``, ``_``, backticks and brackets are escaped."""
+    out = " ".join(str(text).split())
+    for ch in "\\`*_[]|<>":
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
 def _header(cfg: BenchConfig, data: InDistribution, reports: Sequence[Report]) -> str:
     sizes = []
     for r in reports[:1]:
@@ -150,13 +159,14 @@ def _header(cfg: BenchConfig, data: InDistribution, reports: Sequence[Report]) -
                 if res.n == res.n_ood and res.n == len(data.y_test)
                 else (f"{r.n_runs} subsamples of {res.n}")
             )
-            sizes.append(f"{name}: {res.n_ood} images, {how}")
+            group = f" ({cfg.data.group(name)}-OOD)" if name in cfg.data.ood else ""
+            sizes.append(f"{_inline(name)}{group}: {res.n_ood} images, {how}")
     return (
         f"# rejectnet bench ({cfg.preset} preset, seed {cfg.seeds - 1} of {cfg.seeds} shown)\n\n"
-        f"In-distribution: {cfg.data.id.name} test ({len(data.y_test)} images, "
+        f"In-distribution: {_inline(cfg.data.id.name)} test ({len(data.y_test)} images, "
         f"{data.num_classes} classes, {data.channels}x{data.image_size}x{data.image_size}); "
-        f"training outliers: {cfg.data.outliers.name if cfg.data.outliers else 'none'}; "
-        f"model: {cfg.model.name}. Percentages, mean ± std over equal-size subsamples "
+        f"training outliers: {_inline(cfg.data.outliers.name) if cfg.data.outliers else 'none'}; "
+        f"model: {_inline(cfg.model.name)}. Percentages, mean ± std over equal-size subsamples "
         f"({'; '.join(sizes)}).\n\n"
     )
 

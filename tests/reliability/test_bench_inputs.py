@@ -461,3 +461,36 @@ def test_config_help_says_a_config_is_code(
         main(["bench", "run", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "A config file is code" in text and "Run only configs you trust" in text
+
+
+def test_hostile_set_name_and_broken_plots_cost_nothing_else(
+    tiny: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    reliability: ReliabilityCounts,
+) -> None:
+    import json
+
+    reliability.fault(2)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("Expected end of text, found '$'")  # matplotlib's mathtext failure
+
+    monkeypatch.setattr("rejectnet.plotting.figures", broken)
+    cfg = tiny / "odd.toml"
+    cfg.write_text(
+        '[data]\nid = "id.npz"\n[data.ood]\n"odd$\\nope|$name" = "far.npz"\n'
+        '[train]\npreset = "smoke"\n'
+    )
+    out = tiny / "o4"
+    code = main(["bench", "run", str(cfg), "--out", str(out), "--quiet", "--methods", "msp"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "could not write plots: Expected end of text" in err
+    for name in ("results.json", "results.md", "report.html"):
+        assert (out / name).is_file(), name
+    md = (out / "results.md").read_text()
+    assert "odd$ ope\\|$name (far-OOD)" in md  # one line, the table's pipe escaped
+    meta = json.loads((out / "results.json").read_text())["_meta"]
+    assert meta["ood_groups"] == {"odd$\nope|$name": "far"}
+    assert any(e.startswith("plots:") for e in meta["output_errors"])
