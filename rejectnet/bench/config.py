@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -386,17 +386,21 @@ def _read_model(model: dict[str, Any], base: Path) -> ModelConfig:
     )
 
 
-def _train_field(key: str, value: Any) -> Any:
-    """Read one ``[train]`` field of :class:`TrainPreset` (the table of field readers)."""
-    where = _where("train", key)
-    if key in ("lr", "stage_one_lr"):
-        return _float(value, where)
-    if key == "weight_decay":
-        return _float(value, where, 1.0, zero=True)
-    if key == "augment":
-        return _bool(value, where)
-    low, high = _INT_BOUNDS[key]
-    return _int(value, where, low, high, none=key in ("finetune_subset", "outlier_pool"))
+def _int_reader(low: int, high: int, none: bool) -> Callable[[Any, str], Any]:
+    return lambda value, where: _int(value, where, low, high, none=none)
+
+
+_TRAIN_READERS: dict[str, Callable[[Any, str], Any]] = {
+    "lr": lambda value, where: _float(value, where),
+    "stage_one_lr": lambda value, where: _float(value, where),
+    "weight_decay": lambda value, where: _float(value, where, 1.0, zero=True),
+    "augment": _bool,
+    **{
+        key: _int_reader(low, high, key in ("finetune_subset", "outlier_pool"))
+        for key, (low, high) in _INT_BOUNDS.items()
+    },
+}
+"""``[train]`` field of :class:`TrainPreset` -> its reader ``(value, where) -> value``."""
 
 
 def _read_train(train: dict[str, Any], model: ModelConfig) -> tuple[str, dict[str, Any]]:
@@ -405,7 +409,11 @@ def _read_train(train: dict[str, Any], model: ModelConfig) -> tuple[str, dict[st
         raise BenchError(
             f"[train] preset must be one of {', '.join(sorted(PRESETS))}, got {preset!r}"
         )
-    overrides = {k: _train_field(k, train[k]) for k in TrainPreset.field_names() if k in train}
+    overrides = {
+        k: _TRAIN_READERS[k](train[k], _where("train", k))
+        for k in TrainPreset.field_names()
+        if k in train
+    }
     if "stage_one_epochs" not in train and (model.weights or model.is_entry_point):
         overrides["stage_one_epochs"] = 0  # a trained model: no stage one unless asked
     return preset, overrides
