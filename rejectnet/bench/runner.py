@@ -143,9 +143,9 @@ def _loader(x: torch.Tensor, y: torch.Tensor | None = None) -> DataLoader[Any]:
 
 def _inline(text: str) -> str:
     """A name as one line of Markdown text: whitespace runs (newlines) become one space,
-    and ``|``, ``*``, ``_``, backticks and brackets are escaped."""
+    and ``|``, backticks, brackets and ``<``/``>`` are escaped."""
     out = " ".join(str(text).split())
-    for ch in "\\`*_[]|<>":
+    for ch in "\\`[]|<>":
         out = out.replace(ch, "\\" + ch)
     return out
 
@@ -160,7 +160,7 @@ def _header(cfg: BenchConfig, data: InDistribution, reports: Sequence[Report]) -
                 else (f"{r.n_runs} subsamples of {res.n}")
             )
             group = f" ({cfg.data.group(name)}-OOD)" if name in cfg.data.ood else ""
-            sizes.append(f"{_inline(name)}{group}: {res.n_ood} images, {how}")
+            sizes.append(f"{_inline(name)}: {res.n_ood} images{group}, {how}")
     return (
         f"# rejectnet bench ({cfg.preset} preset, seed {cfg.seeds - 1} of {cfg.seeds} shown)\n\n"
         f"In-distribution: {_inline(cfg.data.id.name)} test ({len(data.y_test)} images, "
@@ -528,6 +528,17 @@ def _meta(
     }
 
 
+def _json_safe(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as ``null``: results.json stays strict JSON."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def _write_one(out_dir: Path, name: str, make: Any, errors: list[str]) -> None:
     """Build one output and write it atomically; a failure is recorded, never raised."""
     try:
@@ -596,7 +607,12 @@ def write_outputs(prep: Prepared, results: dict[str, Any], last: list[Report]) -
         if len(errors) == before:
             errors.append("report.html: written without its plots (they could not be drawn)")
     results["_meta"]["output_errors"] = list(errors)
-    _write_one(out_dir, "results.json", lambda: json.dumps(results, indent=2), errors)
+    _write_one(
+        out_dir,
+        "results.json",
+        lambda: json.dumps(results, indent=2, allow_nan=False),
+        errors,
+    )
     return errors
 
 
@@ -656,6 +672,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, progress: bool = True) -> di
     acc = float(np.mean(accs)) if accs else None
     warnings = _flag_drops(results, acc, finetuned)
     results["_meta"] = _meta(prep, notes, seconds, acc)
+    results = _json_safe(results)  # what is returned is what results.json holds
     errors = write_outputs(prep, results, last)
     if progress:
         print(summary_table({k: v for k, v in results.items() if k != "_meta"}))

@@ -490,7 +490,18 @@ def test_hostile_set_name_and_broken_plots_cost_nothing_else(
     for name in ("results.json", "results.md", "report.html"):
         assert (out / name).is_file(), name
     md = (out / "results.md").read_text()
-    assert "odd$ ope\\|$name (far-OOD)" in md  # one line, the table's pipe escaped
+    assert "odd$ ope\\|$name: " in md and "(far-OOD)" in md  # one line, the pipe escaped
     meta = json.loads((out / "results.json").read_text())["_meta"]
     assert meta["ood_groups"] == {"odd$\nope|$name": "far"}
     assert any(e.startswith("plots:") for e in meta["output_errors"])
+
+
+def test_results_json_is_strict_json(reliability: ReliabilityCounts) -> None:
+    import json
+
+    from rejectnet.bench.runner import _json_safe
+
+    reliability.case()
+    data = {"a": {"selective": {"risk@0": float("nan")}, "x": [1.0, float("inf")]}, "n": 3}
+    text = json.dumps(_json_safe(data), allow_nan=False)
+    assert json.loads(text) == {"a": {"selective": {"risk@0": None}, "x": [1.0, None]}, "n": 3}
