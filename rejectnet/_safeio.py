@@ -13,10 +13,20 @@ would block forever, a folder or a 100 GB file would fail late. Every read here
   reads past the size it found (a file that grows while being read is refused).
 
 Refusals raise :class:`UnsafeFileError` (a ``ValueError``) naming the path and the reason.
+
+Every output file rejectnet writes goes through :func:`write_atomic`: the bytes go to a
+fresh temporary file in the same folder (created with ``O_EXCL``, so never through a
+planted link), which is flushed and then renamed over the destination with
+``os.replace``. A reader sees the old file or the new one, never half of one; a crash
+leaves at most a stray ``.*.tmp`` file; and the destination is never followed: a
+symlink or a folder at the destination is refused (:func:`check_output_path`), and even
+one planted between the check and the rename is replaced, not written through.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import stat
 import tempfile
@@ -27,8 +37,10 @@ from types import TracebackType
 __all__ = [
     "BoundedFile",
     "UnsafeFileError",
+    "check_output_path",
     "open_regular",
     "read_bounded",
+    "write_atomic",
     "write_atomically",
 ]
 
@@ -159,6 +171,14 @@ class BoundedFile:
             )
         return data
 
+    def fileobj(self) -> io.BufferedReader:
+        """A seekable binary file object on a duplicate of the descriptor (close it yourself).
+
+        For readers that need ``seek`` (``zipfile``, ``gzip``): the file was checked to be
+        regular and within the limit when opened; they read at most its size.
+        """
+        return os.fdopen(os.dup(self._fd), "rb")
+
     def close(self) -> None:
         """Close the file (also done on leaving the ``with`` block)."""
         if self._fd >= 0:
@@ -266,7 +286,73 @@ def write_atomically(dest: Path, write: Callable[[Path], object]) -> Path:
         write(Path(tmp))
         os.replace(tmp, dest)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return dest
+
+
+def check_output_path(path: Path, *, what: str = "output") -> None:
+    """Refuse an output destination that is a symlink, a folder or anything but a file.
+
+    Args:
+        path: Where an output will be written (it may not exist yet).
+        what: What the output is, for messages.
+
+    Raises:
+        UnsafeFileError: If ``path`` exists and is a symlink (even to a regular file: it
+            would not be followed), a folder, a FIFO, device or socket.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeFileError(
+            f"{what} {str(path)!r} is a symlink; outputs are never written through links "
+            "(remove it, or choose another output folder)",
+            path,
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeFileError(
+            f"{what} {str(path)!r} exists and is {_kind(st.st_mode)}; remove it, or choose "
+            "another output folder",
+            path,
+        )
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, what: str = "output") -> Path:
+    """Write ``data`` to ``path`` atomically, never following a symlink at ``path``.
+
+    Args:
+        path: The destination file.
+        data: Bytes, or text (written as UTF-8).
+        what: What the output is, for messages.
+
+    Returns:
+        The path written.
+
+    Raises:
+        UnsafeFileError: If ``path`` is a symlink, a folder or another non-file.
+        OSError: If the folder is missing or not writable, or the disk is full (the
+            destination is then untouched and the temporary file removed).
+
+    Example:
+        >>> import os, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> p = write_atomic(os.path.join(d, "results.md"), "# hello")
+        >>> p.read_text()
+        '# hello'
+    """
+    dest = Path(path)
+    check_output_path(dest, what=what)
+    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+
+    return write_atomically(dest, write)

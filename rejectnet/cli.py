@@ -26,6 +26,10 @@ example config (rejectnet bench run fashion.toml --out runs/fashion):
 
 Relative paths in a config file are resolved against the folder of that file; paths
 given as flags, against the working directory. Flags override the file's values.
+
+A config file is code: [model] name = "package.module:function" (or --model) imports
+that module and calls the function with [model] kwargs, so it can do anything Python
+can. Run only configs you trust, as you would a script (or a .pt2 package).
 """
 
 
@@ -55,11 +59,18 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--ood",
         action="append",
         default=[],
-        metavar="NAME=PATH",
+        metavar="[near:|far:]NAME=PATH",
         help="an OOD test set (repeatable): .npz (x_test, else x_train), an image folder, "
-        "or a torchvision IDX folder",
+        "or a torchvision IDX folder; near:NAME=PATH tags it near-OOD, far:NAME=PATH or "
+        "plain NAME=PATH far-OOD (results add each group's mean)",
     )
-    p.add_argument("--seeds", type=int, help="independent runs, averaged (default 1)")
+    p.add_argument("--seeds", type=int, help="independent runs, averaged (default 1, at most 100)")
+    p.add_argument(
+        "--val-size",
+        type=int,
+        help="[train] val_size: training images held out for calibration and tuned peers "
+        "(default: the preset's, scaled down to a tenth of small data)",
+    )
     p.add_argument(
         "--k",
         help="reject classes, comma list: 5 (else the first) is the main row, the "
@@ -75,12 +86,100 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines or bars")
 
 
+def _add_run(bench_sub: Any) -> None:
+    """The ``bench run`` subcommand."""
+    run = bench_sub.add_parser(
+        "run",
+        help="every method on your own data: a TOML config and/or flags",
+        description="Train stage one once, run every method (post-hoc peers, Outlier "
+        "Exposure, rejectnet) from the same weights, evaluate all of them on the same "
+        "samples, and write results.json, results.md, plots and report.html.\n\n"
+        + _fields_help()
+        + "\n\n"
+        + _methods_help(),
+        epilog=_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("config", nargs="?", help="a TOML config file (optional with --id)")
+    run.add_argument("--out", required=True, help="output folder")
+    run.add_argument("--id", help="[data] id: in-distribution .npz or folder (train/, test/)")
+    run.add_argument("--outliers", help='[data] outliers: .npz, image folder or "none"')
+    run.add_argument("--image-size", type=int, help="[data] image_size")
+    run.add_argument("--channels", type=int, choices=[1, 3], help="[data] channels")
+    run.add_argument(
+        "--model",
+        help='[model] name, e.g. small_cnn, cifar_resnet, "timm:resnet18", or pkg.mod:fn '
+        "(imported and called: runs code)",
+    )
+    run.add_argument("--weights", help="[model] weights (.safetensors)")
+    run.add_argument("--preset", help="[train] preset: quick, paper or smoke")
+    run.add_argument("--device", help="[train] device, e.g. cpu or cuda")
+    run.add_argument("--save-models", action="store_true", help="save the rejectnet models")
+    _add_common(run)
+
+
+def _add_mnist(bench_sub: Any) -> None:
+    """The ``bench mnist`` subcommand."""
+    mnist = bench_sub.add_parser(
+        "mnist",
+        help="the paper's MNIST row (a preset of bench run)",
+        description="The MNIST row of the paper's Table 1: MNIST in-distribution, "
+        "photo_patches.npz as training outliers, Fashion-MNIST (and any --ood) as OOD "
+        "test sets, every method from the same stage-one weights.\n\n" + _methods_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mnist.add_argument("--data-dir", required=True, help="folder with mnist.npz etc.")
+    mnist.add_argument(
+        "--preset",
+        choices=["quick", "paper", "smoke"],
+        default="quick",
+        help="quick: <10 min on 2 CPU cores; paper: 10 + 10 epochs; smoke: tests only",
+    )
+    mnist.add_argument(
+        "--outliers",
+        help='training outlier pool: "emnist" (DIR/emnist_letters.npz, the paper\'s), '
+        '.npz with x_train, a folder, or "none" (default DIR/photo_patches.npz)',
+    )
+    mnist.add_argument("--out", help="output folder (default runs/mnist-<preset>)")
+    _add_common(mnist)
+
+
+def _add_cifar10(bench_sub: Any) -> None:
+    """The ``bench cifar10`` subcommand."""
+    cifar = bench_sub.add_parser(
+        "cifar10",
+        help="the paper's CIFAR-10 experiment (a preset of bench run)",
+        description="CIFAR-10 in-distribution (DIR/cifar10.npz), the Tiny ImageNet pool "
+        "(DIR/tin_pool.npz) as training outliers, and as OOD sets tin_near_dev (near), "
+        "mnist and fashion (far) when present, plus any --ood. Decode the shared data once "
+        "with: python ../shared/data/unpack.py DIR. Augmentation (crop with padding 4, "
+        "flip), weight decay 5e-4 and per-channel normalisation inside the model.\n\n"
+        + _methods_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cifar.add_argument("--data-dir", required=True, help="folder with the unpacked cifar10.npz")
+    cifar.add_argument(
+        "--preset",
+        choices=["quick", "paper", "smoke"],
+        default="quick",
+        help="quick: CIFAR ResNet-20 for a CPU; paper: WRN-40-2, 100 + 10 epochs, for a "
+        "GPU; smoke: tests only",
+    )
+    cifar.add_argument(
+        "--outliers",
+        default="pool",
+        help='"pool" (tin_pool.npz, default), "none" (synthesis only) or a path',
+    )
+    cifar.add_argument("--out", help="output folder (default runs/cifar10-<preset>)")
+    _add_common(cifar)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rejectnet`` command.
 
     Returns:
-        A parser with the subcommands (``demo``, ``bench run``, ``bench mnist``) and
-        ``--version``.
+        A parser with the subcommands (``demo``, ``bench run``, ``bench mnist``,
+        ``bench cifar10``) and ``--version``.
 
     Example:
         >>> args = build_parser().parse_args(["demo", "--seed", "3", "--quiet"])
@@ -108,61 +207,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmark every method on your data or MNIST")
     bench_sub = bench.add_subparsers(dest="benchmark", required=True)
-    run = bench_sub.add_parser(
-        "run",
-        help="every method on your own data: a TOML config and/or flags",
-        description="Train stage one once, run every method (post-hoc peers, Outlier "
-        "Exposure, rejectnet) from the same weights, evaluate all of them on the same "
-        "samples, and write results.json, results.md, plots and report.html.\n\n"
-        + _fields_help()
-        + "\n\n"
-        + _methods_help(),
-        epilog=_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    run.add_argument("config", nargs="?", help="a TOML config file (optional with --id)")
-    run.add_argument("--out", required=True, help="output folder")
-    run.add_argument("--id", help="[data] id: in-distribution .npz or folder (train/, test/)")
-    run.add_argument("--outliers", help='[data] outliers: .npz, image folder or "none"')
-    run.add_argument("--image-size", type=int, help="[data] image_size")
-    run.add_argument("--channels", type=int, choices=[1, 3], help="[data] channels")
-    run.add_argument("--model", help='[model] name, e.g. small_cnn, "timm:resnet18", pkg.mod:fn')
-    run.add_argument("--weights", help="[model] weights (.safetensors)")
-    run.add_argument("--preset", help="[train] preset: quick, paper or smoke")
-    run.add_argument("--device", help="[train] device, e.g. cpu or cuda")
-    run.add_argument("--save-models", action="store_true", help="save the rejectnet models")
-    _add_common(run)
-
-    mnist = bench_sub.add_parser(
-        "mnist",
-        help="the paper's MNIST row (a preset of bench run)",
-        description="The MNIST row of the paper's Table 1: MNIST in-distribution, "
-        "photo_patches.npz as training outliers, Fashion-MNIST (and any --ood) as OOD "
-        "test sets, every method from the same stage-one weights.\n\n" + _methods_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    mnist.add_argument("--data-dir", required=True, help="folder with mnist.npz etc.")
-    mnist.add_argument(
-        "--preset",
-        choices=["quick", "paper", "smoke"],
-        default="quick",
-        help="quick: <10 min on 2 CPU cores; paper: 10 + 10 epochs; smoke: tests only",
-    )
-    mnist.add_argument(
-        "--outliers", help='training outlier pool (.npz with x_train, folder) or "none"'
-    )
-    mnist.add_argument("--out", help="output folder (default runs/mnist-<preset>)")
-    _add_common(mnist)
+    _add_run(bench_sub)
+    _add_mnist(bench_sub)
+    _add_cifar10(bench_sub)
     return parser
 
 
-def _ood(parser: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, str]:
+def _ood(parser: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``--ood [near:|far:]NAME=PATH`` items as ``[data.ood]`` entries (paths absolute)."""
     ood = {}
     for item in items:
-        name, sep, path = item.partition("=")
+        group, text = "far", item
+        for g in ("near", "far"):
+            if item.startswith(f"{g}:"):
+                group, text = g, item[len(g) + 1 :]
+        name, sep, path = text.partition("=")
         if not sep or not name or not path:
-            parser.error(f"--ood must look like NAME=PATH, got {item!r}")
-        ood[name] = str(Path(path).resolve())
+            parser.error(f"--ood must look like [near:|far:]NAME=PATH, got {item!r}")
+        ood[name] = {"path": str(Path(path).resolve()), "group": group}
     return ood
 
 
@@ -212,7 +274,7 @@ def _flag_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     if args.weights:
         model["weights"] = path(args.weights)
     train: dict[str, Any] = {}
-    for key in ("preset", "device", "seeds"):
+    for key in ("preset", "device", "seeds", "val_size"):
         if getattr(args, key) is not None:
             train[key] = getattr(args, key)
     evals: dict[str, Any] = {}
@@ -247,9 +309,11 @@ def _run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
                 cfg = config_from_dict(overrides, Path.cwd())
             else:
                 parser.error("bench run needs a CONFIG file or --id (and --ood NAME=PATH)")
-            run_bench(cfg, args.out, progress=not args.quiet)
-        else:
-            run_mnist(
+            results = run_bench(cfg, args.out, progress=not args.quiet)
+        elif args.benchmark == "cifar10":
+            from rejectnet.bench.cifar10 import run_cifar10
+
+            results = run_cifar10(
                 args.data_dir,
                 preset=args.preset,
                 outliers=args.outliers,
@@ -261,11 +325,33 @@ def _run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
                 methods=_names(args.methods),
                 progress=not args.quiet,
                 plots=not args.no_plots,
+                val_size=args.val_size,
+            )
+        else:
+            results = run_mnist(
+                args.data_dir,
+                preset=args.preset,
+                outliers=args.outliers,
+                ood=_ood(parser, args.ood),
+                seeds=args.seeds if args.seeds is not None else 1,
+                out=args.out,
+                ks=_ints(parser, args.k, "--k") if args.k else [5],
+                scores=_names(args.score) or ["sum"],
+                methods=_names(args.methods),
+                progress=not args.quiet,
+                plots=not args.no_plots,
+                val_size=args.val_size,
             )
     except (BenchError, FileNotFoundError, ValueError, ImportError) as err:
         message = " ".join(str(err).split())
         print(f"{command}: error: {message}", file=sys.stderr)
         return 2
+    failed = results["_meta"].get("output_errors", [])
+    if failed:
+        print(
+            f"{command}: error: {len(failed)} output(s) not written (listed above)", file=sys.stderr
+        )
+        return 1
     return 0
 
 

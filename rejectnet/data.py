@@ -30,25 +30,87 @@ __all__ = [
     "find_fonts",
     "images_to_tensor",
     "letter_dev_sets",
+    "MAX_NPZ_BYTES",
     "load_npz",
     "random_crops",
     "rendered_letters",
 ]
 
 
-def load_npz(path: str | Path, *, keys: tuple[str, ...] = ()) -> dict[str, npt.NDArray[Any]]:
-    """Load arrays from an ``.npz`` file without unpickling anything.
+MAX_NPZ_BYTES = 16 * 2**30
+"""The largest ``.npz`` :func:`load_npz` reads: archive size and decoded arrays alike."""
+
+
+def _npz_error(p: Path, why: str) -> ValueError:
+    return ValueError(f"{str(p)!r} is not a readable .npz of plain arrays: {why}")
+
+
+def _read_member(zf: Any, info: Any, p: Path, budget: int) -> npt.NDArray[Any]:
+    """One ``.npy`` member, its header checked against its size before any allocation."""
+    from numpy.lib import format as npy
+
+    name = info.filename.removesuffix(".npy")
+    with zf.open(info) as fh:
+        version = npy.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = npy.read_array_header_1_0(fh)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = npy.read_array_header_2_0(fh)
+        else:
+            raise _npz_error(p, f"{name!r} has an unknown .npy version {version}")
+        if dtype.hasobject:
+            raise ValueError(
+                f"{str(p)!r}: {name!r} is an object array; object arrays are refused because "
+                "loading them would unpickle"
+            )
+        n = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        held = info.file_size - fh.tell()
+        if n > budget:
+            raise _npz_error(
+                p, f"{name!r} declares shape {shape} of {dtype} ({n} bytes), over the limit"
+            )
+        if n != held:
+            raise _npz_error(
+                p,
+                f"{name!r} declares shape {shape} of {dtype} ({n} bytes) but holds {held} bytes "
+                "(truncated or corrupt)",
+            )
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = fh.readinto(view[got:])
+            if not k:
+                raise _npz_error(p, f"{name!r} is truncated ({got} of {n} bytes)")
+            got += k
+    arr = np.frombuffer(buf, dtype=dtype)
+    return arr.reshape(shape, order="F" if fortran else "C")
+
+
+def load_npz(
+    path: str | Path, *, keys: tuple[str, ...] = (), max_bytes: int = MAX_NPZ_BYTES
+) -> dict[str, npt.NDArray[Any]]:
+    """Load arrays from an ``.npz`` file without unpickling anything, within a memory bound.
+
+    The file must be a regular file (a FIFO or device is refused without reading it).
+    Every member's ``.npy`` header is read first and checked against the bytes the member
+    holds, so a header declaring more elements than stored, a truncated or corrupt
+    archive, or arrays larger than ``max_bytes`` in total are refused before anything
+    that size is allocated.
 
     Args:
         path: The ``.npz`` file.
         keys: Keys that must be present (e.g. ``("x_test",)``).
+        max_bytes: The largest archive and the largest total of decoded arrays.
 
     Returns:
         Key -> array.
 
     Raises:
         FileNotFoundError: If the file does not exist.
-        ValueError: If it is not an ``.npz`` of plain arrays, or a key is missing.
+        ValueError: If it is not an ``.npz`` of plain arrays (object arrays, corrupt or
+            truncated members, declared sizes that disagree with the data), is larger
+            than the bound, or a key is missing.
 
     Example:
         >>> import os, tempfile
@@ -59,17 +121,31 @@ def load_npz(path: str | Path, *, keys: tuple[str, ...] = ()) -> dict[str, npt.N
         >>> arrays["x_test"].shape, arrays["y_test"].tolist()
         ((2, 28, 28), [3, 7])
     """
+    import zipfile
+    import zlib
+
+    from rejectnet._safeio import open_regular
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise FileNotFoundError(f"path {str(p)!r} does not exist")
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (ValueError, OSError) as err:
-        raise ValueError(
-            f"{str(p)!r} is not an .npz of plain arrays ({err}); object arrays are refused "
-            "because loading them would unpickle"
-        ) from None
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    with open_regular(p, max_bytes=max_bytes, what=".npz file") as bf, bf.fileobj() as fh:
+        try:
+            with zipfile.ZipFile(fh) as zf:
+                budget = max_bytes
+                for info in zf.infolist():
+                    if not info.filename.endswith(".npy"):
+                        continue
+                    arr = _read_member(zf, info, p, budget)
+                    budget -= arr.nbytes
+                    arrays[info.filename.removesuffix(".npy")] = arr
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+            raise _npz_error(p, str(err) or type(err).__name__) from None
+        except ValueError as err:
+            if str(p) in str(err):
+                raise
+            raise _npz_error(p, str(err)) from None
     missing = [k for k in keys if k not in arrays]
     if missing:
         raise ValueError(f"{str(p)!r} lacks {missing}; it has {sorted(arrays)}")

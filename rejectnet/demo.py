@@ -13,7 +13,6 @@ import copy
 import time
 from dataclasses import dataclass
 
-import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from rejectnet.data import demo_data
@@ -23,6 +22,7 @@ from rejectnet.finetune import (
     SelfSupervisedOODFinetuner,
     train_classifier,
 )
+from rejectnet.finetune.rng import seed_everything, seeded_generator
 from rejectnet.head import RejectHead
 from rejectnet.models import SmallCNN
 from rejectnet.outliers import recommended
@@ -114,9 +114,9 @@ def run_demo(config: DemoConfig | None = None) -> list[Report]:
     """
     cfg = config or DemoConfig()
     t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     data = demo_data(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = seeded_generator(cfg.seed)
     in_loader = DataLoader(data.train, batch_size=cfg.batch_size, shuffle=True, generator=g)
     out_loader = DataLoader(
         TensorDataset(data.outliers),

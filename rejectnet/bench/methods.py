@@ -9,6 +9,7 @@ methods or OOD sets a run includes changes nothing in any method's model.
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,8 @@ SCORE_ALIASES = {
     "entropy_diff": "entropy_diff",
 }
 """Short reject-score names (``[eval] scores``, ``--score``) -> registry names."""
+
+_EVALUATE_TAKES_GROUPS = "groups" in inspect.signature(evaluate).parameters
 
 
 @dataclass
@@ -78,6 +81,9 @@ class MethodContext:
         notes: Method name -> why it was skipped or changed; methods append here.
         models: Method name -> fine-tuned RejectHead (kept for saving).
         peer_reports: Peer reports computed ahead of their turn, by peer name.
+        weight_decay: SGD weight decay of fine-tuning.
+        groups: OOD set name -> ``"near"`` or ``"far"`` (passed to
+            :func:`rejectnet.evaluate` when it takes ``groups``).
     """
 
     model: nn.Module
@@ -101,6 +107,8 @@ class MethodContext:
     tune_id: torch.Tensor
     tune_ood: Mapping[str, torch.Tensor]
     peer_names: tuple[str, ...] = ()
+    weight_decay: float = 5e-4
+    groups: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     models: dict[str, RejectHead] = field(default_factory=dict)
     peer_reports: dict[str, Report] = field(default_factory=dict)
@@ -138,17 +146,23 @@ class MethodContext:
             The report.
         """
         id_logits, ood = logits if logits is not None else self.logits(model)
-        return evaluate(model, id_logits, ood, score, name=name, n_runs=self.n_runs, seed=self.seed)
+        extra: dict[str, Any] = {}
+        if self.groups and _EVALUATE_TAKES_GROUPS:
+            extra["groups"] = self.groups
+        return evaluate(
+            model, id_logits, ood, score, name=name, n_runs=self.n_runs, seed=self.seed, **extra
+        )
 
     def finetune_options(self) -> dict[str, Any]:
         """Keyword arguments every fine-tuner of the benchmark gets.
 
         Returns:
-            ``epochs``, ``lr``, ``seed``, ``device`` and ``progress``.
+            ``epochs``, ``lr``, ``weight_decay``, ``seed``, ``device`` and ``progress``.
         """
         return dict(
             epochs=self.finetune_epochs,
             lr=self.lr,
+            weight_decay=self.weight_decay,
             seed=self.seed,
             device=self.device,
             progress=self.progress,

@@ -18,12 +18,13 @@ def mnist_config(
     *,
     preset: str = "quick",
     outliers: str | Path | None = None,
-    ood: Mapping[str, str | Path] | None = None,
+    ood: Mapping[str, Any] | None = None,
     seeds: int = 1,
     ks: Sequence[int] = (5,),
     scores: Sequence[str] = ("sum",),
     methods: Sequence[str] | None = None,
     plots: bool = True,
+    val_size: int | None = None,
 ) -> dict[str, Any]:
     """The config dict of the MNIST row (the shape of a TOML file).
 
@@ -31,16 +32,18 @@ def mnist_config(
         data_dir: Folder with ``mnist.npz`` (and, by default, ``photo_patches.npz`` and
             ``fashion_mnist.npz``).
         preset: ``"quick"``, ``"paper"`` or ``"smoke"``.
-        outliers: The training outlier pool (default ``data_dir/photo_patches.npz``), or
-            ``"none"``.
-        ood: Extra OOD test sets, name -> path; ``fashion``
-            (``data_dir/fashion_mnist.npz``) is included when present.
+        outliers: The training outlier pool (default ``data_dir/photo_patches.npz``),
+            ``"emnist"`` (``data_dir/emnist_letters.npz``, the paper's own pool), a path,
+            or ``"none"``.
+        ood: Extra OOD test sets, name -> path or ``{"path": ..., "group": "near"}``;
+            ``fashion`` (``data_dir/fashion_mnist.npz``) is included when present.
         seeds: Independent runs.
         ks: Reject-class counts; ``5`` (else the first) is the main row, the others
             add ``rejectnet-k<k>`` rows.
         scores: Reject scores; ``sum`` is the main row, others add ``rejectnet-<score>``.
         methods: Methods to run (default all).
         plots: Write plots.
+        val_size: ``[train] val_size`` (default: the preset's, scaled to the data).
 
     Returns:
         The config as nested dicts, with absolute paths.
@@ -49,14 +52,18 @@ def mnist_config(
         BenchError: If no OOD set is found.
     """
     root = Path(data_dir).resolve()
-    sets: dict[str, str] = {}
+    sets: dict[str, Any] = {}
     if (root / "fashion_mnist.npz").exists():
         sets["fashion"] = str(root / "fashion_mnist.npz")
-    sets.update({k: str(Path(v).resolve()) for k, v in (ood or {}).items()})
+    sets.update(dict(ood or {}))
     if not sets:
         raise BenchError(f"no OOD test set: {root / 'fashion_mnist.npz'} is missing and no --ood")
     if outliers is None:
         pool = str(root / "photo_patches.npz")
+    elif str(outliers).strip().lower() == "emnist":
+        pool = str(root / "emnist_letters.npz")
+        if not Path(pool).is_file():
+            raise BenchError(f"--outliers emnist: {pool!r} is missing (EMNIST letters, x_train)")
     elif str(outliers).strip().lower() == "none":
         pool = "none"
     else:
@@ -71,6 +78,8 @@ def mnist_config(
     }
     if methods is not None:
         cfg["eval"]["methods"] = list(methods)
+    if val_size is not None:
+        cfg["train"]["val_size"] = val_size
     return cfg
 
 
@@ -79,7 +88,7 @@ def run_mnist(
     *,
     preset: str = "quick",
     outliers: str | Path | None = None,
-    ood: Mapping[str, str | Path] | None = None,
+    ood: Mapping[str, Any] | None = None,
     seeds: int = 1,
     out: str | Path | None = None,
     ks: Sequence[int] = (5,),
@@ -87,6 +96,7 @@ def run_mnist(
     methods: Sequence[str] | None = None,
     progress: bool = True,
     plots: bool = True,
+    val_size: int | None = None,
 ) -> dict[str, Any]:
     """Run the MNIST benchmark (see :func:`mnist_config` for the arguments).
 
@@ -102,6 +112,7 @@ def run_mnist(
         methods: Methods to run (default all).
         progress: Progress lines with an ETA.
         plots: Write plots.
+        val_size: ``[train] val_size``.
 
     Returns:
         The content of ``results.json``.
@@ -123,6 +134,7 @@ def run_mnist(
         scores=scores,
         methods=methods,
         plots=plots,
+        val_size=val_size,
     )
     cfg = config_from_dict(raw, Path(data_dir))
     return run_bench(cfg, out or Path("runs") / f"mnist-{preset}", progress=progress)

@@ -25,6 +25,11 @@ class TrainPreset:
             settings (never trained on).
         outlier_pool: Outliers drawn from the pool (``None``: all).
         n_runs: Equal-size subsamples per OOD set in the evaluation.
+        weight_decay: SGD weight decay of stage one and fine-tuning.
+        augment: Random crops (zero padding ``crop_padding``) and horizontal flips of the
+            training images of stage one and of both sides of stage two (natural images;
+            :mod:`rejectnet.bench.augment`).
+        crop_padding: Padding of the random crops (0: flips only).
 
     Example:
         >>> PRESETS["paper"].stage_one_epochs, PRESETS["paper"].finetune_epochs
@@ -43,6 +48,9 @@ class TrainPreset:
     val_size: int = 5000
     outlier_pool: int | None = None
     n_runs: int = 10
+    weight_decay: float = 5e-4
+    augment: bool = False
+    crop_padding: int = 4
 
     @classmethod
     def field_names(cls) -> list[str]:

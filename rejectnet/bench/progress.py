@@ -6,6 +6,8 @@ import sys
 import time
 from typing import TextIO
 
+from rejectnet.finetune.progress import is_terminal
+
 __all__ = ["StageProgress"]
 
 
@@ -48,7 +50,7 @@ class StageProgress:
     @property
     def interactive(self) -> bool:
         """Whether the stream is a terminal (then the training loops show tqdm bars)."""
-        return self.enabled and bool(getattr(self.stream, "isatty", lambda: False)())
+        return self.enabled and is_terminal(self.stream)
 
     def start(self, stage: str) -> None:
         """Mark the beginning of a stage.

@@ -11,36 +11,55 @@ sets are looked at only by the methods named ``*-tuned`` (the paper's Figure 1 p
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from rejectnet.bench.config import BenchConfig
+from rejectnet._safeio import UnsafeFileError, check_output_path, write_atomic
+from rejectnet.bench.augment import AugmentCollate, SeededShuffle, channel_stats
+from rejectnet.bench.config import BenchConfig, check_device
 from rejectnet.bench.errors import BenchError
 from rejectnet.bench.methods import METHODS, MethodContext, method_seed
 from rejectnet.bench.networks import build_model
+from rejectnet.bench.presets import TrainPreset
 from rejectnet.bench.progress import StageProgress
 from rejectnet.bench.sources import InDistribution, load_in_distribution, load_unlabeled
 from rejectnet.bench.tables import seeds_markdown, summary_table
 from rejectnet.evaluation import Report, reports_to_markdown
 from rejectnet.finetune import train_classifier
+from rejectnet.finetune.rng import seed_everything
 from rejectnet.peers import PEER_NAMES, TUNED_PEER_NAMES
 from rejectnet.serialization import save
 
-__all__ = ["load_data", "run_bench"]
+__all__ = [
+    "OUTPUT_FILES",
+    "Prepared",
+    "SeedResult",
+    "check_out",
+    "load_data",
+    "prepare",
+    "run_bench",
+    "run_seed",
+    "scaled_schedule",
+    "write_outputs",
+]
 
 EVAL_BATCH = 512
 PEERS = frozenset((*PEER_NAMES, *TUNED_PEER_NAMES))
 TUNE_SAMPLES = 1000  # per OOD set, for the *-tuned peers (the paper's Figure 1 protocol)
 PLOTTED = ("msp", "odin", "mahalanobis", "oe", "rejectnet-paper", "rejectnet")
+ACC_DROP_WARN = 0.01  # a fine-tuned method losing more than one point of ID accuracy is flagged
 
 
 def load_data(
@@ -101,9 +120,10 @@ def _mean_reports(reports: Sequence[Report]) -> dict[str, Any]:
     return entry
 
 
-def _costs(cfg: BenchConfig, n_train: int, n_eval: int, n_tune: int) -> dict[str, float]:
+def _costs(
+    cfg: BenchConfig, s: TrainPreset, n_train: int, n_eval: int, n_tune: int
+) -> dict[str, float]:
     """Estimated cost of every stage, in images through a forward + backward pass."""
-    s = cfg.schedule
     ft_images = min(s.finetune_subset or n_train, n_train) * s.finetune_epochs * 6
     costs: dict[str, float] = {}
     for seed in range(cfg.seeds):
@@ -121,6 +141,15 @@ def _loader(x: torch.Tensor, y: torch.Tensor | None = None) -> DataLoader[Any]:
     return DataLoader(ds, batch_size=EVAL_BATCH)
 
 
+def _inline(text: str) -> str:
+    """A name as one line of Markdown text: whitespace runs (newlines) become one space,
+    and ``|``, backticks, brackets and ``<``/``>`` are escaped."""
+    out = " ".join(str(text).split())
+    for ch in "\\`[]|<>":
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
 def _header(cfg: BenchConfig, data: InDistribution, reports: Sequence[Report]) -> str:
     sizes = []
     for r in reports[:1]:
@@ -130,19 +159,471 @@ def _header(cfg: BenchConfig, data: InDistribution, reports: Sequence[Report]) -
                 if res.n == res.n_ood and res.n == len(data.y_test)
                 else (f"{r.n_runs} subsamples of {res.n}")
             )
-            sizes.append(f"{name}: {res.n_ood} images, {how}")
+            group = f" ({cfg.data.group(name)}-OOD)" if name in cfg.data.ood else ""
+            sizes.append(f"{_inline(name)}: {res.n_ood} images{group}, {how}")
     return (
         f"# rejectnet bench ({cfg.preset} preset, seed {cfg.seeds - 1} of {cfg.seeds} shown)\n\n"
-        f"In-distribution: {cfg.data.id.name} test ({len(data.y_test)} images, "
+        f"In-distribution: {_inline(cfg.data.id.name)} test ({len(data.y_test)} images, "
         f"{data.num_classes} classes, {data.channels}x{data.image_size}x{data.image_size}); "
-        f"training outliers: {cfg.data.outliers.name if cfg.data.outliers else 'none'}; "
-        f"model: {cfg.model.name}. Percentages, mean ± std over equal-size subsamples "
+        f"training outliers: {_inline(cfg.data.outliers.name) if cfg.data.outliers else 'none'}; "
+        f"model: {_inline(cfg.model.name)}. Percentages, mean ± std over equal-size subsamples "
         f"({'; '.join(sizes)}).\n\n"
     )
 
 
+OUTPUT_FILES = ("results.json", "results.md", "report.html")
+"""The files every run writes into its output folder (plus the plots and ``models/``)."""
+
+
+def _output_names(cfg: BenchConfig) -> list[str]:
+    from rejectnet.plotting import PLOT_NAMES
+
+    names = list(OUTPUT_FILES)
+    if cfg.plots:
+        names += [f"{n}.png" for n in PLOT_NAMES]
+    return names
+
+
+def check_out(cfg: BenchConfig, out: str | Path) -> Path:
+    """Pre-flight of the output folder: create it, check it is writable and that no output
+    name is taken by a folder, a symlink or anything but a file.
+
+    Args:
+        cfg: The configuration (which outputs it writes).
+        out: The output folder.
+
+    Returns:
+        The folder.
+
+    Raises:
+        BenchError: Naming ``--out`` and the path, before any work is done.
+    """
+    out_dir = Path(out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = write_atomic(out_dir / ".rejectnet-write-test", b"", what="--out probe")
+        probe.unlink()
+    except (OSError, UnsafeFileError) as err:
+        why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise BenchError(f"--out {str(out_dir)!r}: not a writable folder ({why})") from None
+    names = [*_output_names(cfg), *(["models"] if cfg.save_models else [])]
+    for name in names:
+        p = out_dir / name
+        if name == "models" and p.is_dir() and not p.is_symlink():
+            continue
+        try:
+            check_output_path(p, what=f"--out: {name}")
+        except UnsafeFileError as err:
+            raise BenchError(str(err)) from None
+    return out_dir
+
+
+def scaled_schedule(cfg: BenchConfig, n_all: int) -> TrainPreset:
+    """The schedule with the sizes that depend on the data scaled to ``n_all`` images.
+
+    The rule: unless the config sets ``val_size``, the held-out share is the preset's
+    ``val_size`` or a tenth of the training images, whichever is smaller (at least 10).
+    A ``val_size`` that leaves fewer than half the images for training is refused.
+
+    Args:
+        cfg: The configuration (``cfg.explicit`` says which fields it set).
+        n_all: Labeled training images.
+
+    Returns:
+        The schedule to run.
+
+    Raises:
+        BenchError: If ``val_size`` is at least half the training images.
+
+    Example:
+        >>> from pathlib import Path
+        >>> from rejectnet.bench.config import BenchConfig, DataConfig
+        >>> cfg = BenchConfig(DataConfig(Path("id.npz"), None, {}))
+        >>> scaled_schedule(cfg, 2000).val_size, scaled_schedule(cfg, 60000).val_size
+        (200, 5000)
+    """
+    s = cfg.schedule
+    if "val_size" not in cfg.explicit:
+        s = s.with_overrides({"val_size": min(s.val_size, max(10, n_all // 10))})
+    if s.val_size >= n_all // 2:
+        raise BenchError(
+            f"[train] val_size = {s.val_size} must be below half the {n_all} training images"
+        )
+    return s
+
+
+def _split_tuning(ood_x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Hold out each OOD set's tuning subsample (in place in ``ood_x``); return them.
+
+    The OOD-tuned peers choose their settings on a small subsample of each OOD set (the
+    paper's Figure 1 protocol); those samples are held out of the evaluated sets for
+    every method, so that no method is evaluated on samples that chose settings.
+    """
+    tune_ood: dict[str, torch.Tensor] = {}
+    for n, v in list(ood_x.items()):
+        order = torch.from_numpy(np.random.default_rng(zlib.crc32(n.encode())).permutation(len(v)))
+        m = min(TUNE_SAMPLES, len(v) // 10)
+        if m == 0:
+            raise BenchError(f"[data.ood] {n}: {len(v)} images are too few (at least 10)")
+        tune_ood[n], ood_x[n] = v[order[:m]], v[order[m:]]
+    return tune_ood
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, checked before any training starts.
+
+    Attributes:
+        cfg: The configuration.
+        out_dir: The output folder (checked writable, no output name taken).
+        data: In-distribution data.
+        pool: The outlier pool, or ``None``.
+        ood_x: OOD test sets (tuning subsamples held out).
+        tune_ood: The tuning subsamples.
+        schedule: The schedule scaled to the data (:func:`scaled_schedule`).
+        device: Where to train.
+        stages: The progress lines.
+        started: ``time.perf_counter()`` at the start.
+    """
+
+    cfg: BenchConfig
+    out_dir: Path
+    data: InDistribution
+    pool: torch.Tensor | None
+    ood_x: dict[str, torch.Tensor]
+    tune_ood: dict[str, torch.Tensor]
+    schedule: TrainPreset
+    device: torch.device
+    stages: StageProgress
+    started: float
+
+
+def prepare(cfg: BenchConfig, out: str | Path, *, progress: bool = True) -> Prepared:
+    """The pre-flight: outputs, data, sizes, device and the network, before any training.
+
+    Raises:
+        BenchError: For anything that would fail later (one line naming the field).
+    """
+    t0 = time.perf_counter()
+    out_dir = check_out(cfg, out)
+    device = torch.device(
+        check_device(cfg.device) or ("cuda" if torch.cuda.is_available() else "cpu")
+    )
+    data, pool, ood_x = load_data(cfg)
+    s = scaled_schedule(cfg, len(data.y_train))
+    with torch.random.fork_rng(devices=[]):  # the network builds (and loads) before training
+        build_model(cfg.model, data.num_classes, data.channels, data.image_size, cfg.base_dir)
+    tune_ood = _split_tuning(ood_x)
+    n_all = len(data.y_train)
+    n_eval = len(data.y_test) + sum(len(v) for v in ood_x.values())
+    n_tune = sum(len(v) for v in tune_ood.values()) + TUNE_SAMPLES
+    costs = _costs(cfg, s, n_all - s.val_size, n_eval, n_tune)
+    return Prepared(
+        cfg,
+        out_dir,
+        data,
+        pool,
+        ood_x,
+        tune_ood,
+        s,
+        device,
+        StageProgress(costs, enabled=progress),
+        t0,
+    )
+
+
+def _train_loader(ds: Any, batch_size: int, seed: int, s: TrainPreset) -> DataLoader[Any]:
+    """A shuffled training loader, its order a function of (seed, epoch), augmented when
+    the schedule says so (:mod:`rejectnet.bench.augment`)."""
+    collate = AugmentCollate(s.crop_padding, True) if s.augment else None
+    order = SeededShuffle(len(ds), seed)
+    return DataLoader(
+        ds, batch_size=batch_size, sampler=order, generator=order.generator, collate_fn=collate
+    )
+
+
+def _stage_one(prep: Prepared, seed: int, train: TensorDataset, val: DataLoader[Any]) -> nn.Module:
+    cfg, data, s = prep.cfg, prep.data, prep.schedule
+    name = f"seed {seed}: stage one"
+    prep.stages.start(name)
+    seed_everything(method_seed(seed, "stage-one"))
+    stats = channel_stats(train.tensors[0]) if cfg.model.normalize else None
+    model = build_model(
+        cfg.model, data.num_classes, data.channels, data.image_size, cfg.base_dir, stats=stats
+    )
+    model.to(prep.device)
+    note = ""
+    if s.stage_one_epochs > 0:
+        hist = train_classifier(
+            model,
+            _train_loader(train, s.stage_one_batch_size, seed, s),
+            epochs=s.stage_one_epochs,
+            val_loader=val,
+            lr=s.stage_one_lr,
+            weight_decay=s.weight_decay,
+            seed=seed,
+            device=prep.device,
+            progress=prep.stages.interactive,
+        )
+        if hist and hist[-1].val_accuracy is not None:
+            note = f"held-out accuracy {100 * hist[-1].val_accuracy:.2f}%"
+    model.eval()
+    prep.stages.done(name, note)
+    return model
+
+
+def _context(prep: Prepared, seed: int, model: nn.Module) -> MethodContext:
+    """The methods' context of one seed: its split, loaders and stage-one model."""
+    cfg, data, s, pool = prep.cfg, prep.data, prep.schedule, prep.pool
+    rng = np.random.default_rng(seed)
+    perm = torch.from_numpy(rng.permutation(len(data.y_train)))
+    val_idx, train_idx = perm[: s.val_size], perm[s.val_size :]
+    train = TensorDataset(data.x_train[train_idx], data.y_train[train_idx])
+    ft_train: Any = train
+    if s.finetune_subset is not None and s.finetune_subset < len(train):
+        ft_train = Subset(train, rng.permutation(len(train))[: s.finetune_subset].tolist())
+    pool_idx = None
+    if pool is not None:
+        pool_idx = torch.from_numpy(rng.permutation(len(pool))[: s.outlier_pool or len(pool)])
+
+    def in_loader() -> DataLoader[Any]:
+        return _train_loader(ft_train, s.batch_size, seed, s)
+
+    def outlier_loader() -> DataLoader[Any] | None:
+        if pool is None or pool_idx is None:
+            return None
+        return _train_loader(TensorDataset(pool[pool_idx]), s.batch_size * 5, seed + 1, s)
+
+    return MethodContext(
+        model=model,
+        num_classes=data.num_classes,
+        seed=seed,
+        k=cfg.k,
+        ks=cfg.ks,
+        scores=cfg.scores,
+        finetune_epochs=s.finetune_epochs,
+        lr=s.lr,
+        device=prep.device,
+        progress=prep.stages.interactive,
+        n_runs=s.n_runs,
+        in_loader=in_loader,
+        outlier_loader=outlier_loader,
+        train_loader=DataLoader(train, batch_size=EVAL_BATCH),
+        val_loader=_loader(data.x_train[val_idx], data.y_train[val_idx]),
+        pool_sample=None if pool is None or pool_idx is None else pool[pool_idx[:5000]],
+        id_test=_loader(data.x_test, data.y_test),
+        ood_test={n: _loader(v) for n, v in prep.ood_x.items()},
+        tune_id=data.x_train[val_idx[:TUNE_SAMPLES]],
+        tune_ood=prep.tune_ood,
+        peer_names=tuple(m for m in cfg.methods if m in PEERS),
+        weight_decay=s.weight_decay,
+        groups={n: cfg.data.group(n) for n in prep.ood_x},
+    )
+
+
+@dataclass
+class SeedResult:
+    """What one seed produced: its reports, the stage-one ID accuracy, timings, notes."""
+
+    reports: list[Report]
+    stage_one_accuracy: float | None
+    finetuned_rows: set[str]
+    seconds: dict[str, float]
+    notes: dict[str, str]
+
+
+def run_seed(prep: Prepared, seed: int) -> SeedResult:
+    """Stage one, then every method from its weights, for one seed."""
+    cfg = prep.cfg
+    ctx = _context(prep, seed, nn.Identity())
+    train = ctx.train_loader.dataset
+    ctx.model = _stage_one(prep, seed, train, ctx.val_loader)  # type: ignore[arg-type]
+    reports: list[Report] = []
+    seconds: dict[str, float] = {}
+    finetuned: set[str] = set()
+    for method in cfg.methods:
+        name = f"seed {seed}: {method}"
+        prep.stages.start(name)
+        started = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            seed_everything(method_seed(seed, method))
+            rows = METHODS[method].run(ctx)
+        seconds[method] = time.perf_counter() - started
+        reports.extend(rows)
+        if METHODS[method].uses_outliers:
+            finetuned.update(r.name for r in rows)
+        main = next((r for r in rows if r.name == method), rows[0] if rows else None)
+        shown = ""
+        if main is not None and "mixed" in main.ood:
+            shown = f"mixed AUROC {100 * main.ood['mixed'].mean['auroc']:.2f}%"
+        prep.stages.done(name, shown or ctx.notes.get(method, ""))
+    if cfg.save_models:
+        _save_models(prep, ctx, seed)
+    acc = next((r.id_accuracy for r in reports if r.name not in finetuned), None)
+    if acc is None:
+        acc = _accuracy(ctx.model, ctx.id_test, prep.device)
+    return SeedResult(reports, acc, finetuned, seconds, dict(ctx.notes))
+
+
+def _accuracy(model: nn.Module, loader: DataLoader[Any], device: torch.device) -> float:
+    from rejectnet.evaluation import compute_logits
+
+    out = compute_logits(model, loader, device=device)
+    assert out.labels is not None
+    return float((out.logits.argmax(1) == out.labels).float().mean())
+
+
+def _save_models(prep: Prepared, ctx: MethodContext, seed: int) -> None:
+    folder = prep.out_dir / "models"
+    check_output_path(folder, what="--out: models")  # never into a planted link
+    folder.mkdir(exist_ok=True)
+    for mname, net in ctx.models.items():
+        save(net, folder / f"{mname}-seed{seed}.safetensors")
+
+
+def _flag_drops(results: dict[str, Any], stage_one: float | None, finetuned: set[str]) -> list[str]:
+    """Add ``id_acc_drop`` (stage one minus the method, fractions) to fine-tuned rows;
+    return a warning line for each drop of more than one point."""
+    warnings: list[str] = []
+    if stage_one is None:
+        return warnings
+    for name in sorted(finetuned, key=list(results).index):
+        acc = results.get(name, {}).get("id_accuracy")
+        if acc is None:
+            continue
+        drop = stage_one - acc
+        results[name]["id_acc_drop"] = round(drop, 6)
+        if drop > ACC_DROP_WARN:
+            warnings.append(
+                f"warning: {name} lost {100 * drop:.2f} points of ID accuracy against stage one "
+                f"({100 * stage_one:.2f}% -> {100 * acc:.2f}%); see "
+                "docs/howto/benchmark-your-data.md"
+            )
+    return warnings
+
+
+def _meta(
+    prep: Prepared, notes: dict[str, str], seconds: dict[str, float], acc: float | None
+) -> dict[str, Any]:
+    cfg, data = prep.cfg, prep.data
+    return {
+        "preset": cfg.preset,
+        "schedule": asdict(prep.schedule),
+        "seeds": cfg.seeds,
+        "k": cfg.k,
+        "model": cfg.model.name,
+        "in_distribution": str(cfg.data.id),
+        "image_size": data.image_size,
+        "channels": data.channels,
+        "ood_sets": list(prep.ood_x),
+        "ood_groups": {n: cfg.data.group(n) for n in prep.ood_x},
+        "outlier_pool": str(cfg.data.outliers) if cfg.data.outliers else "none",
+        "stage_one_id_accuracy": acc,
+        "notes": notes,
+        "method_seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "seconds": round(time.perf_counter() - prep.started, 1),
+        "device": str(prep.device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _json_safe(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as ``null``: results.json stays strict JSON."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _write_one(out_dir: Path, name: str, make: Any, errors: list[str]) -> None:
+    """Build one output and write it atomically; a failure is recorded, never raised."""
+    try:
+        write_atomic(out_dir / name, make(), what=f"--out: {name}")
+    except Exception as err:
+        errors.append(f"{name}: {' '.join(str(err).split()) or type(err).__name__}")
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def write_outputs(prep: Prepared, results: dict[str, Any], last: list[Report]) -> list[str]:
+    """Write results.md, the plots, report.html and results.json, each on its own.
+
+    Returns:
+        One line per output that could not be written (the others are written anyway).
+    """
+    cfg, out_dir = prep.cfg, prep.out_dir
+    errors: list[str] = []
+    notes = results["_meta"]["notes"]
+    header = _header(cfg, prep.data, last)
+
+    def markdown() -> str:
+        md = header + reports_to_markdown(last) + "\n"
+        if cfg.seeds > 1:
+            md += f"\n## Mean ± std over the {cfg.seeds} seeds\n\n" + seeds_markdown(results) + "\n"
+        notes_md = "".join(f"- `{k}`: {v}\n" for k, v in notes.items())
+        return md + ("\nNotes:\n\n" + notes_md if notes_md else "")
+
+    _write_one(out_dir, "results.md", markdown, errors)
+    plots = cfg.plots
+    if plots:
+        try:
+            from rejectnet.plotting import figures
+
+            figs = figures([r for r in last if r.name in PLOTTED] or last)
+        except Exception as err:
+            errors.append(f"plots: {' '.join(str(err).split()) or type(err).__name__}")
+            figs, plots = {}, False
+        for name, fig in figs.items():
+            _write_one(out_dir, f"{name}.png", lambda fig=fig: _png(fig), errors)
+
+    def html(with_plots: bool = plots) -> str:
+        from rejectnet.report_html import reports_to_html
+
+        return reports_to_html(
+            last,
+            title=f"rejectnet bench: {cfg.data.id.name} ({cfg.preset} preset)",
+            intro=" ".join(header.split("\n", 2)[-1].split()),
+            plots=with_plots,
+        )
+
+    before = len(errors)
+    _write_one(out_dir, "report.html", html, errors)
+    if plots and len(errors) > before and "report.html" in errors[-1] and "--out" not in errors[-1]:
+        errors.pop()  # the figures broke the page: write it without them
+        _write_one(out_dir, "report.html", lambda: html(False), errors)
+        if len(errors) == before:
+            errors.append("report.html: written without its plots (they could not be drawn)")
+    results["_meta"]["output_errors"] = list(errors)
+    _write_one(
+        out_dir,
+        "results.json",
+        lambda: json.dumps(results, indent=2, allow_nan=False),
+        errors,
+    )
+    return errors
+
+
 def run_bench(cfg: BenchConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Run the benchmark and write ``results.json``, ``results.md``, plots and HTML.
+
+    Everything that can be checked is checked first (:func:`prepare`: the output folder,
+    every data source, the sizes, the device, the network); then each seed runs
+    (:func:`run_seed`); then every output is written on its own (:func:`write_outputs`),
+    so one that fails never costs the others: the failures are listed at the end and in
+    ``results.json``'s ``_meta.output_errors``.
 
     Args:
         cfg: A validated configuration (:func:`~rejectnet.bench.load_config`).
@@ -152,195 +633,52 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, progress: bool = True) -> di
 
     Returns:
         The content of ``results.json``: method -> ``{"id_accuracy", "score", "ood":
-        {set: {"auroc", "aupr_in", "aupr_out", "fpr95"}}, "selective", ...}`` (fractions),
+        {set: {"auroc", "aupr_in", "aupr_out", "fpr95"}}, "selective", ...}`` (fractions;
+        fine-tuned methods add ``"id_acc_drop"``, stage one's ID accuracy minus theirs),
         plus ``"_meta"`` (configuration, timings, notes on skipped methods).
 
     Raises:
-        BenchError: For bad data (one line naming the field).
+        BenchError: For bad data or settings (one line naming the field), before training.
 
     Example:
         >>> from rejectnet.bench import load_config, run_bench
         >>> results = run_bench(load_config("fashion.toml"), "runs/fashion")  # doctest: +SKIP
         >>> results["rejectnet"]["ood"]["mnist"]["auroc"]  # doctest: +SKIP
     """
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    data, pool, ood_x = load_data(cfg)
-    s = cfg.schedule
-    n_all = len(data.y_train)
-    if s.val_size >= n_all // 2:
-        raise BenchError(
-            f"[train] val_size = {s.val_size} must be below half the {n_all} training images"
-        )
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    # The OOD-tuned peers choose their settings on a small subsample of each OOD set (the
-    # paper's Figure 1 protocol); those samples are held out of the evaluated sets for
-    # every method, so that no method is evaluated on samples that chose settings.
-    tune_ood: dict[str, torch.Tensor] = {}
-    for n, v in list(ood_x.items()):
-        order = torch.from_numpy(np.random.default_rng(zlib.crc32(n.encode())).permutation(len(v)))
-        m = min(TUNE_SAMPLES, len(v) // 10)
-        if m == 0:
-            raise BenchError(f"[data.ood] {n}: {len(v)} images are too few (at least 10)")
-        tune_ood[n], ood_x[n] = v[order[:m]], v[order[m:]]
-    n_eval = len(data.y_test) + sum(len(v) for v in ood_x.values())
-    n_tune = sum(len(v) for v in tune_ood.values()) + TUNE_SAMPLES
-    stages = StageProgress(_costs(cfg, n_all - s.val_size, n_eval, n_tune), enabled=progress)
-    bars = stages.interactive
-
+    prep = prepare(cfg, out, progress=progress)
     per_method: dict[str, list[Report]] = {}
     seconds: dict[str, float] = {}
     notes: dict[str, str] = {}
+    accs: list[float] = []
+    finetuned: set[str] = set()
     last: list[Report] = []
     with torch.random.fork_rng(devices=[]):
         for seed in range(cfg.seeds):
-            rng = np.random.default_rng(seed)
-            perm = torch.from_numpy(rng.permutation(n_all))
-            val_idx, train_idx = perm[: s.val_size], perm[s.val_size :]
-            x_tr, y_tr = data.x_train[train_idx], data.y_train[train_idx]
-            train = TensorDataset(x_tr, y_tr)
-            val_loader = _loader(data.x_train[val_idx], data.y_train[val_idx])
-            ft_train: Any = train
-            if s.finetune_subset is not None and s.finetune_subset < len(train):
-                ft_train = Subset(train, rng.permutation(len(train))[: s.finetune_subset].tolist())
-            pool_idx = None
-            if pool is not None:
-                pool_idx = torch.from_numpy(
-                    rng.permutation(len(pool))[: s.outlier_pool or len(pool)]
-                )
-
-            def in_loader(ds: Any = ft_train, seed: int = seed) -> DataLoader[Any]:
-                g = torch.Generator().manual_seed(seed)
-                return DataLoader(ds, batch_size=s.batch_size, shuffle=True, generator=g)
-
-            def outlier_loader(
-                idx: torch.Tensor | None = pool_idx, seed: int = seed
-            ) -> DataLoader[Any] | None:
-                if pool is None or idx is None:
-                    return None
-                g = torch.Generator().manual_seed(seed + 1)
-                return DataLoader(
-                    TensorDataset(pool[idx]), batch_size=s.batch_size * 5, shuffle=True, generator=g
-                )
-
-            name = f"seed {seed}: stage one"
-            stages.start(name)
-            torch.manual_seed(method_seed(seed, "stage-one"))
-            model = build_model(
-                cfg.model, data.num_classes, data.channels, data.image_size, cfg.base_dir
-            )
-            model.to(device)
-            note = ""
-            if s.stage_one_epochs > 0:
-                g = torch.Generator().manual_seed(seed)
-                hist = train_classifier(
-                    model,
-                    DataLoader(train, batch_size=s.stage_one_batch_size, shuffle=True, generator=g),
-                    epochs=s.stage_one_epochs,
-                    val_loader=val_loader,
-                    lr=s.stage_one_lr,
-                    seed=seed,
-                    device=device,
-                    progress=bars,
-                )
-                if hist and hist[-1].val_accuracy is not None:
-                    note = f"held-out accuracy {100 * hist[-1].val_accuracy:.2f}%;"
-            model.eval()
-            stages.done(name, note.rstrip(";"))
-            ctx = MethodContext(
-                model=model,
-                num_classes=data.num_classes,
-                seed=seed,
-                k=cfg.k,
-                ks=cfg.ks,
-                scores=cfg.scores,
-                finetune_epochs=s.finetune_epochs,
-                lr=s.lr,
-                device=device,
-                progress=bars,
-                n_runs=s.n_runs,
-                in_loader=in_loader,
-                outlier_loader=outlier_loader,
-                train_loader=DataLoader(train, batch_size=EVAL_BATCH),
-                val_loader=val_loader,
-                pool_sample=None if pool is None or pool_idx is None else pool[pool_idx[:5000]],
-                id_test=_loader(data.x_test, data.y_test),
-                ood_test={n: _loader(v) for n, v in ood_x.items()},
-                tune_id=data.x_train[val_idx[:TUNE_SAMPLES]],
-                tune_ood=tune_ood,
-                peer_names=tuple(m for m in cfg.methods if m in PEERS),
-            )
-            reports: list[Report] = []
-            for method in cfg.methods:
-                name = f"seed {seed}: {method}"
-                stages.start(name)
-                started = time.perf_counter()
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(method_seed(seed, method))
-                    rows = METHODS[method].run(ctx)
-                seconds[method] = seconds.get(method, 0.0) + time.perf_counter() - started
-                reports.extend(rows)
-                main = next((r for r in rows if r.name == method), rows[0] if rows else None)
-                shown = ""
-                if main is not None and "mixed" in main.ood:
-                    shown = f"mixed AUROC {100 * main.ood['mixed'].mean['auroc']:.2f}%"
-                stages.done(name, shown or ctx.notes.get(method, ""))
-            if cfg.save_models:
-                (out_dir / "models").mkdir(exist_ok=True)
-                for mname, net in ctx.models.items():
-                    save(net, out_dir / "models" / f"{mname}-seed{seed}.safetensors")
-            notes.update(ctx.notes)
-            for r in reports:
+            res = run_seed(prep, seed)
+            for k, v in res.seconds.items():
+                seconds[k] = seconds.get(k, 0.0) + v
+            notes.update(res.notes)
+            finetuned |= res.finetuned_rows
+            if res.stage_one_accuracy is not None:
+                accs.append(res.stage_one_accuracy)
+            for r in res.reports:
                 per_method.setdefault(r.name, []).append(r)
-            last = reports
-
+            last = res.reports
     if not per_method:
         raise BenchError(
             "no method produced results: " + "; ".join(f"{k}: {v}" for k, v in notes.items())
         )
     results: dict[str, Any] = {name: _mean_reports(rs) for name, rs in per_method.items()}
-    meta = {
-        "preset": cfg.preset,
-        "schedule": asdict(s),
-        "seeds": cfg.seeds,
-        "k": cfg.k,
-        "model": cfg.model.name,
-        "in_distribution": str(cfg.data.id),
-        "image_size": data.image_size,
-        "channels": data.channels,
-        "ood_sets": list(ood_x),
-        "outlier_pool": str(cfg.data.outliers) if cfg.data.outliers else "none",
-        "notes": notes,
-        "method_seconds": {k: round(v, 1) for k, v in seconds.items()},
-        "seconds": round(time.perf_counter() - t0, 1),
-        "device": str(device),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-    }
-    (out_dir / "results.json").write_text(json.dumps({**results, "_meta": meta}, indent=2))
-    notes_md = "".join(f"- `{k}`: {v}\n" for k, v in notes.items())
-    md = _header(cfg, data, last) + reports_to_markdown(last) + "\n"
-    if cfg.seeds > 1:
-        md += f"\n## Mean ± std over the {cfg.seeds} seeds\n\n" + seeds_markdown(results) + "\n"
-    if notes_md:
-        md += "\nNotes:\n\n" + notes_md
-    (out_dir / "results.md").write_text(md)
-    if cfg.plots:
-        from rejectnet.plotting import plot_reports
-
-        main_rows = [r for r in last if r.name in PLOTTED]
-        plot_reports(main_rows or last, out_dir)
-    from rejectnet.report_html import reports_to_html
-
-    page = reports_to_html(
-        last,
-        title=f"rejectnet bench: {cfg.data.id.name} ({cfg.preset} preset)",
-        intro=" ".join(_header(cfg, data, last).split("\n", 2)[-1].split()),
-        plots=cfg.plots,
-    )
-    (out_dir / "report.html").write_text(page, encoding="utf-8")
+    acc = float(np.mean(accs)) if accs else None
+    warnings = _flag_drops(results, acc, finetuned)
+    results["_meta"] = _meta(prep, notes, seconds, acc)
+    results = _json_safe(results)  # what is returned is what results.json holds
+    errors = write_outputs(prep, results, last)
     if progress:
-        print(summary_table(results))
-        print(f"wrote {out_dir}/results.md, results.json, report.html ({meta['seconds']:.0f} s)")
-    return {**results, "_meta": meta}
+        print(summary_table({k: v for k, v in results.items() if k != "_meta"}))
+        print(f"wrote {prep.out_dir}/ ({results['_meta']['seconds']:.0f} s)")
+    for line in warnings:
+        print(line, file=sys.stderr)
+    for line in errors:
+        print(f"error: could not write {line}", file=sys.stderr)
+    return results

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from rejectnet.finetune.history import EpochStats
 
-__all__ = ["EpochProgress", "epoch_summary"]
+__all__ = ["EpochProgress", "epoch_summary", "is_terminal"]
 
 _REFRESH_S = 0.5
 
@@ -38,7 +38,14 @@ def _logged_anyway() -> bool:
     return log.isEnabledFor(logging.INFO) and log.hasHandlers()
 
 
-def _is_terminal(stream: TextIO) -> bool:
+def is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal (the one ``isatty`` test of the package).
+
+    Example:
+        >>> import io
+        >>> is_terminal(io.StringIO())
+        False
+    """
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
 
@@ -76,7 +83,7 @@ class EpochProgress:
         self.name, self.epochs = name, epochs
         self._last = 0.0
         self.bar: Any = None
-        if enabled and _is_terminal(self.stream):
+        if enabled and is_terminal(self.stream):
             self.bar = tqdm(
                 total=total,
                 initial=initial,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["rng_state", "seed_everything", "set_rng_state"]
+__all__ = ["rng_state", "seed_everything", "seeded_generator", "set_rng_state"]
 
 
 def seed_everything(seed: int) -> None:
@@ -20,6 +20,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - user transforms draw from the legacy RNG
     random.seed(seed)
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A new CPU ``torch.Generator`` seeded with ``seed`` (a loader's shuffle order).
+
+    Example:
+        >>> seeded_generator(3).initial_seed()
+        3
+    """
+    return torch.Generator().manual_seed(seed)
 
 
 def _numpy_state() -> dict[str, Any]:

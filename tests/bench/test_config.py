@@ -144,3 +144,13 @@ def test_example_configs_use_valid_keys(path: Path) -> None:
     for table, keys in raw.items():
         assert table in FIELDS, table
         assert set(keys) <= set(FIELDS[table]), (table, set(keys) - set(FIELDS[table]))
+
+
+def test_every_schedule_field_has_a_reader_with_bounds() -> None:
+    from rejectnet.bench.config import _TRAIN_READERS
+    from rejectnet.bench.presets import TrainPreset
+
+    assert set(_TRAIN_READERS) == set(TrainPreset.field_names())
+    for key, read in _TRAIN_READERS.items():
+        with pytest.raises(BenchError, match=rf"\[train\] {key} must be"):
+            read(10**12 if key != "augment" else "yes", f"[train] {key}")
