@@ -78,7 +78,7 @@ def small_bert(
         raise ValueError(f"hidden_size={hidden_size} must be a multiple of num_heads={num_heads}")
     if pad_token_id >= vocab_size:
         raise ValueError(f"pad_token_id={pad_token_id} must be below vocab_size={vocab_size}")
-    config: Any = BertConfig(
+    settings: dict[str, Any] = dict(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,
@@ -90,5 +90,5 @@ def small_bert(
         num_labels=num_labels,
         pad_token_id=pad_token_id,
     )
-    model: nn.Module = BertForSequenceClassification(config)
+    model: nn.Module = BertForSequenceClassification(BertConfig(**settings))
     return model
