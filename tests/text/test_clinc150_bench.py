@@ -21,6 +21,7 @@ from rejectnet.bench.clinc150 import (
     run_clinc150,
     run_clinc150_command,
 )
+from tests.text._support import NEEDS_DICTS, dict_batches_supported
 
 INTENTS = {
     "play_music": ["play", "song", "music", "jazz", "rock"],
@@ -119,23 +120,7 @@ def test_cli_parser_and_bad_ood(tmp_path, capsys):
     assert "clinc150.json" in capsys.readouterr().err
 
 
-def _dict_batches_supported() -> bool:
-    from rejectnet import RejectHead
-    from rejectnet.text import small_bert
-
-    net = RejectHead.wrap(small_bert(2, 20, hidden_size=16, num_layers=1, num_heads=2), k=1)
-    ids = torch.randint(5, 20, (2, 4))
-    try:
-        net({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
-    except TypeError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(
-    not _dict_batches_supported(),
-    reason="needs RejectHead and the fine-tuners to take dict batches (issue 21, core/train)",
-)
+@pytest.mark.skipif(not dict_batches_supported(), reason=NEEDS_DICTS)
 def test_whole_run_on_tiny_data(clinc_dir, tmp_path):
     torch.manual_seed(0)
     res = run_clinc150(clinc_dir, tmp_path / "out", recipe=TINY, progress=False)
