@@ -680,21 +680,20 @@ def _write(
 
     results: dict[str, Any] = {name: _mean_reports(rs) for name, rs in per_method.items()}
     (out_dir / "results.json").write_text(json.dumps({**results, "_meta": meta}, indent=2))
-    header = (
-        f"# rejectnet bench clinc150 (seed {meta['seeds'] - 1} of {meta['seeds']} shown)\n\n"
+    intro = (
         "In-scope: CLINC150 test (150 intents); out-of-scope sets: "
         f"{', '.join(meta['ood_sets'])}; outlier pool: {meta['outliers']}. Percentages; "
         "the dataset's metric (in-scope accuracy and out-of-scope recall at the threshold "
-        "calibrated on in-scope val) is below.\n\n"
+        "calibrated on in-scope val) is below."
     )
+    shown = f"seed {meta['seeds'] - 1} of {meta['seeds']} shown"
+    header = f"# rejectnet bench clinc150 ({shown})\n\n{intro}\n\n"
     md = header + reports_to_markdown(last) + "\n\n" + _metric_table(results) + "\n"
     if meta["seeds"] > 1:
         md += f"\n## Mean ± std over the {meta['seeds']} seeds\n\n" + seeds_markdown(results)
     md += "\nNotes:\n\n" + "".join(f"- `{k}`: {v}\n" for k, v in meta["notes"].items())
     (out_dir / "results.md").write_text(md)
-    page = reports_to_html(
-        last, title="rejectnet bench: CLINC150", intro=" ".join(header.split()[5:])
-    )
+    page = reports_to_html(last, title="rejectnet bench: CLINC150", intro=intro)
     (out_dir / "report.html").write_text(page, encoding="utf-8")
     if progress:
         print(summary_table(results))

@@ -135,3 +135,34 @@ def test_whole_run_on_tiny_data(clinc_dir, tmp_path):
     for f in ("results.json", "results.md", "report.html"):
         assert (tmp_path / "out" / f).stat().st_size > 0
     assert json.loads((tmp_path / "out" / "results.json").read_text())["_meta"]["seeds"] == 1
+
+
+def test_outputs_have_bench_run_schema_and_the_dataset_metric(tmp_path):
+    from torch import nn
+
+    from rejectnet import evaluate
+    from rejectnet.bench.clinc150 import _Context, _with_metric, _write
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    id_test = [(torch.randn(60, 4), torch.randint(0, 3, (60,)))]
+    ood = {"oos_val": [torch.randn(20, 4) * 4], "oos_train": [torch.randn(30, 4) * 4]}
+    ctx = _Context(model, None, TINY, 0, torch.device("cpu"), False, {})  # type: ignore[arg-type]
+    report = evaluate(model, id_test, ood, "msp", name="msp", n_runs=2)
+    s_val = torch.rand(50).numpy()
+    report = _with_metric(ctx, report, s_val)
+    meta = {"seeds": 1, "ood_sets": ["oos_val", "oos_train"], "outliers": "pool", "notes": {}}
+    res = _write(tmp_path, {"msp": [report]}, [report], {**meta, "seconds": 1.0}, False)
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["msp"]["ood"]["oos_val"]["auroc"] == res["msp"]["ood"]["oos_val"]["auroc"]
+    sel = on_disk["msp"]["selective"]
+    expected = clinc150_metric(
+        s_val, report.scores_in, report.correct, {k: report.scores_out[k] for k in ood}
+    )
+    assert sel["clinc150_in_scope_accuracy"] == pytest.approx(expected["in_scope_accuracy"])
+    assert sel["clinc150_oos_recall_oos_train"] == pytest.approx(
+        expected["oos_recall"]["oos_train"]
+    )
+    md = (tmp_path / "results.md").read_text()
+    assert "out-of-scope recall" in md and "| msp |" in md
+    assert "<html" in (tmp_path / "report.html").read_text().lower()
