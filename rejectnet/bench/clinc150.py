@@ -125,6 +125,10 @@ class TextRecipe:
         outlier_ratio: Outlier batch over in-scope batch in stage two (the paper's 5).
         n_runs: Equal-size subsamples per out-of-scope set in :func:`rejectnet.evaluate`.
         coverage: Share of in-scope ``val`` accepted by the calibrated threshold.
+        outlier_shares: ``rejectnet``'s outlier batch: shares of pool sentences, span
+            shuffles, mixed utterances and random-token utterances
+            (:func:`text_outlier_signal`).
+        lam: ``rejectnet``'s outlier-loss weight (``rejectnet-paper`` keeps the paper's 5).
     """
 
     vocab_size: int = 8000
@@ -138,11 +142,13 @@ class TextRecipe:
     weight_decay: float = 0.01
     finetune_epochs: int = 1
     finetune_subset: int | None = 6000
-    finetune_lr: float = 1e-4
+    finetune_lr: float = 3e-5
     k: int = 5
     outlier_ratio: float = 5.0
     n_runs: int = 10
     coverage: float = 0.95
+    outlier_shares: tuple[float, float, float, float] = (0.5, 0.0, 0.0, 0.5)
+    lam: float = 5.0
 
 
 RECIPE = TextRecipe()
@@ -418,20 +424,28 @@ def _peer(ctx: _Context, name: str) -> list[Report]:
     return [_with_metric(ctx, report, sc["val"].scores.double().numpy())]
 
 
-def text_outlier_signal(tokenizer: Any, *, pool: bool) -> Any:
+def text_outlier_signal(
+    tokenizer: Any,
+    *,
+    pool: bool,
+    shares: tuple[float, float, float, float] | None = None,
+) -> Any:
     """The ``rejectnet`` recipe's outlier signal for text, or ``None`` where
     :mod:`rejectnet.outliers.text` is not available.
 
-    With a pool: half of each outlier batch is pool sentences, the other half token-level
-    outliers made from the step's in-scope utterances (span shuffling, mixing two
-    utterances of different intents, random-token replacement of half the tokens);
-    without one, those three alone. Mask-token outliers are left out (a ``[MASK]`` token
-    never occurs in real queries, so the model could learn it as a shortcut).
+    Each outlier batch is split by ``shares`` between pool sentences and outliers made
+    from the step's in-scope utterances by span shuffling, by mixing two utterances of
+    different intents, and by replacing half of the tokens with random vocabulary ids
+    (without a pool, the pool's share goes to the others). Mask-token outliers are left
+    out (a ``[MASK]`` token never occurs in real queries, so the model could learn it as
+    a shortcut).
 
     Args:
         tokenizer: The tokenizer of the model (its special ids are never changed and its
             vocabulary size bounds the random tokens).
         pool: Whether the fine-tuning has an outlier pool.
+        shares: ``(pool, span_shuffle, mix_utterances, random_tokens)``; default
+            :attr:`TextRecipe.outlier_shares` of :data:`RECIPE`.
 
     Returns:
         A :class:`rejectnet.outliers.ComposedSignal`, or ``None``.
@@ -445,15 +459,16 @@ def text_outlier_signal(tokenizer: Any, *, pool: bool) -> Any:
         text = importlib.import_module("rejectnet.outliers.text")
     except ImportError:
         return None
+    p_pool, p_span, p_mix, p_rand = shares or RECIPE.outlier_shares
     special = [int(tokenizer.token_to_id(t)) for t in SPECIAL_TOKENS]
-    synth: list[tuple[Any, float]] = [
-        (text.SpanShuffle(special), 0.4),
-        (text.MixUtterances(special), 0.4),
-        (text.RandomTokens(special, tokenizer.get_vocab_size(), 0.5), 0.2),
+    parts: list[tuple[Any, float]] = [
+        (text.SpanShuffle(special), p_span),
+        (text.MixUtterances(special), p_mix),
+        (text.RandomTokens(special, tokenizer.get_vocab_size(), 0.5), p_rand),
     ]
     if pool:
-        synth = [(PoolRows(), 1.0), *((src, share) for src, share in synth)]
-    return ComposedSignal(synth)
+        parts.insert(0, (PoolRows(), p_pool))
+    return ComposedSignal([(src, share) for src, share in parts if share > 0])
 
 
 def _finetune_options(ctx: _Context) -> dict[str, Any]:
@@ -497,13 +512,13 @@ def _oe(ctx: _Context, name: str) -> list[Report]:
     return [_model_report(ctx, model, name, "msp")]
 
 
-def _reject(ctx: _Context, name: str, signal: Any, labels: str) -> list[Report]:
+def _reject(ctx: _Context, name: str, signal: Any, labels: str, lam: float = 5.0) -> list[Report]:
     """Wrap a copy with k reject classes, fine-tune, calibrate on val, evaluate."""
     net = RejectHead.wrap(ctx.model, k=ctx.recipe.k)
     opts = _finetune_options(ctx)
     if signal is not None:
         opts["outlier_signal"] = signal
-    trainer = SelfSupervisedOODFinetuner(net, lam=5.0, pseudo_labels=labels, **opts)
+    trainer = SelfSupervisedOODFinetuner(net, lam=lam, pseudo_labels=labels, **opts)
     _fit(ctx, trainer, with_pool=signal is None or signal.uses_pool)
     net.eval()
     net.calibrate(_loader(ctx.data.val), coverage=ctx.recipe.coverage, score="sum_reject")
@@ -519,13 +534,15 @@ def _rejectnet_paper(ctx: _Context, name: str) -> list[Report]:
 
 def _rejectnet(ctx: _Context, name: str) -> list[Report]:
     """The recipe: the pool (when there is one) plus token-level synthesised outliers."""
-    signal = text_outlier_signal(ctx.data.tokenizer, pool=ctx.data.pool is not None)
+    signal = text_outlier_signal(
+        ctx.data.tokenizer, pool=ctx.data.pool is not None, shares=ctx.recipe.outlier_shares
+    )
     if signal is None:
         ctx.notes[name] = "skipped: rejectnet.outliers.text (text outlier synthesis) is missing"
         return []
     if ctx.data.pool is None:
         ctx.notes[name] = "no outlier pool: outliers synthesised from in-scope utterances"
-    return _reject(ctx, name, signal, "random")
+    return _reject(ctx, name, signal, "random", lam=ctx.recipe.lam)
 
 
 _RUNNERS: dict[str, Callable[[_Context, str], list[Report]]] = {
