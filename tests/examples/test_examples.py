@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 TESTED = {
     "calibrate_and_deploy.py",
+    "text_classifier.py",  # tested in tests/text/test_example.py
     "custom_outliers.py",
     "evaluation_report.py",
     "train_ddp.py",
