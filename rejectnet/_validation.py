@@ -502,7 +502,7 @@ def check_number(
         bound = f"in {'(' if positive else '['}0, {maximum:g}]"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number {bound}, got {type(value).__name__} {value!r}")
-    too_big = maximum is not None and value > maximum
+    too_big = maximum is not None and float(value) > maximum
     if not math.isfinite(float(value)) or value < 0 or (positive and value == 0) or too_big:
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
