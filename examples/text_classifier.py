@@ -120,7 +120,7 @@ def main() -> None:
     # 2. Wrap: k reject classes; 3. fine-tune on dict batches (the outlier pool has no labels).
     net = rejectnet.RejectHead.wrap(model, k=5)
     ft = rejectnet.SelfSupervisedOODFinetuner(
-        net, epochs=1 if big else 2, optimizer=adamw(3e-5 if big else 3e-4), seed=0, progress=big
+        net, epochs=1 if big else 2, optimizer=adamw(1e-4), seed=0, progress=big
     )
     ft.fit(loader(train, 64, shuffle=True), loader(pool, 320, shuffle=True))
     net.eval()

@@ -33,6 +33,7 @@ import torch
 __all__ = [
     "ArrayLike",
     "all_finite",
+    "check_reject_weights",
     "as_bool_array",
     "as_device",
     "as_logits",
@@ -512,3 +513,30 @@ def check_flag(value: Any, name: str) -> None:
     """Refuse anything but ``True`` or ``False`` (``TypeError``)."""
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def check_reject_weights(
+    weights: Any, k: int, width: int, num_classes: int
+) -> npt.NDArray[np.float64]:
+    """Validate reject-unit weights: length ``k``, finite, non-negative, not all zero."""
+    expected = f"expected length k = {k} (logits width {width} - num_classes {num_classes})"
+    if isinstance(weights, torch.Tensor):
+        w: npt.NDArray[np.float64] = np.array(
+            weights.detach().to("cpu", torch.float64).numpy(), dtype=np.float64, copy=True
+        )
+    else:
+        try:
+            w = np.array(weights, dtype=np.float64, copy=True)
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"weights must be a 1-D tensor, array or sequence of numbers ({expected}): {err}"
+            ) from None
+    if w.ndim != 1 or w.shape[0] != k:
+        raise ValueError(
+            f"weights must have one entry per reject unit, {expected}, got shape {tuple(w.shape)}"
+        )
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"weights must be finite and non-negative, got {w.tolist()}")
+    if not np.any(w > 0):
+        raise ValueError("weights must not all be zero (the score would be 0 for every sample)")
+    return w

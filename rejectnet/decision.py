@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rejectnet._validation import all_finite, is_tracing
+from rejectnet._validation import all_finite, check_reject_weights, is_tracing
 from rejectnet.prediction import REJECTED
 
 __all__ = [
@@ -88,12 +88,25 @@ _SOFTMAX_BASED = frozenset(
 )
 
 
-def _registry() -> Any:
-    """:mod:`rejectnet.scores.registry`, imported on first use (the scores import the
-    kernels of this module)."""
-    from rejectnet.scores import registry
+_REGISTRY: Any = None
 
-    return registry
+
+def use_registry(registry: Any) -> None:
+    """Register :mod:`rejectnet.scores.registry` (it calls this when imported).
+
+    The scores are built on this module's kernels, so this module never imports them
+    (no import cycle); the registry hands itself down instead. Importing ``rejectnet``
+    always imports the registry first.
+    """
+    global _REGISTRY
+    _REGISTRY = registry
+
+
+def _registry() -> Any:
+    """:mod:`rejectnet.scores.registry`, as registered by :func:`use_registry`."""
+    if _REGISTRY is None:  # pragma: no cover - importing rejectnet registers it
+        raise RuntimeError("rejectnet.scores.registry is not imported; import rejectnet first")
+    return _REGISTRY
 
 
 def _is_builtin(name: str) -> bool:
@@ -162,9 +175,7 @@ def column_weights(
     if name == "sum_reject":
         w[num_classes:] = 1.0
     else:
-        from rejectnet.scores.reject import _check_weights
-
-        checked = _check_weights(score_weights, k, num_classes + k, num_classes)
+        checked = check_reject_weights(score_weights, k, num_classes + k, num_classes)
         w[num_classes:] = torch.from_numpy(checked)
     return w.to(device=device, dtype=dtype)
 

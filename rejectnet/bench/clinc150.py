@@ -445,7 +445,7 @@ def text_outlier_signal(
             vocabulary size bounds the random tokens).
         pool: Whether the fine-tuning has an outlier pool.
         shares: ``(pool, span_shuffle, mix_utterances, random_tokens)``; default
-            :attr:`TextRecipe.outlier_shares` of :data:`RECIPE`.
+            ``RECIPE.outlier_shares``.
 
     Returns:
         A :class:`rejectnet.outliers.ComposedSignal`, or ``None``.

@@ -81,7 +81,7 @@ class CollapseWatch:
         >>> watch.start(Measure(1.0, 0.02, "val_loader"))
         >>> with warnings.catch_warnings(record=True) as caught:
         ...     warnings.simplefilter("always")
-        ...     watch.check(2, Measure(0.249, 1.9, "val_loader"))
+        ...     _ = watch.check(2, Measure(0.249, 1.9, "val_loader"))
         >>> "100.0% before training to 24.9%" in str(caught[0].message)
         True
     """

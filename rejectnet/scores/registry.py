@@ -14,6 +14,7 @@ must be printable ASCII without spaces and at most 32 bytes long.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -21,6 +22,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 
+from rejectnet import decision
 from rejectnet._validation import check_num_classes
 from rejectnet.scores.baseline import energy, max_logit, msp
 from rejectnet.scores.reject import (
@@ -311,3 +313,6 @@ def compute(name: str, logits: Any, num_classes: int | None = None, **kwargs: An
             c = check_num_classes(num_classes, int(logits.shape[1]), allow_all=True)
             logits = logits[:, :c]
     return s.fn(logits, **kwargs)
+
+
+decision.use_registry(sys.modules[__name__])

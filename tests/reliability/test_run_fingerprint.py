@@ -150,8 +150,7 @@ def _signal(*parts: Any, virtual: Any = None) -> ComposedSignal:
         (
             {"outlier_signal": _signal(PoolRows())},
             {"outlier_signal": _signal(PoolRows(), virtual=VirtualOutliers(queue_size=32))},
-            "outlier_signal.virtual: checkpoint None, this run VirtualOutliers(ratio=1.0, "
-            "queue_size=32",
+            "outlier_signal.virtual: checkpoint None, this run VirtualOutliers(",
         ),
     ],
     ids=["rotate_for_jigsaw", "jigsaw_grid", "blend_alpha", "cluster_temperature", "virtual"],
