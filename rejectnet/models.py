@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rejectnet._validation import check_int, check_number
+
 __all__ = ["SmallCNN", "WideResNet"]
 
 
@@ -36,6 +38,8 @@ class SmallCNN(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        check_int(hidden, "hidden")
+        check_number(dropout, "dropout", maximum=1.0)
         c1, c2 = channels
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, c1, 3, padding=1),
@@ -123,6 +127,9 @@ class WideResNet(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
+        check_int(depth, "depth")
+        check_int(widen_factor, "widen_factor", minimum=0)
+        check_number(dropout, "dropout", maximum=1.0)
         if depth < 10 or (depth - 4) % 6 != 0:
             raise ValueError(f"depth must be 6n + 4 with n >= 1 (e.g. 16, 28, 40), got {depth}")
         if widen_factor < 1:

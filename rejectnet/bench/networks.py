@@ -181,7 +181,9 @@ def _construct(
                 f"[model] name: unknown model {name!r}; use one of {', '.join(BUILTIN_MODELS)}, "
                 '"timm:NAME" or "package.module:function"'
             )
-    except TypeError as err:
+    except BenchError:
+        raise
+    except (TypeError, ValueError) as err:  # a kwarg of the wrong type or value, named
         raise BenchError(f"[model] cannot build {name!r}: {err}") from None
     if not isinstance(model, nn.Module):
         raise BenchError(

@@ -479,7 +479,8 @@ def _npz_in_distribution(
     if image_size is None:
         if xtr.ndim < 3:
             raise BenchError(f"{where}: x_train must hold images, got shape {xtr.shape}")
-        h, w = xtr.shape[1:3] if xtr.ndim == 3 or xtr.shape[-1] in (1, 3) else xtr.shape[2:4]
+        # the layout rule of convert(): channels first when dim 1 is 1, 3 or 4 (RGBA)
+        h, w = xtr.shape[2:4] if xtr.ndim == 4 and xtr.shape[1] in (1, 3, 4) else xtr.shape[1:3]
         if h != w:
             raise BenchError(
                 f"{where}: x_train has shape {xtr.shape}: images of {h}x{w} (or a layout other "

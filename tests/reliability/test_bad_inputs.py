@@ -35,6 +35,7 @@ from rejectnet import (
     scores,
 )
 from rejectnet.cli import main as cli_main
+from rejectnet.models import SmallCNN, WideResNet
 from tests.conftest import ReliabilityCounts, TinyCNN
 from tests.finetune.helpers import DropoutCNN, in_distribution, outliers
 from tests.reliability._helpers import bit_equal, snapshot
@@ -272,6 +273,57 @@ CASES: list[Case] = [
         r"\bseed\b",
         r"int .*or None",
     ),  # type: ignore[arg-type]
+    # issue 22 item 12: seed=2**70 said "Overflow when unpacking long long"
+    Case(
+        "ft-seed-beyond-numpy-range",
+        lambda w: fit_call(w, seed=2**70),
+        ValueError,
+        r"\bseed\b",
+        r"int in \[0, 4294967295\]",
+    ),
+    Case(
+        "train-classifier-seed-beyond-range",
+        lambda w: partial(
+            rejectnet.train_classifier,
+            cnn(w),
+            DataLoader(TensorDataset(images(w), torch.zeros(6, dtype=torch.long)), batch_size=3),
+            epochs=1,
+            seed=2**70,
+            progress=False,
+        ),
+        ValueError,
+        r"\bseed\b",
+        r"int in \[0, 4294967295\]",
+    ),
+    # issue 22 item 12: kwargs dropout='x' said "'<' not supported between 'str' and 'int'"
+    Case(
+        "smallcnn-dropout-str",
+        lambda w: partial(SmallCNN, dropout="x"),
+        TypeError,
+        r"\bdropout\b",
+        r"number in \[0, 1\]",
+    ),
+    Case(
+        "smallcnn-hidden-str",
+        lambda w: partial(SmallCNN, hidden="x"),
+        TypeError,
+        r"\bhidden\b",
+        r"positive int",
+    ),
+    Case(
+        "wideresnet-dropout-str",
+        lambda w: partial(WideResNet, depth=10, widen_factor=1, dropout="x"),
+        TypeError,
+        r"\bdropout\b",
+        r"number in \[0, 1\]",
+    ),
+    Case(
+        "wideresnet-depth-str",
+        lambda w: partial(WideResNet, depth="40"),
+        TypeError,
+        r"\bdepth\b",
+        r"positive int",
+    ),
     Case(
         "ft-amp-unknown",
         lambda w: partial(SelfSupervisedOODFinetuner, small_net(w), amp="fp8"),

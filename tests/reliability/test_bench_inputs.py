@@ -158,6 +158,44 @@ def test_float_0_255_npz_runs_like_uint8(tmp_path: Path, reliability: Reliabilit
     torch.testing.assert_close(convert(rgba, 8, 3), convert(rgba[..., :3], 8, 3))
 
 
+def test_rgba_npz_reads_as_rgb(tmp_path: Path, reliability: ReliabilityCounts) -> None:
+    """An (N, H, W, 4) npz was read as images of 8x4 ("set image_size"): alpha is dropped."""
+    reliability.case(2)
+    d = dict(np.load(write_tiny_npz(tmp_path)["id"]))
+
+    def rgb(a: np.ndarray, alpha: bool) -> np.ndarray:
+        planes = [a, a // 2, 255 - a] + ([np.full_like(a, 200)] if alpha else [])
+        return np.stack(planes, -1)
+
+    for alpha, name in ((True, "rgba.npz"), (False, "rgb.npz")):
+        np.savez(
+            tmp_path / name,
+            x_train=rgb(d["x_train"], alpha),
+            y_train=d["y_train"],
+            x_test=rgb(d["x_test"], alpha),
+            y_test=d["y_test"],
+        )
+    rgba = load_in_distribution(tmp_path / "rgba.npz")
+    want = load_in_distribution(tmp_path / "rgb.npz")
+    assert (rgba.image_size, rgba.channels) == (8, 3)
+    torch.testing.assert_close(rgba.x_train, want.x_train, rtol=0, atol=0)
+    torch.testing.assert_close(rgba.x_test, want.x_test, rtol=0, atol=0)
+
+
+def test_nan_pixel_in_a_training_image(
+    tiny: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_training: None,
+    reliability: ReliabilityCounts,
+) -> None:
+    reliability.fault()
+    d = dict(np.load(tiny / "id.npz"))
+    x = d["x_train"].astype(np.float32) / 255
+    x[5, 1, 1] = np.nan
+    np.savez(tiny / "nan.npz", **{**d, "x_train": x, "x_test": d["x_test"] / np.float32(255)})
+    _one_error_line(*_run(tiny, capsys, id="nan.npz"), "[data] id", "image 5 holds NaN")
+
+
 def test_single_class_and_huge_labels_are_refused(
     tiny: Path,
     capsys: pytest.CaptureFixture[str],
@@ -204,6 +242,35 @@ def test_config_bounds_give_one_line(
 ) -> None:
     reliability.case()
     _one_error_line(*_run(tiny, capsys, train=train), field)
+
+
+@pytest.mark.parametrize(
+    ("model", "needle"),
+    [
+        ('name = "small_cnn"\nkwargs = {dropout = "x"}', "dropout must be a number in [0, 1]"),
+        ('name = "small_cnn"\nkwargs = {dropout = 1.5}', "dropout must be a finite number"),
+        ('name = "small_cnn"\nkwargs = {hidden = "x"}', "hidden must be a positive int"),
+        (
+            'name = "wide_resnet"\nkwargs = {depth = 10, widen_factor = 1, dropout = "x"}',
+            "dropout must be a number in [0, 1]",
+        ),
+        ('name = "wide_resnet"\nkwargs = {depth = "x"}', "depth must be a positive int"),
+        ('name = "wide_resnet"\nkwargs = {widen_factor = "2"}', "widen_factor must be an int"),
+    ],
+    ids=["cnn-dropout-str", "cnn-dropout-1.5", "cnn-hidden-str", "wrn-dropout-str",
+         "wrn-depth-str", "wrn-widen-str"],
+)  # fmt: skip
+def test_model_kwargs_name_the_kwarg(
+    tiny: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_training: None,
+    model: str,
+    needle: str,
+    reliability: ReliabilityCounts,
+) -> None:
+    """``kwargs = {dropout = "x"}`` said "'<' not supported between 'str' and 'int'"."""
+    reliability.case()
+    _one_error_line(*_run(tiny, capsys, model=model), "[model] cannot build", needle)
 
 
 def test_image_size_bound(
@@ -409,6 +476,20 @@ def test_read_only_out(
         _one_error_line(*_run(tiny, capsys, out=str(ro / "out")), "--out")
     finally:
         ro.chmod(0o700)
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux sysfs")
+def test_unwritable_out_even_for_root(
+    tiny: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_training: None,
+    reliability: ReliabilityCounts,
+) -> None:
+    """sysfs refuses new folders to every user, root included (who ignores chmod)."""
+    reliability.case()
+    out = Path("/sys/rejectnet-out")
+    _one_error_line(*_run(tiny, capsys, out=str(out)), "--out", "not a writable folder")
+    assert not out.exists()
 
 
 def test_write_atomic_never_follows_links(tmp_path: Path, reliability: ReliabilityCounts) -> None:
