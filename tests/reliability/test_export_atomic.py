@@ -1,12 +1,16 @@
 """``export_onnx`` is atomic (issue 22, item 8): a failed or killed export loses nothing.
 
-An export over a good ``.onnx`` file that dies midway (here: the exporter writes half a
-file, then raises) must leave the old file byte for byte as it was and no temporary file
-behind; a successful export replaces it whole.
+An export over a good ``.onnx`` file that dies midway (the exporter writes half a file,
+then raises; or the process gets ``SIGKILL`` mid-write or just before the rename) must
+leave the old file byte for byte as it was (the probe found a truncated file, which
+``onnx.load`` accepts when empty); an exception leaves no temporary file behind; a
+successful export replaces the file whole.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +67,42 @@ def test_export_replaces_the_file_whole(tmp_path: Path, reliability: Reliability
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
     with pytest.raises(FileNotFoundError):
         rejectnet.export_onnx(_net(), tmp_path / "missing" / "m.onnx", torch.randn(4, 8))
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork and SIGKILL")
+@pytest.mark.parametrize("when", ["mid_write", "before_rename"])
+def test_sigkill_during_export_leaves_the_old_file(
+    when: str, tmp_path: Path, reliability: ReliabilityCounts
+) -> None:
+    reliability.fault()
+    onnx = pytest.importorskip("onnx")
+    net = _net()
+    out = tmp_path / "model.onnx"
+    rejectnet.export_onnx(net, out, torch.randn(4, 8))
+    good = out.read_bytes()
+    pid = os.fork()
+    if pid == 0:  # the child: export over the good file and die by SIGKILL midway
+        try:
+            if when == "mid_write":
+
+                def half_then_killed(model: Any, args: Any, f: str, **kwargs: Any) -> None:
+                    Path(f).write_bytes(good[: len(good) // 2])
+                    _die()
+
+                torch.onnx.export = half_then_killed  # type: ignore[assignment]
+            else:
+                os.replace = lambda src, dst: _die()  # type: ignore[assignment,misc]
+            rejectnet.export_onnx(net, out, torch.randn(4, 8))
+        finally:
+            os._exit(3)  # only reached if the kill did not happen
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+    assert out.read_bytes() == good
+    assert [i.name for i in onnx.load(str(out)).graph.input] == ["images"]
+    # a killed process cannot clean up: its temporary file is hidden, beside the model
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "model.onnx")
+    assert len(left) == 1 and left[0].startswith(".model.onnx.") and left[0].endswith(".tmp")

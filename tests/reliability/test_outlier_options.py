@@ -61,7 +61,7 @@ _CHANGED: list[tuple[Callable[[], Any], Callable[[], Any]]] = [
 
 
 @pytest.mark.parametrize("pair", _CHANGED, ids=lambda p: "")
-def test_item2_a_changed_option_changes_the_fingerprint(
+def test_a_changed_option_changes_the_fingerprint(
     pair: tuple[Callable[[], Any], Callable[[], Any]], reliability: ReliabilityCounts
 ) -> None:
     reliability.case()
@@ -72,7 +72,7 @@ def test_item2_a_changed_option_changes_the_fingerprint(
     assert json.loads(json.dumps(a, allow_nan=False)) == a
 
 
-def test_item5_unbounded_sizes_are_refused_before_any_allocation(
+def test_unbounded_sizes_are_refused_before_any_allocation(
     reliability: ReliabilityCounts,
 ) -> None:
     reliability.case(4)
@@ -144,7 +144,7 @@ _BAD: list[tuple[Callable[..., Any], dict[str, Any], type[Exception], str]] = [
     _BAD,
     ids=[f"{getattr(m, '__name__', m)}-{next(iter(k))}-{e.__name__}" for m, k, e, _ in _BAD],
 )
-def test_item12_every_constructor_names_the_argument_and_the_valid_range(
+def test_every_constructor_names_the_argument_and_the_valid_range(
     make: Callable[..., Any],
     kwargs: dict[str, Any],
     error: type[Exception],
@@ -158,9 +158,7 @@ def test_item12_every_constructor_names_the_argument_and_the_valid_range(
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
-def test_item13_sinkhorn_refuses_non_finite_scores(
-    bad: float, reliability: ReliabilityCounts
-) -> None:
+def test_sinkhorn_refuses_non_finite_scores(bad: float, reliability: ReliabilityCounts) -> None:
     reliability.case()
     scores = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
     scores[2, 1] = bad

@@ -1,4 +1,10 @@
-"""Regression cases of the adversarial probe and new-user trial, predict side (items 6-10).
+"""What ``predict`` and ``fit`` do with awkward inputs (issue 12's probe, items 6-10).
+
+``predict`` in training mode changes no batch-norm statistic and decides like eval mode;
+NaN pixels are refused even where the model never reads them (``deployable`` marks the
+row OOD instead); a wrong dtype, an overflowing threshold, an empty calibration set or a
+missing channel dimension are named; ``fit`` names a bad label in a later batch, a bare
+tensor given as the outlier loader and a one-shot generator, before any weight changes.
 
 The file/checkpoint items (1-5, 8's metadata part) are in ``test_model_files.py``,
 ``test_checkpoint_contents.py`` and ``test_resume_validation.py``; the unit-level tests of
@@ -33,7 +39,7 @@ def _calibrated() -> RejectHead:
     return net
 
 
-def test_item6_predict_in_training_mode_changes_nothing(reliability: ReliabilityCounts) -> None:
+def test_predict_in_training_mode_changes_nothing(reliability: ReliabilityCounts) -> None:
     net = _calibrated().train()
     stats = net.model.bn.running_mean.clone()
     x = torch.randn(16, 1, 8, 8)
@@ -46,7 +52,7 @@ def test_item6_predict_in_training_mode_changes_nothing(reliability: Reliability
     assert torch.equal(in_train.labels, alone)  # no dependence on the rest of the batch
 
 
-def test_item7_nan_pixels_the_model_never_reads(reliability: ReliabilityCounts) -> None:
+def test_nan_pixels_the_model_never_reads(reliability: ReliabilityCounts) -> None:
     net = _calibrated().eval()
     x = torch.randn(4, 1, 8, 8)
     x[1, :, -1, :] = float("nan")  # the stride-2 conv on 8x8 never reads the last row
@@ -59,14 +65,14 @@ def test_item7_nan_pixels_the_model_never_reads(reliability: ReliabilityCounts) 
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float16, torch.bfloat16, torch.float64])
-def test_item8_wrong_dtype_names_x(dtype: torch.dtype, reliability: ReliabilityCounts) -> None:
+def test_wrong_dtype_names_x(dtype: torch.dtype, reliability: ReliabilityCounts) -> None:
     net = _calibrated().eval()
     reliability.case()
     with pytest.raises((TypeError, ValueError), match=r"\bx\b.*float32|float32.*\bx\b"):
         net.predict(torch.zeros(2, 1, 8, 8, dtype=dtype))
 
 
-def test_item8_overflowing_threshold_and_empty_calibration(
+def test_overflowing_threshold_and_empty_calibration(
     reliability: ReliabilityCounts,
 ) -> None:
     net = _calibrated()
@@ -79,7 +85,7 @@ def test_item8_overflowing_threshold_and_empty_calibration(
         net.calibrate([torch.zeros(0, 1, 8, 8)])
 
 
-def test_item9_missing_channel_and_bare_tensor_outliers(reliability: ReliabilityCounts) -> None:
+def test_missing_channel_and_bare_tensor_outliers(reliability: ReliabilityCounts) -> None:
     net = _calibrated().eval()
     reliability.case(2)
     with pytest.raises(ValueError, match=r"unsqueeze\(1\)"):
@@ -90,7 +96,7 @@ def test_item9_missing_channel_and_bare_tensor_outliers(reliability: Reliability
         ft.fit(in_loader, torch.rand(40, 1, 8, 8))
 
 
-def test_item10_bad_label_later_and_one_shot_generator(reliability: ReliabilityCounts) -> None:
+def test_bad_label_later_and_one_shot_generator(reliability: ReliabilityCounts) -> None:
     net = _calibrated()
     weights = {k: v.clone() for k, v in net.state_dict().items() if k != "threshold"}
     x = torch.randn(8, 1, 8, 8)
