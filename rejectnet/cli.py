@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Exposure and rejectnet on crops of one photograph, and compare them with "
         "max-softmax on OOD sets never seen in training.",
     )
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars or logs")
 
     bench = sub.add_parser("bench", help="benchmark every method on your data or MNIST")
@@ -226,6 +226,19 @@ def _ood(parser: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, dic
             parser.error(f"--ood must look like [near:|far:]NAME=PATH, got {item!r}")
         ood[name] = {"path": str(Path(path).resolve()), "group": group}
     return ood
+
+
+def _seed(text: str) -> int:
+    """``--seed``: an int in [0, MAX_SEED] (argparse names the flag on an error)."""
+    from rejectnet.finetune.options import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an int in [0, {MAX_SEED}], got {text!r}")
+    return value
 
 
 def _ints(parser: argparse.ArgumentParser, text: str, flag: str) -> list[int]:

@@ -35,6 +35,7 @@ from rejectnet import (
     scores,
 )
 from rejectnet.cli import main as cli_main
+from rejectnet.demo import DemoConfig, run_demo
 from rejectnet.models import SmallCNN, WideResNet
 from tests.conftest import ReliabilityCounts, TinyCNN
 from tests.finetune.helpers import DropoutCNN, in_distribution, outliers
@@ -975,6 +976,27 @@ CASES: list[Case] = [
         SystemExit,
         r"exit 2: .*--seed",
         r"invalid int value: 'abc'",
+    ),
+    Case(  # issue 22 item 12: a traceback ending "Overflow when unpacking long long"
+        "cli-seed-beyond-range",
+        lambda w: cli(["demo", "--seed", str(2**70)]),
+        SystemExit,
+        r"exit 2: .*--seed",
+        r"int in \[0, 4294967295\]",
+    ),
+    Case(
+        "cli-seed-negative",
+        lambda w: cli(["demo", "--seed=-1"]),
+        SystemExit,
+        r"exit 2: .*--seed",
+        r"int in \[0, 4294967295\]",
+    ),
+    Case(
+        "demo-seed-beyond-range",
+        lambda w: partial(run_demo, DemoConfig(seed=2**70, progress=False)),
+        ValueError,
+        r"\bseed\b",
+        r"int in \[0, 4294967295\]",
     ),
     Case(
         "cli-seed-missing",
