@@ -29,7 +29,10 @@ given as flags, against the working directory. Flags override the file's values.
 
 A config file is code: [model] name = "package.module:function" (or --model) imports
 that module and calls the function with [model] kwargs, so it can do anything Python
-can. Run only configs you trust, as you would a script (or a .pt2 package).
+can. Run only configs you trust, as you would a script (or a .pt2 package). Data files
+are checked, not trusted: nothing is unpickled, every reader is bounded, the config, the
+data and --out are checked before training, and outputs are written atomically, never
+through a symlink.
 """
 
 

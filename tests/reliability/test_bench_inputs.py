@@ -542,6 +542,8 @@ def test_config_help_says_a_config_is_code(
         main(["bench", "run", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "A config file is code" in text and "Run only configs you trust" in text
+    assert "nothing is unpickled, every reader is bounded" in text
+    assert "checked before training" in text and "never through a symlink" in text
 
 
 def test_hostile_set_name_and_broken_plots_cost_nothing_else(
