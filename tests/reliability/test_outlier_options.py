@@ -60,7 +60,14 @@ _CHANGED: list[tuple[Callable[[], Any], Callable[[], Any]]] = [
 ]
 
 
-@pytest.mark.parametrize("pair", _CHANGED, ids=lambda p: "")
+@pytest.mark.parametrize(
+    "pair",
+    _CHANGED,
+    ids=[
+        "jigsaw-to-rotate", "blend-alpha", "cluster-temperature", "warp-strength", "stitch-cut",
+        "overlay-weight", "virtual-shell", "recommended-to-jigsaw", "virtual-added",
+    ],
+)  # fmt: skip
 def test_a_changed_option_changes_the_fingerprint(
     pair: tuple[Callable[[], Any], Callable[[], Any]], reliability: ReliabilityCounts
 ) -> None:
