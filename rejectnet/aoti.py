@@ -45,6 +45,7 @@ from typing import Any
 import torch
 
 from rejectnet import decision
+from rejectnet._safeio import write_atomically
 from rejectnet._validation import check_int
 from rejectnet._version import __version__
 from rejectnet.export import Calibrated, DeployedModel, _export_copy, _fuse_head
@@ -186,10 +187,12 @@ def _compile(program: torch.export.ExportedProgram, out: Path, meta: dict[str, A
         # the compiled input checks (switched on by load_aoti's probe) accept batch 1
         "aot_inductor.check_lowerbound": False,
     }
-    # inductor prints compiler progress on some platforms; keep the caller's output clean
-    with contextlib.redirect_stdout(io.StringIO()):
-        written = aoti_compile_and_package(program, package_path=str(out), inductor_configs=configs)
-    return Path(written)
+
+    def write(tmp: Path) -> None:  # inductor prints progress on some platforms: keep it quiet
+        with contextlib.redirect_stdout(io.StringIO()), open(tmp, "wb") as f:
+            aoti_compile_and_package(program, package_path=f, inductor_configs=configs)
+
+    return write_atomically(out, write)  # a failed or killed export keeps the old package
 
 
 class _ThresholdInput(torch.nn.Module):

@@ -1,4 +1,5 @@
-"""``export_onnx`` is atomic (issue 22, item 8): a failed or killed export loses nothing.
+"""``export_onnx`` and ``export_aoti`` are atomic (issue 22, item 8): a failed or killed
+export loses nothing.
 
 An export over a good ``.onnx`` file that dies midway (the exporter writes half a file,
 then raises; or the process gets ``SIGKILL`` mid-write or just before the rename) must
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 import rejectnet
+from rejectnet.aoti import _find_compiler
 from tests.conftest import ReliabilityCounts
 
 pytest.importorskip("onnxscript")
@@ -106,3 +108,44 @@ def test_sigkill_during_export_leaves_the_old_file(
     # a killed process cannot clean up: its temporary file is hidden, beside the model
     left = sorted(p.name for p in tmp_path.iterdir() if p.name != "model.onnx")
     assert len(left) == 1 and left[0].startswith(".model.onnx.") and left[0].endswith(".tmp")
+
+
+@pytest.mark.skipif(_find_compiler() is None, reason="export_aoti needs a C++ compiler")
+@pytest.mark.parametrize("how", ["error", "sigkill"])
+def test_interrupted_aoti_export_leaves_the_old_package(
+    how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reliability: ReliabilityCounts
+) -> None:
+    """The same for ``export_aoti``, which let inductor write the package in place.
+
+    The compiler is replaced by one that writes half a package, then raises or gets
+    ``SIGKILL``: no compiling needed to show that the old package survives.
+    """
+    import torch._inductor
+
+    reliability.fault()
+    out = tmp_path / "model.pt2"
+    good = b"PK-the-old-package" * 1000
+    out.write_bytes(good)
+
+    def dies_midway(program: Any, package_path: Any, **kwargs: Any) -> None:
+        package_path.write(good[: len(good) // 2])
+        package_path.flush()
+        if how == "sigkill":
+            _die()
+        raise RuntimeError("compiler killed midway")
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", dies_midway)
+    if how == "error":
+        with pytest.raises(RuntimeError, match="killed midway"):
+            rejectnet.export_aoti(_net(), out, torch.randn(4, 8))
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt2"]
+    else:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                rejectnet.export_aoti(_net(), out, torch.randn(4, 8))
+            finally:
+                os._exit(3)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+    assert out.read_bytes() == good
