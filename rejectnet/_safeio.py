@@ -271,7 +271,8 @@ def write_atomically(dest: Path, write: Callable[[Path], object]) -> Path:
 
     The one atomic writer (``rejectnet.save``, ``export_onnx``): a crash or an error
     midway leaves ``dest`` as it was (``os.replace`` is atomic within a folder), and the
-    temporary file is removed on any error.
+    temporary file is removed on any error. A folder at ``dest`` is refused before
+    ``write`` runs (``IsADirectoryError``).
 
     Example:
         >>> import tempfile
@@ -280,6 +281,8 @@ def write_atomically(dest: Path, write: Callable[[Path], object]) -> Path:
         >>> write_atomically(out, lambda tmp: tmp.write_text("hi")).read_text()
         'hi'
     """
+    if dest.is_dir() and not dest.is_symlink():  # refused before the (long) write, not after
+        raise IsADirectoryError(f"path {str(dest)!r} is a folder; give a file name inside it")
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     try:

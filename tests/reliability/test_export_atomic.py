@@ -149,3 +149,27 @@ def test_interrupted_aoti_export_leaves_the_old_package(
         _, status = os.waitpid(pid, 0)
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
     assert out.read_bytes() == good
+
+
+def test_a_folder_in_the_way_is_refused_before_exporting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reliability: ReliabilityCounts
+) -> None:
+    """A folder at the destination raised after the whole export (``os.replace``)."""
+    import torch._inductor
+
+    def never(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the export ran before the destination was checked")
+
+    monkeypatch.setattr(torch.onnx, "export", never)
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", never)
+    calls = [(tmp_path / "model.onnx", rejectnet.export_onnx)]
+    if _find_compiler() is not None:
+        calls.append((tmp_path / "model.pt2", rejectnet.export_aoti))
+    for folder, export in calls:
+        reliability.case()
+        folder.mkdir()
+        (folder / "keep.txt").write_text("keep")
+        with pytest.raises(IsADirectoryError, match=r"path .*model\.\w+' is a folder"):
+            export(_net(), folder, torch.randn(4, 8))
+        assert [p.name for p in folder.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.name for f, _ in calls)
