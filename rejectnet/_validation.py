@@ -33,6 +33,7 @@ import torch
 __all__ = [
     "ArrayLike",
     "all_finite",
+    "MAX_SEED",
     "check_reject_weights",
     "as_bool_array",
     "as_device",
@@ -47,6 +48,7 @@ __all__ = [
     "check_num_classes",
     "check_number",
     "check_real",
+    "check_seed",
     "is_tracing",
     "nonfinite_rows",
 ]
@@ -487,6 +489,20 @@ def check_int(
     if v < minimum or (maximum is not None and v > maximum):
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return v
+
+
+MAX_SEED = 2**32 - 1
+"""The largest seed anywhere (numpy's seed range; torch's ``manual_seed`` overflows past 2**64)."""
+
+
+def check_seed(value: Any, name: str = "seed", *, allow_none: bool = False) -> int:
+    """A seed: an int in ``[0, MAX_SEED]`` (``TypeError`` / ``ValueError`` naming ``name``).
+
+    Example:
+        >>> check_seed(7)
+        7
+    """
+    return check_int(value, name, minimum=0, maximum=MAX_SEED, allow_none=allow_none)
 
 
 def check_number(

@@ -233,7 +233,7 @@ def _ood(parser: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, dic
 
 def _seed(text: str) -> int:
     """``--seed``: an int in [0, MAX_SEED] (argparse names the flag on an error)."""
-    from rejectnet.finetune.options import MAX_SEED
+    from rejectnet._validation import MAX_SEED
 
     try:
         value = int(text)

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from rejectnet._validation import check_seed
+
 __all__ = [
     "CLEAN_LETTERS",
     "DIGIT_LIKE_LETTERS",
@@ -395,6 +397,7 @@ def letter_dev_sets(n: int, size: int = 28, seed: int = 123) -> dict[str, torch.
         >>> sorted(sets)[:3], sets["letters-clean"].shape
         (['letters', 'letters-clean', 'letters-fonts'], torch.Size([4, 1, 28, 28]))
     """
+    check_seed(seed)
     rng = np.random.default_rng
     sets = {
         "letters": rendered_letters(n, size, rng(seed)),
@@ -467,7 +470,7 @@ def demo_data(seed: int = 0, n_outliers: int = 6000, n_ood: int = 600) -> DemoDa
     from sklearn.datasets import load_digits, load_sample_images
     from sklearn.model_selection import train_test_split
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     digits = load_digits()
     x = images_to_tensor(digits.images.astype(np.float32), scale=16.0)
     y = torch.from_numpy(digits.target.astype(np.int64))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from torch.utils.data import DataLoader, TensorDataset
 
-from rejectnet._validation import check_int
+from rejectnet._validation import check_seed
 from rejectnet.data import demo_data
 from rejectnet.evaluation import Report, evaluate
 from rejectnet.finetune import (
@@ -23,7 +23,6 @@ from rejectnet.finetune import (
     SelfSupervisedOODFinetuner,
     train_classifier,
 )
-from rejectnet.finetune.options import MAX_SEED
 from rejectnet.finetune.rng import seed_everything, seeded_generator
 from rejectnet.head import RejectHead
 from rejectnet.models import SmallCNN
@@ -116,7 +115,7 @@ def run_demo(config: DemoConfig | None = None) -> list[Report]:
     """
     cfg = config or DemoConfig()
     t0 = time.perf_counter()
-    check_int(cfg.seed, "seed", minimum=0, maximum=MAX_SEED)
+    check_seed(cfg.seed)
     seed_everything(cfg.seed)
     data = demo_data(cfg.seed)
     g = seeded_generator(cfg.seed)

@@ -24,13 +24,12 @@ import torch
 from torch import nn
 
 from rejectnet._batches import check_keys
-from rejectnet._validation import check_flag, check_int, check_number
+from rejectnet._validation import check_flag, check_int, check_number, check_seed
 from rejectnet.finetune.callbacks import Callback
 
 __all__ = [
     "MAX_OUTLIER_RATIO",
     "MAX_OUTLIER_ROWS",
-    "MAX_SEED",
     "AmpMode",
     "OptimizerFactory",
     "SchedulerFactory",
@@ -45,8 +44,6 @@ Beyond it the in-distribution rows are under 0.1% of every forward pass, and a r
 MAX_OUTLIER_ROWS = 2**20
 """The most outlier rows one step may ask for (``outlier_ratio`` times the batch size),
 checked on the first batch before training starts."""
-MAX_SEED = 2**32 - 1
-"""The largest ``seed`` (numpy's seed range; torch's ``manual_seed`` overflows past 2**64)."""
 
 AmpMode = bool | Literal["bf16", "fp16"]
 """``False``, ``True``/``"bf16"`` (bfloat16 autocast) or ``"fp16"`` (float16, CUDA only)."""
@@ -213,7 +210,7 @@ class TrainOptions:
                 ) from None
         if self.amp not in (False, True, "bf16", "fp16") or (not isinstance(self.amp, (bool, str))):
             raise ValueError(f"amp must be False, True, 'bf16' or 'fp16', got {self.amp!r}")
-        check_int(self.seed, "seed", minimum=0, maximum=MAX_SEED, allow_none=True)
+        check_seed(self.seed, allow_none=True)
         if self.grad_clip is not None:
             check_number(self.grad_clip, "grad_clip", positive=True)
         if self.checkpoint_dir is not None and not isinstance(

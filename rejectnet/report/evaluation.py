@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rejectnet._validation import check_seed
 from rejectnet.report import tables
 from rejectnet.report.protocol import score_report
 from rejectnet.report.results import MIXED, Report
@@ -128,8 +129,7 @@ def evaluate(
 
 
 def _check_protocol(seed: Any, n_runs: Any, ood_loaders: Any, mixed: bool) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+    check_seed(seed)  # numpy refused -1 without naming seed
     if isinstance(n_runs, bool) or not isinstance(n_runs, int) or n_runs < 1:
         raise ValueError(f"n_runs must be an int >= 1, got {n_runs!r}")
     if not isinstance(ood_loaders, Mapping) or not ood_loaders:

@@ -999,6 +999,27 @@ CASES: list[Case] = [
         r"int in \[0, 4294967295\]",
     ),
     Case(
+        "evaluate-seed-negative",
+        lambda w: ev(w, seed=-1),
+        ValueError,
+        r"\bseed\b",
+        r"int in \[0, 4294967295\]",
+    ),
+    Case(
+        "demo-data-seed-beyond-range",
+        lambda w: partial(rejectnet.data.demo_data, seed=2**70, n_outliers=10, n_ood=10),
+        ValueError,
+        r"\bseed\b",
+        r"int in \[0, 4294967295\]",
+    ),
+    Case(
+        "letter-dev-sets-seed-negative",
+        lambda w: partial(rejectnet.data.letter_dev_sets, 4, seed=-1),
+        ValueError,
+        r"\bseed\b",
+        r"int in \[0, 4294967295\]",
+    ),
+    Case(
         "cli-seed-missing",
         lambda w: cli(["demo", "--seed"]),
         SystemExit,
