@@ -30,6 +30,7 @@ from rejectnet.finetune.batching import (
 )
 from rejectnet.finetune.objectives import Objective, uses_outliers
 from rejectnet.finetune.options import TrainOptions
+from rejectnet.finetune.step import check_labels
 from rejectnet.head import RejectHead
 
 __all__ = ["Preflight", "check_labels", "preflight"]
@@ -48,22 +49,6 @@ class Preflight:
     num_classes: int
     reject_model: bool
     uses_outliers: bool
-
-
-def check_labels(y: torch.Tensor, num_classes: int, where: str) -> None:
-    """Refuse labels outside ``[0, C)`` (CPU tensors only: no host sync on a device).
-
-    Raises:
-        ValueError: Naming ``where``, the labels' range and C.
-    """
-    if y.numel() == 0 or y.device.type != "cpu":
-        return
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= num_classes:
-        raise ValueError(
-            f"{where} has labels in [{lo}, {hi}] but the model has C={num_classes} classes; "
-            f"labels must be in [0, {num_classes - 1}]"
-        )
 
 
 def _check_label_tensor(y: torch.Tensor | None, where: str) -> torch.Tensor:

@@ -23,6 +23,7 @@ from rejectnet.finetune.distributed import (
     shard_in_loader,
     shard_outlier_loader,
 )
+from rejectnet.finetune.run import Run
 from rejectnet.finetune.streams import OutlierStream
 from tests.finetune.helpers import DropoutCNN, in_distribution, loaders, outliers
 
@@ -164,7 +165,7 @@ def _nan_loader() -> DataLoader[Any]:
 @pytest.fixture
 def deferred(monkeypatch: pytest.MonkeyPatch) -> None:
     """Use the sync-free check of CUDA and distributed runs on the CPU."""
-    monkeypatch.setattr(Finetuner, "_defer_loss_check", lambda self, device: True)
+    monkeypatch.setattr(Run, "defers_loss_check", lambda self: True)
 
 
 @pytest.mark.usefixtures("deferred")
