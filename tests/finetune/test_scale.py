@@ -13,7 +13,6 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset, WeightedRandomSampler
 
 from rejectnet import RejectHead, SelfSupervisedOODFinetuner, train_classifier
-from rejectnet.finetune import Finetuner
 from rejectnet.finetune.checkpoint import CURRENT, read_checkpoint
 from rejectnet.finetune.distributed import (
     BatchShard,
