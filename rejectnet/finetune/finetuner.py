@@ -8,7 +8,7 @@ objective (:mod:`rejectnet.finetune.step`). :meth:`Finetuner.fit` is a short dri
 step, loss watch, outlier signal and checkpoints. The parts around it each have one job:
 :mod:`~rejectnet.finetune.preflight` (checks before any weight changes),
 :mod:`~rejectnet.finetune.optim` (optimizer, schedule, accumulation, clipping, scaling),
-:mod:`~rejectnet.finetune.stats` (epoch statistics), :mod:`~rejectnet.finetune.run_state`
+:mod:`~rejectnet.finetune.stats` (epoch statistics), :mod:`~rejectnet.finetune.resume`
 and :mod:`~rejectnet.finetune.checkpoint` (checkpoints and resume),
 :mod:`~rejectnet.finetune.progress` and :mod:`~rejectnet.finetune.distributed`.
 
@@ -40,8 +40,8 @@ from rejectnet.finetune.history import History
 from rejectnet.finetune.objectives import Objective
 from rejectnet.finetune.options import TrainOptions
 from rejectnet.finetune.preflight import Preflight
+from rejectnet.finetune.resume import RunState
 from rejectnet.finetune.run import Run, RunSpec, identity_of, plan_run, synced_batchnorm
-from rejectnet.finetune.run_state import RunState
 
 __all__ = ["Finetuner"]
 

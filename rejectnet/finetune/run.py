@@ -62,6 +62,7 @@ from rejectnet.finetune.checkpoint import (
     write_checkpoint,
 )
 from rejectnet.finetune.collapse import CollapseWatch, Measure, measure
+from rejectnet.finetune.fingerprint import object_fingerprint, run_identity, signal_fingerprint
 from rejectnet.finetune.history import History
 from rejectnet.finetune.nonfinite import LossWatch
 from rejectnet.finetune.objectives import Objective
@@ -74,9 +75,8 @@ from rejectnet.finetune.optim import (
 from rejectnet.finetune.options import TrainOptions
 from rejectnet.finetune.preflight import Preflight, preflight
 from rejectnet.finetune.progress import EpochProgress, epoch_summary
-from rejectnet.finetune.resume import object_fingerprint, run_identity, signal_fingerprint
+from rejectnet.finetune.resume import RunState, capture, check_restorable, restore
 from rejectnet.finetune.rng import seed_everything
-from rejectnet.finetune.run_state import RunState, capture, check_restorable, restore
 from rejectnet.finetune.stats import EpochAccumulator
 from rejectnet.finetune.step import forward_and_loss, step_batch
 from rejectnet.finetune.streams import EpochStream, OutlierStream
