@@ -18,16 +18,14 @@ fingerprint cannot see.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import nn
 
-from rejectnet.outliers import signal as _signal_module
+from rejectnet.outliers.signal import fingerprint
 
 __all__ = [
     "describe_changes",
@@ -39,44 +37,16 @@ __all__ = [
 ]
 
 _MAX_LISTED = 5
-_MAX_DEPTH = 8
 
 
-def _qualname(obj: Any) -> str:
-    cls = obj if isinstance(obj, type) else type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
+def object_fingerprint(obj: Any) -> Any:
+    """Every option's value of ``obj``, recursively, as JSON types.
 
-
-def _constructor_names(cls: type) -> list[str]:
-    """The named parameters of ``cls.__init__`` (``*args``/``**kwargs`` left out)."""
-    try:
-        params = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
-    except (TypeError, ValueError):
-        return []
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [n for n, p in params.items() if n != "self" and p.kind in kinds]
-
-
-def _tensor_doc(t: torch.Tensor) -> dict[str, Any]:
-    data = t.detach().to("cpu").contiguous()
-    raw = data.view(torch.uint8) if data.numel() and data.dtype != torch.bool else data
-    digest = hashlib.sha256(raw.numpy().tobytes() if raw.numel() else b"").hexdigest()[:16]
-    return {"tensor": list(t.shape), "dtype": str(t.dtype), "sha256": digest}
-
-
-def object_fingerprint(obj: Any, *, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> Any:
-    """Every constructor option's VALUE of ``obj``, recursively, as a JSON-ready dict.
-
-    The generic fingerprint of an object that defines a run (an outlier signal, its
-    sources, a loss, a pseudo-labeler): ``{"class": "module.QualName", "options":
-    {name: value}}`` where the options are the constructor's named parameters read back
-    from the attribute of the same name (or ``_name``), plus the public attributes when
-    a parameter has no such attribute. Nested objects get their own dict; tensors enter
-    as shape, dtype and a hash of their bytes; a ``torch.Generator`` as its device (its
-    state is what it draws, not an option); functions and classes by qualified name.
-
-    This is finetune's fallback for :func:`rejectnet.outliers.signal.fingerprint`, used
-    for the outlier signal when that function does not exist, and for the objective.
+    Objects (an outlier signal, its sources, a loss, a pseudo-labeler, an optimizer
+    factory) enter through :func:`rejectnet.outliers.signal.fingerprint`, the one
+    fingerprint of rejectnet: ``{"class": "module.QualName", "options": {name: value}}``.
+    Plain values (numbers, strings, booleans, ``None``) and the dicts and lists that hold
+    them stay as they are (a non-finite float becomes ``{"float": "nan"}``).
 
     Args:
         obj: Any value.
@@ -88,73 +58,23 @@ def object_fingerprint(obj: Any, *, _depth: int = 0, _seen: frozenset[int] = fro
         >>> from rejectnet.outliers import ClusterLabeler
         >>> object_fingerprint(ClusterLabeler(temperature=20.0))["options"]
         {'temperature': 20.0, 'iters': 3}
+        >>> object_fingerprint({"lam": 5.0, "amp": False})
+        {'lam': 5.0, 'amp': False}
     """
-    if value_is_plain(obj):
-        return _plain(obj)
-    if isinstance(obj, torch.Tensor):
-        return _tensor_doc(obj)
-    if isinstance(obj, (torch.dtype, torch.device)):
-        return str(obj)
-    if isinstance(obj, torch.Generator):
-        return {"class": "torch.Generator", "device": str(obj.device)}
-    if id(obj) in _seen or _depth > _MAX_DEPTH:
-        return {"class": _qualname(obj), "options": "..."}
-    seen = _seen | {id(obj)}
-
-    def walk(v: Any) -> Any:
-        return object_fingerprint(v, _depth=_depth + 1, _seen=seen)
-
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else {"float": repr(obj)}
     if isinstance(obj, Mapping):
-        return {str(k): walk(v) for k, v in obj.items()}  # the hash sorts the keys
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        items = sorted(obj, key=repr) if isinstance(obj, (set, frozenset)) else obj
-        return [walk(v) for v in items]
-    if isinstance(obj, type) or inspect.isroutine(obj):
-        return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
-    options: dict[str, Any] = {}
-    names = _constructor_names(type(obj))
-    missing = False
-    for name in names:
-        for attr in (name, f"_{name}"):
-            if hasattr(obj, attr):
-                options[name] = walk(getattr(obj, attr))
-                break
-        else:
-            missing = True
-    if missing or not names:
-        public = getattr(obj, "__dict__", {})
-        for key, value in public.items():
-            if not key.startswith("_") and key not in options and key != "training":
-                options[key] = walk(value)
-    return {"class": _qualname(obj), "options": options}
-
-
-def value_is_plain(value: Any) -> bool:
-    """Whether ``value`` is a number, string, boolean or ``None`` (JSON as it is)."""
-    return value is None or isinstance(value, (bool, int, float, str))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    return value
+        return {str(k): object_fingerprint(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_asdict"):
+        return [object_fingerprint(v) for v in obj]
+    return fingerprint(obj)
 
 
 def signal_fingerprint(signal: Any) -> Any:
-    """The outlier signal's fingerprint: every option's value, recursively.
-
-    Calls :func:`rejectnet.outliers.signal.fingerprint` where it exists and
-    :func:`object_fingerprint` otherwise.
-    """
-    if signal is None:
-        return None
-    own = getattr(_signal_module, "fingerprint", None)
-    return own(signal) if callable(own) else object_fingerprint(signal)
-
-
-def _canonical(value: Any) -> Any:
-    """A JSON-ready, order-independent form of an options value (objects by value)."""
-    return object_fingerprint(value)
+    """The outlier signal's fingerprint (:func:`rejectnet.outliers.signal.fingerprint`)."""
+    return None if signal is None else fingerprint(signal)
 
 
 def run_document(
@@ -178,7 +98,7 @@ def run_document(
         "num_classes": num_classes,
         "k": k,
         "objective": objective,
-        "options": _canonical(options),
+        "options": object_fingerprint(options),
         "seed": seed,
     }
 
@@ -268,8 +188,8 @@ def _render(value: Any, limit: int = 120) -> str:
             else str(opts)
         )
         text = f"{value['class'].rsplit('.', 1)[-1]}({inner})"
-    elif isinstance(value, dict) and "tensor" in value:
-        text = f"tensor{tuple(value['tensor'])} {value.get('dtype')} #{value.get('sha256')}"
+    elif isinstance(value, dict) and value.get("class") == "function":
+        text = str(value.get("name"))
     elif isinstance(value, list):
         text = "[" + ", ".join(_render(v, limit) for v in value) + "]"
     else:
