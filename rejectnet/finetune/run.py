@@ -435,17 +435,24 @@ class Run:
         found = self.plan.found
         if found is None:
             return
+        identity = self.plan.identity
         check_restorable(
             found.state,
             found.path,
-            rank=self.ctx.rank,
-            run=self.state,
-            model=self.model,
-            opt=self.opt,
-            signal=self.signal,
-            fingerprint=self.plan.identity["fingerprint"],
-            run_config=self.plan.identity["run_config"],
+            **self._live_parts(),
+            fingerprint=identity["fingerprint"],
+            run_config=identity["run_config"],
         )
+
+    def _live_parts(self) -> dict[str, Any]:
+        """What a checkpoint is checked against and loaded into."""
+        return {
+            "rank": self.ctx.rank,
+            "run": self.state,
+            "model": self.model,
+            "opt": self.opt,
+            "signal": self.signal,
+        }
 
     def resume(self) -> None:
         """Seed the run (``seed + rank``), then load the checkpoint when there is one.
@@ -459,12 +466,8 @@ class Run:
             restore(
                 found.state,
                 found.path,
-                rank=self.ctx.rank,
-                run=self.state,
-                model=self.model,
-                opt=self.opt,
+                **self._live_parts(),
                 out_stream=self.out_stream,
-                signal=self.signal,
                 device=self.device,
                 checked=True,
             )
