@@ -39,9 +39,10 @@ from rejectnet.finetune.collapse import measure
 from rejectnet.finetune.history import History
 from rejectnet.finetune.objectives import Objective
 from rejectnet.finetune.options import TrainOptions
+from rejectnet.finetune.plan import RunSpec, identity_of, plan_run, synced_batchnorm
 from rejectnet.finetune.preflight import Preflight
 from rejectnet.finetune.resume import RunState
-from rejectnet.finetune.run import Run, RunSpec, identity_of, plan_run, synced_batchnorm
+from rejectnet.finetune.run import Run
 
 __all__ = ["Finetuner"]
 

@@ -1,11 +1,12 @@
 """One fit in progress: the run object that :meth:`Finetuner.fit` drives.
 
-:func:`plan_run` decides everything that can be decided before any weight changes
-(device, distributed context, the pre-flight checks, the checkpoint to resume from and
-the run's identity, the loaders each rank reads) and returns a :class:`Plan`.
-:class:`Run` then holds the run's parts in one place: its state (:class:`RunState`),
-the data streams, the optimizer step, the loss watch, the outlier signal, the device and
-the checkpoint directory. Its methods read in the order a fit calls them:
+:func:`~rejectnet.finetune.plan.plan_run` decides everything that can be decided before
+any weight changes (device, distributed context, the pre-flight checks, the checkpoint
+to resume from and the run's identity, the loaders each rank reads) and returns a
+:class:`~rejectnet.finetune.plan.Plan`. :class:`Run` then holds the run's parts in one
+place: its state (:class:`~rejectnet.finetune.resume.RunState`), the data streams, the
+optimizer step, the loss watch, the outlier signal, the device and the checkpoint
+directory. Its methods read in the order a fit calls them:
 
 * :meth:`Run.check_resume` refuses a checkpoint that does not fit, touching nothing;
 * :meth:`Run.resume` seeds the run and loads the checkpoint (when there is one);
@@ -21,6 +22,7 @@ Example:
     >>> from torch import nn
     >>> from rejectnet import RejectHead
     >>> from rejectnet.finetune import TrainOptions
+    >>> from rejectnet.finetune.plan import RunSpec, plan_run
     >>> from rejectnet.losses import SelfSupervisedRejectLoss
     >>> net = RejectHead.wrap(nn.Linear(8, 3), k=2)
     >>> spec = RunSpec("demo", net, SelfSupervisedRejectLoss(3),
@@ -36,44 +38,29 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from rejectnet._batches import BatchKeys, Inputs, call_model
-from rejectnet._inference import module_device
+from rejectnet._batches import Inputs, call_model
 from rejectnet._outputs import extract_logits
 from rejectnet.finetune import distributed as dist_utils
-from rejectnet.finetune.batching import pad_values_of
 from rejectnet.finetune.callbacks import FitView, StopTraining
-from rejectnet.finetune.checkpoint import (
-    CheckpointError,
-    LoadedCheckpoint,
-    check_writable,
-    find_latest,
-    write_checkpoint,
-)
+from rejectnet.finetune.checkpoint import write_checkpoint
 from rejectnet.finetune.collapse import CollapseWatch, Measure, measure
-from rejectnet.finetune.fingerprint import object_fingerprint, run_identity, signal_fingerprint
 from rejectnet.finetune.history import History
 from rejectnet.finetune.nonfinite import LossWatch
-from rejectnet.finetune.objectives import Objective
 from rejectnet.finetune.optim import (
     OptimizerChoice,
     OptimizerStep,
     build_optimizer,
     choose_optimizer,
 )
-from rejectnet.finetune.options import TrainOptions
-from rejectnet.finetune.preflight import Preflight, preflight
+from rejectnet.finetune.plan import Plan, RunSpec, log_main
 from rejectnet.finetune.progress import EpochProgress, epoch_summary
 from rejectnet.finetune.resume import RunState, capture, check_restorable, restore
 from rejectnet.finetune.rng import seed_everything
@@ -81,73 +68,7 @@ from rejectnet.finetune.stats import EpochAccumulator
 from rejectnet.finetune.step import forward_and_loss, step_batch
 from rejectnet.finetune.streams import EpochStream, OutlierStream
 
-__all__ = ["Plan", "Run", "RunSpec", "identity_of", "plan_run", "synced_batchnorm"]
-
-logger = logging.getLogger("rejectnet")
-
-NOT_IN_FINGERPRINT = frozenset(
-    {
-        "device",
-        "checkpoint_dir",
-        "checkpoint_every",
-        "progress",
-        "callbacks",
-        "sync_batchnorm",
-        "channels_last",
-        "keys",
-    }
-)
-"""Options that do not change what is trained (left out of the run fingerprint)."""
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """What the caller asked for: the run's name, model, objective, options and keys."""
-
-    name: str
-    model: nn.Module
-    objective: Objective
-    options: TrainOptions
-    keys: BatchKeys | None
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a fit decided before any weight changes.
-
-    Attributes:
-        ctx: The distributed context (rank 0 of 1 when not distributed).
-        device: The training device.
-        pre: What the pre-flight checks found (C, reject units, outliers used).
-        pads: Pad value per input name (named token sequences).
-        checkpoint_dir: Where checkpoints go, or ``None``.
-        resume: Whether the caller asked to resume.
-        found: The checkpoint to resume from, or ``None``.
-        identity: num_classes, k, fingerprint and run_config, written into every
-            checkpoint.
-        sampler_seed: The seed of the ``DistributedSampler`` orders.
-        in_loader: The in-distribution loader this rank iterates.
-        outlier_loader: The outlier loader this rank iterates, or ``None``.
-        steps_per_epoch: Batches per epoch on this rank (the same on every rank).
-    """
-
-    ctx: dist_utils.DistContext
-    device: torch.device
-    pre: Preflight
-    pads: dict[str, int]
-    checkpoint_dir: Path | None
-    resume: bool
-    found: LoadedCheckpoint | None
-    identity: dict[str, Any]
-    sampler_seed: int
-    in_loader: Iterable[Any]
-    outlier_loader: Iterable[Any] | None
-    steps_per_epoch: int
-
-
-def _log(ctx: dist_utils.DistContext, msg: str, *args: Any) -> None:
-    if ctx.is_main:
-        logger.info(msg, *args)
+__all__ = ["Run"]
 
 
 def collapse_hint(choice: OptimizerChoice) -> str:
@@ -158,172 +79,6 @@ def collapse_hint(choice: OptimizerChoice) -> str:
         f"{choice.name} at lr={choice.lr:g}; lower lr (AdamW 2e-5..1e-4 suits pretrained "
         "transformers, SGD 0.001..0.01 CNNs) or pass optimizer='adamw' / a factory"
     )
-
-
-def identity_of(spec: RunSpec, num_classes: int) -> dict[str, Any]:
-    """num_classes, k and the run fingerprint, written into every checkpoint."""
-    options = spec.options
-    opts = {
-        f.name: getattr(options, f.name)
-        for f in dataclasses.fields(options)
-        if f.name not in NOT_IN_FINGERPRINT
-    }
-    choice = choose_optimizer(spec.model, options)
-    if choice.name != "factory":  # the optimizer as it runs, defaults filled in
-        opts.update(optimizer=choice.name, lr=choice.lr, weight_decay=choice.weight_decay)
-    opts["outlier_signal"] = signal_fingerprint(options.outlier_signal)
-    return run_identity(
-        spec.model,
-        num_classes=num_classes,
-        k=getattr(spec.model, "k", None),
-        objective=f"{spec.name}:{type(spec.objective).__qualname__}",
-        options={"train": opts, "objective": object_fingerprint(spec.objective)},
-        seed=options.seed,
-    )
-
-
-def find_checkpoint(
-    directory: Path, ctx: dist_utils.DistContext, device: torch.device
-) -> LoadedCheckpoint | None:
-    """The checkpoint every rank resumes from (rank 0 reads first), or ``None``.
-
-    Raises:
-        CheckpointError: On every rank, when rank 0 cannot use the checkpoints.
-    """
-    found = None
-    # rank 0 first: reading may move a corrupted file aside, which the others see
-    error: CheckpointError | None = None
-    if ctx.is_main:
-        try:
-            found = find_latest(directory)
-        except CheckpointError as err:
-            error = err  # told to the other ranks first, so that none hangs
-    if dist_utils.broadcast_int(int(error is not None), ctx, device):
-        if error is not None:
-            raise error
-        raise CheckpointError(
-            f"{directory}: rank 0 could not use the checkpoints there (its error "
-            "says why); nothing was restored"
-        )
-    dist_utils.barrier(ctx, device)
-    if not ctx.is_main:
-        found = find_latest(directory)
-    dist_utils.agree(
-        -1 if found is None else int(found.state.get("step", -1)),
-        ctx,
-        device,
-        "the checkpoint to resume from (checkpoint_dir must be on a filesystem "
-        "every rank can read)",
-    )
-    return found
-
-
-def _checkpoint_dir(options: TrainOptions, resume: bool) -> Path | None:
-    directory = options.checkpoint_path
-    if directory is not None:
-        check_writable(directory)
-    elif resume:
-        raise ValueError("resume=True needs checkpoint_dir to be set")
-    return directory
-
-
-def _check_world(found: LoadedCheckpoint | None, ctx: dist_utils.DistContext, where: Any) -> None:
-    if found is None:
-        return
-    saved_world = int(found.state.get("world_size", 1))
-    if saved_world != ctx.world_size:
-        raise ValueError(
-            f"the checkpoint in {where} was written by a run of {saved_world} "
-            f"process(es) but this run has {ctx.world_size}; resume with the same "
-            "number of processes (or use another checkpoint_dir)"
-        )
-
-
-def _sampler_seed(
-    options: TrainOptions,
-    found: LoadedCheckpoint | None,
-    ctx: dist_utils.DistContext,
-    device: torch.device,
-) -> int:
-    if found is not None and "sampler_seed" in found.state:
-        return int(found.state["sampler_seed"])
-    if options.seed is not None:
-        return options.seed
-    if not ctx.enabled:
-        return 0  # unused: no DistributedSampler is created
-    draw = int(torch.randint(2**31, ()).item()) if ctx.is_main else 0
-    return dist_utils.broadcast_int(draw, ctx, device)
-
-
-def _shard(
-    name: str,
-    ctx: dist_utils.DistContext,
-    in_loader: Iterable[Any],
-    outlier_loader: Iterable[Any] | None,
-    seed: int,
-) -> tuple[Iterable[Any], Iterable[Any] | None]:
-    in_rank, msg = dist_utils.shard_in_loader(in_loader, ctx, seed)
-    if msg:
-        _log(ctx, "%s: torch.distributed: %s", name, msg)
-    if outlier_loader is None:
-        return in_rank, None
-    out_rank, msg = dist_utils.shard_outlier_loader(outlier_loader, ctx, seed)
-    if msg:
-        _log(ctx, "%s: torch.distributed: %s", name, msg)
-    return in_rank, out_rank
-
-
-def plan_run(
-    spec: RunSpec,
-    in_loader: Iterable[Any],
-    outlier_loader: Iterable[Any] | None,
-    *,
-    resume: bool,
-) -> Plan:
-    """Check everything and decide the run's setting, before any weight changes.
-
-    Raises:
-        TypeError, ValueError: From the pre-flight checks (see :meth:`Finetuner.fit`).
-        CheckpointError: If ``resume`` finds checkpoints that cannot be used.
-    """
-    opts = spec.options
-    device = opts.device if opts.device is not None else module_device(spec.model)
-    assert isinstance(device, torch.device)
-    ctx = dist_utils.context(device)
-    device = dist_utils.resolve_device(device, ctx, explicit=opts.device is not None)
-    pre = preflight(
-        spec.model, spec.objective, opts, device, in_loader, outlier_loader, keys=spec.keys
-    )
-    pads = pad_values_of(spec.model)
-    ckpt_dir = _checkpoint_dir(opts, resume)
-    found = find_checkpoint(ckpt_dir, ctx, device) if resume and ckpt_dir is not None else None
-    identity = identity_of(spec, pre.num_classes)
-    _check_world(found, ctx, ckpt_dir)
-    seed = _sampler_seed(opts, found, ctx, device)
-    outliers = outlier_loader if pre.uses_outliers else None
-    in_rank, out_rank = _shard(spec.name, ctx, in_loader, outliers, seed)
-    steps = len(in_rank)  # type: ignore[arg-type]
-    dist_utils.agree(steps, ctx, device, "the number of steps per epoch")
-    if steps == 0:
-        raise ValueError(
-            "this rank's share of in_loader is empty; use more data or fewer processes"
-        )
-    return Plan(
-        ctx, device, pre, pads, ckpt_dir, resume, found, identity, seed, in_rank, out_rank, steps
-    )
-
-
-@contextmanager
-def synced_batchnorm(spec: RunSpec, ctx: dist_utils.DistContext) -> Iterator[None]:
-    """Batch-norm layers synchronised across ranks for the block (``sync_batchnorm``)."""
-    swap = dist_utils.SyncBatchNormSwap()
-    if spec.options.sync_batchnorm and ctx.enabled:
-        n_bn = swap.convert(spec.model)
-        _log(ctx, "%s: %d batch-norm layer(s) synchronised across ranks", spec.name, n_bn)
-    try:
-        yield
-    finally:
-        swap.revert()
 
 
 class Run:
@@ -472,10 +227,10 @@ class Run:
                 checked=True,
             )
             at = (self.state.epoch + 1, self.state.step)
-            _log(self.ctx, "%s: resumed at epoch %d, step %d", self.name, *at)
+            log_main(self.ctx, "%s: resumed at epoch %d, step %d", self.name, *at)
         elif self.plan.resume:
             where = self.checkpoint_dir
-            _log(self.ctx, "resume=True but no checkpoint in %s; starting from scratch", where)
+            log_main(self.ctx, "resume=True but no checkpoint in %s; starting from scratch", where)
 
     # ------------------------------------------------------------------ fit
     def fit(self) -> None:
@@ -497,7 +252,7 @@ class Run:
                 except StopTraining:
                     self._broadcast_buffers()
                     at = self.state.step
-                    _log(self.ctx, "%s: stopped by a callback at step %d", self.name, at)
+                    log_main(self.ctx, "%s: stopped by a callback at step %d", self.name, at)
             finally:
                 if self.signal is not None:
                     self.signal.detach()
@@ -507,7 +262,7 @@ class Run:
     def _log_start(self) -> OptimizerChoice:
         opts, ctx = self.options, self.ctx
         choice = choose_optimizer(self.model, opts)
-        _log(
+        log_main(
             ctx,
             "%s: %d epochs x %d steps, in batch %s%s, outlier batch ratio %.2fx, "
             "optimizer %s (lr %s), device %s, amp %s",
@@ -639,7 +394,7 @@ class Run:
         )
         self.history.epochs.append(stats)
         run.epoch += 1
-        _log(self.ctx, "%s", epoch_summary(self.name, self.options.epochs, stats))
+        log_main(self.ctx, "%s", epoch_summary(self.name, self.options.epochs, stats))
         self.save()
         for cb in self.options.callbacks:
             cb.on_epoch_end(self.view(), stats)

@@ -14,7 +14,8 @@ from rejectnet import (
 )
 from rejectnet.finetune import Callback, CheckpointError, FitView, StopTraining, TrainOptions
 from rejectnet.finetune.checkpoint import CURRENT, read_checkpoint
-from rejectnet.finetune.run import Run, RunSpec, plan_run
+from rejectnet.finetune.plan import RunSpec, plan_run
+from rejectnet.finetune.run import Run
 from rejectnet.losses import SelfSupervisedRejectLoss
 from tests.finetune.helpers import DropoutCNN, loaders
 
