@@ -13,7 +13,6 @@ from torch import nn
 from rejectnet._batches import (
     BatchKeys,
     Inputs,
-    batch_size,
     call_model,
     inputs_to,
     split_inputs,
@@ -22,10 +21,10 @@ from rejectnet._batches import (
 from rejectnet._inference import eval_mode
 from rejectnet._outputs import extract_logits
 from rejectnet.finetune.batching import (
+    check_all_rows,
+    check_outlier_bound,
     check_reiterable,
     check_rows_fit,
-    outlier_rows,
-    sequence_inputs,
     single_input_hint,
 )
 from rejectnet.finetune.objectives import Objective, uses_outliers
@@ -76,22 +75,6 @@ def _first_call(model: nn.Module, x: Inputs, device: torch.device) -> Any:
             f"the model refused the in_loader batch's named inputs ({err}). "
             + single_input_hint("in_loader", x)
         ) from err
-
-
-def _check_all_rows(
-    x_in: Inputs,
-    in_loader: Iterable[Any],
-    outlier_loader: Iterable[Any],
-    keys: BatchKeys | None,
-) -> None:
-    """Every in-memory batch of both loaders fits the first in-distribution batch."""
-    for name, loader, labels in (
-        ("in_loader", in_loader, True),
-        ("outlier_loader", outlier_loader, False),
-    ):
-        for i, batch in enumerate(sequence_inputs(loader) or []):
-            x, _ = split_inputs(batch, f"{name} batch {i}", keys=keys, labels=labels)
-            check_rows_fit(x_in, x, f"batch {i}, found before the first step", other=name)
 
 
 def _dataset_labels(loader: Any) -> torch.Tensor | None:
@@ -216,10 +199,8 @@ def _check_outliers(
             raise ValueError("outlier_loader is empty; it needs unlabeled outliers")
         x_out, _ = split_inputs(first_out, "outlier_loader batch", keys=keys, labels=False)
         check_rows_fit(x_in, x_out, "first batch", dtype=True)
-        _check_all_rows(x_in, in_loader, outlier_loader, keys)
-    batch = getattr(in_loader, "batch_size", None)
-    n_in = max(batch_size(x_in), batch if isinstance(batch, int) else 0)
-    outlier_rows(options.outlier_ratio, n_in)
+        check_all_rows(x_in, in_loader, outlier_loader, keys)
+    check_outlier_bound(x_in, in_loader, options.outlier_ratio)
 
 
 def _num_classes(model: nn.Module, objective: Objective, x_in: Inputs, device: torch.device) -> int:
