@@ -9,7 +9,7 @@ the split logits. The fine-tuner, :class:`~rejectnet.integrations.lightning.Reje
 and ``benchmarks/bench_step.py`` all call :func:`forward_and_loss`.
 
 The optimiser side (backward, accumulation, clipping, scaling) is
-:class:`~rejectnet.finetune.optim.OptimizerStep`; the statistics are
+``rejectnet.finetune.optim.OptimizerStep``; the statistics are
 :mod:`rejectnet.finetune.stats`.
 """
 
