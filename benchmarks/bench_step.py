@@ -3,8 +3,9 @@
 Both steps run the same model on the same concatenated batch ``[x_in; x_out]`` (in-batch
 B, outliers 5B) with the same SGD optimizer; they differ only in the objective:
 
-* stage two: ``CE(in, y) + lam * CE(out, pseudo_labels(out))`` (Algorithm 1, pseudo-labels
-  from the same forward);
+* stage two: the fine-tuner's own step (:func:`rejectnet.finetune.step.forward_and_loss`
+  with :class:`~rejectnet.losses.SelfSupervisedRejectLoss`): ``CE(in, y) + lam *
+  CE(out, pseudo_labels(out))`` (Algorithm 1, pseudo-labels from the same forward);
 * plain: ``CE(all, fixed labels over C + k)``.
 
 The two are timed interleaved (ABAB...) and the ratio of medians is printed, so machine
@@ -25,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rejectnet import RejectHead
-from rejectnet.finetune.objectives import SelfSupervisedObjective
+from rejectnet.finetune.step import StepBatch, forward_and_loss
+from rejectnet.losses import SelfSupervisedRejectLoss
 from rejectnet.models import SmallCNN
 
 
@@ -43,11 +45,12 @@ def bench(name: str, model: nn.Module, shape: tuple[int, ...], batch: int, reps:
     y = torch.randint(0, c, (batch,))
     y_all = torch.randint(0, c + k, (6 * batch,))
     opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9)
-    objective = SelfSupervisedObjective(c, 5.0, torch.Generator().manual_seed(0))
+    objective = SelfSupervisedRejectLoss(c, 5.0, generator=torch.Generator().manual_seed(0))
+    step = StepBatch(x[:batch], y, x[batch:], 5 * batch)
+    cpu = torch.device("cpu")
 
     def stage_two() -> None:
-        logits = net(x)
-        loss = objective(logits[:batch], y, logits[batch:]).loss
+        loss = forward_and_loss(net, objective, step, device=cpu, amp=False).terms.loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

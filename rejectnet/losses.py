@@ -144,6 +144,26 @@ def _check_out(logits_out: torch.Tensor | None, width: int) -> None:
         )
 
 
+def _combined(
+    logits_in: torch.Tensor,
+    targets: torch.Tensor,
+    logits_out: torch.Tensor | None,
+    lam: float,
+    out_loss: Callable[[torch.Tensor], torch.Tensor],
+) -> LossTerms:
+    """``CE(in, targets) + lam * out_loss(out)``; the outlier part only when there are rows."""
+    in_loss = F.cross_entropy(logits_in.float(), targets)
+    if logits_out is None or logits_out.shape[0] == 0:
+        return LossTerms(in_loss, in_loss.detach(), None)
+    out = out_loss(logits_out)
+    return LossTerms(in_loss + lam * out, in_loss.detach(), out.detach())
+
+
+def _uniform_cross_entropy(logits_out: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy to the uniform distribution over every output (Outlier Exposure)."""
+    return -torch.log_softmax(logits_out.float(), dim=-1).mean(dim=-1).mean()
+
+
 class CrossEntropyLoss(nn.Module):
     """Plain cross-entropy on the in-distribution rows (the paper's stage one).
 
@@ -285,12 +305,10 @@ class SelfSupervisedRejectLoss(nn.Module):
                 "RejectHead has C + k outputs (k >= 1); wrap the model with RejectHead.wrap"
             )
         _check_out(logits_out, width)
-        in_loss = F.cross_entropy(logits_in.float(), targets)
-        if logits_out is None or logits_out.shape[0] == 0:
-            return LossTerms(in_loss, in_loss.detach(), None)
-        target = self.targets_for(logits_out)
-        out_loss = F.cross_entropy(logits_out.float(), target)
-        return LossTerms(in_loss + self.lam * out_loss, in_loss.detach(), out_loss.detach())
+        return _combined(logits_in, targets, logits_out, self.lam, self._out_loss)
+
+    def _out_loss(self, logits_out: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits_out.float(), self.targets_for(logits_out))
 
     def forward(
         self,
@@ -349,11 +367,7 @@ class OutlierExposureLoss(nn.Module):
         """The loss and its parts; see :class:`LossTerms`."""
         _check_in(logits_in, targets)
         _check_out(logits_out, int(logits_in.shape[1]))
-        in_loss = F.cross_entropy(logits_in.float(), targets)
-        if logits_out is None or logits_out.shape[0] == 0:
-            return LossTerms(in_loss, in_loss.detach(), None)
-        out_loss = -torch.log_softmax(logits_out.float(), dim=-1).mean(dim=-1).mean()
-        return LossTerms(in_loss + self.lam * out_loss, in_loss.detach(), out_loss.detach())
+        return _combined(logits_in, targets, logits_out, self.lam, _uniform_cross_entropy)
 
     def forward(
         self,

@@ -15,10 +15,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from rejectnet._batches import INPUT_KEYS, LABEL_KEYS, Inputs, cat_inputs, pad_values_for
+from rejectnet._batches import (
+    INPUT_KEYS,
+    LABEL_KEYS,
+    BatchKeys,
+    Inputs,
+    batch_size,
+    cat_inputs,
+    pad_values_for,
+    split_inputs,
+)
 from rejectnet.finetune.options import MAX_OUTLIER_ROWS
 
 __all__ = [
+    "check_all_rows",
+    "check_outlier_bound",
     "check_reiterable",
     "check_rows_fit",
     "join_step_inputs",
@@ -90,6 +101,36 @@ def outlier_rows(ratio: float, n_in: int, name: str = "outlier_ratio") -> int:
             f"5): lower {name} or the batch size"
         )
     return m
+
+
+def check_outlier_bound(
+    x_in: Inputs, in_loader: Any, ratio: float, name: str = "outlier_ratio"
+) -> None:
+    """Refuse, before the first step, a ratio whose steps would ask for too many rows.
+
+    The in-distribution batch is the loader's ``batch_size`` or the first batch's rows,
+    whichever is larger (:func:`outlier_rows` raises, naming ``name``).
+    """
+    batch = getattr(in_loader, "batch_size", None)
+    n_in = max(batch_size(x_in), batch if isinstance(batch, int) else 0)
+    outlier_rows(ratio, n_in, name)
+
+
+def check_all_rows(
+    x_in: Inputs, in_loader: Any, outlier_loader: Any, keys: BatchKeys | None
+) -> None:
+    """Every in-memory batch of both loaders fits the first in-distribution batch.
+
+    Only batches that can be read without a pass over the data are checked (a list of
+    batches, a ``DataLoader`` over a ``TensorDataset``: :func:`sequence_inputs`).
+    """
+    for name, loader, labels in (
+        ("in_loader", in_loader, True),
+        ("outlier_loader", outlier_loader, False),
+    ):
+        for i, batch in enumerate(sequence_inputs(loader) or []):
+            x, _ = split_inputs(batch, f"{name} batch {i}", keys=keys, labels=labels)
+            check_rows_fit(x_in, x, f"batch {i}, found before the first step", other=name)
 
 
 def check_rows_fit(

@@ -367,29 +367,8 @@ def _check_fields(
             )
 
 
-def check_contents(state: Any, path: Path) -> dict[str, Any]:
-    """Check that a deserialised checkpoint has the format and fields a resume reads.
-
-    The ``format`` field is read first: a checkpoint of another format (a newer
-    rejectnet's, say) is refused with a message naming both formats. Then every field
-    the resume reads must be present with the right type (tensors where tensors belong,
-    a ``state_dict`` for the model, an optimizer ``state_dict``, RNG states, and, for a
-    multi-process run, one such set per rank). Extra fields are allowed. Whether the
-    contents *fit* the model being resumed is checked later, by
-    :func:`rejectnet.finetune.resume.validate_resume`.
-
-    Args:
-        state: What :func:`torch.load` returned.
-        path: The file it came from, for messages.
-
-    Returns:
-        ``state``, unchanged.
-
-    Raises:
-        CheckpointError: Naming the file and the first field that is missing or wrong.
-    """
-    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-        raise CheckpointError(f"checkpoint {str(path)!r} does not hold a state dict", path)
+def _check_format(state: dict[str, Any], path: Path) -> None:
+    """The ``format`` field is present, an int, and the one this rejectnet reads."""
     fmt: Any = state.get("format")
     if "format" not in state:
         raise CheckpointError(
@@ -414,6 +393,32 @@ def check_contents(state: Any, path: Path) -> dict[str, Any]:
             path,
             "format",
         )
+
+
+def check_contents(state: Any, path: Path) -> dict[str, Any]:
+    """Check that a deserialised checkpoint has the format and fields a resume reads.
+
+    The ``format`` field is read first: a checkpoint of another format (a newer
+    rejectnet's, say) is refused with a message naming both formats. Then every field
+    the resume reads must be present with the right type (tensors where tensors belong,
+    a ``state_dict`` for the model, an optimizer ``state_dict``, RNG states, and, for a
+    multi-process run, one such set per rank). Extra fields are allowed. Whether the
+    contents *fit* the model being resumed is checked later, by
+    :func:`rejectnet.finetune.resume.validate_resume`.
+
+    Args:
+        state: What :func:`torch.load` returned.
+        path: The file it came from, for messages.
+
+    Returns:
+        ``state``, unchanged.
+
+    Raises:
+        CheckpointError: Naming the file and the first field that is missing or wrong.
+    """
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise CheckpointError(f"checkpoint {str(path)!r} does not hold a state dict", path)
+    _check_format(state, path)
     _check_fields(state, _RUN_FIELDS, path)
     for key, (ok, expected) in _OPTIONAL_FIELDS.items():
         if key in state and not ok(state[key]):

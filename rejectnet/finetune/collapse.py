@@ -29,9 +29,18 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["ACC_DROP", "ACC_KEEP", "CollapseWarning", "CollapseWatch", "Measure"]
+import torch
+from torch import nn
+
+from rejectnet._batches import BatchKeys, call_model, inputs_to, split_inputs
+from rejectnet._inference import eval_mode, module_device
+from rejectnet._outputs import extract_logits
+
+__all__ = ["ACC_DROP", "ACC_KEEP", "CollapseWarning", "CollapseWatch", "Measure", "measure"]
 
 logger = logging.getLogger("rejectnet")
 
@@ -132,3 +141,55 @@ class CollapseWatch:
             self.warned = True
             warnings.warn(text, CollapseWarning, stacklevel=4)
         return True
+
+
+def measure(
+    model: nn.Module,
+    loader: Iterable[Any],
+    *,
+    num_classes: int | None = None,
+    device: torch.device | None = None,
+    keys: BatchKeys | None = None,
+) -> Measure:
+    """Accuracy and cross-entropy over the C classes on a labeled loader (eval mode).
+
+    Torch's CPU RNG is forked, so that a shuffled loader leaves the run's random draws
+    as they are. Under torch.distributed every rank evaluates the whole loader.
+
+    Args:
+        model: The module (put in eval mode for the pass, its modes restored after).
+        loader: Labeled batches.
+        num_classes: C (default: the model's ``num_classes``, else every logit).
+        device: Where to evaluate (default: the model's device).
+        keys: ``(input_key, label_key)`` of dict batches.
+
+    Raises:
+        ValueError: If the batches carry no labels, or there are none.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> net = nn.Linear(2, 2)
+        >>> m = measure(net, [(torch.randn(8, 2), torch.randint(0, 2, (8,)))])
+        >>> m.rows, 0.0 <= m.accuracy <= 1.0
+        (8, True)
+    """
+    dev = device if device is not None else module_device(model)
+    outs: list[torch.Tensor] = []
+    ys: list[torch.Tensor] = []
+    with eval_mode(model), torch.random.fork_rng(devices=[]), torch.no_grad():
+        for batch in loader:
+            x, yb = split_inputs(batch, "val_loader batch", keys=keys)
+            if yb is None:
+                raise ValueError("val_loader batches must carry labels")
+            outs.append(extract_logits(call_model(model, inputs_to(x, dev))).cpu())
+            ys.append(yb.cpu())
+    if not outs:
+        raise ValueError("val_loader yielded no batches; it needs at least one sample")
+    logits, y = torch.cat(outs), torch.cat(ys)
+    c = num_classes if num_classes is not None else int(getattr(model, "num_classes", 0))
+    c = c or int(logits.shape[1])
+    logits_c = logits[:, :c].float()
+    accuracy = float((logits_c.argmax(1) == y).double().mean())
+    loss = float(torch.nn.functional.cross_entropy(logits_c, y.to(logits_c.device)))
+    return Measure(accuracy, loss, "val_loader", rows=int(y.shape[0]))

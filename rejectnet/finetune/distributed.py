@@ -316,6 +316,19 @@ class RowShard:
             yield take_rows(x, slice(self.rank, None, self.world_size))
 
 
+def _rank_sampler(
+    loader: DataLoader[Any], ctx: DistContext, shuffle: bool, seed: int
+) -> DistributedSampler[Any]:
+    """This rank's ``DistributedSampler`` over the loader's dataset."""
+    return DistributedSampler(
+        loader.dataset,  # type: ignore[arg-type]
+        num_replicas=ctx.world_size,
+        rank=ctx.rank,
+        shuffle=shuffle,
+        seed=seed,
+    )
+
+
 def shard_in_loader(
     loader: Iterable[Any], ctx: DistContext, seed: int
 ) -> tuple[Iterable[Any], str]:
@@ -342,13 +355,7 @@ def shard_in_loader(
                 "default sampler (shuffle=True/False). Give it a "
                 "torch.utils.data.DistributedSampler yourself"
             )
-        sampler: DistributedSampler[Any] = DistributedSampler(
-            loader.dataset,  # type: ignore[arg-type]
-            num_replicas=ctx.world_size,
-            rank=ctx.rank,
-            shuffle=shuffle,
-            seed=seed,
-        )
+        sampler = _rank_sampler(loader, ctx, shuffle, seed)
         return _recreate(loader, sampler), (
             f"in_loader re-created with a DistributedSampler(shuffle={shuffle}, seed={seed}) "
             f"over {ctx.world_size} ranks: {loader.batch_size} samples per rank and step, "
@@ -383,13 +390,7 @@ def shard_outlier_loader(
     if isinstance(loader, DataLoader):
         shuffle = _default_shuffle(loader)
         if shuffle is not None:
-            sampler: DistributedSampler[Any] = DistributedSampler(
-                loader.dataset,  # type: ignore[arg-type]
-                num_replicas=ctx.world_size,
-                rank=ctx.rank,
-                shuffle=shuffle,
-                seed=seed + OUTLIER_SEED_OFFSET,
-            )
+            sampler = _rank_sampler(loader, ctx, shuffle, seed + OUTLIER_SEED_OFFSET)
             return _recreate(loader, sampler), (
                 f"outlier_loader re-created with a DistributedSampler(shuffle={shuffle}): "
                 f"disjoint outliers per rank, {len(sampler)} per rank and pass"

@@ -175,39 +175,12 @@ class TrainOptions:
         if self.weight_decay is not None:
             check_number(self.weight_decay, "weight_decay")
         check_flag(self.nesterov, "nesterov")
-        if isinstance(self.optimizer, str) and self.optimizer in ("auto", "sgd", "adamw"):
-            pass
-        elif self.optimizer is not None and not callable(self.optimizer):
-            raise TypeError(
-                "optimizer must be None ('auto'), 'sgd', 'adamw' or a factory callable "
-                "params -> Optimizer, e.g. lambda p: torch.optim.AdamW(p, lr=1e-3); got "
-                f"{self.optimizer!r}"
-            )
-        if isinstance(self.scheduler, str):
-            if self.scheduler != "cosine":
-                raise ValueError(
-                    "scheduler must be 'cosine', None, or a factory (optimizer, total_steps) "
-                    f"-> LRScheduler; got {self.scheduler!r}"
-                )
-        elif self.scheduler is not None and not callable(self.scheduler):
-            raise TypeError(
-                f"scheduler must be 'cosine', None or a callable, got {self.scheduler!r}"
-            )
+        _check_optimizer(self.optimizer)
+        _check_scheduler(self.scheduler)
         check_outlier_ratio(self.outlier_ratio, "outlier_ratio")
         check_int(self.accumulate_grad_batches, "accumulate_grad_batches")
         if self.device is not None:
-            if not isinstance(self.device, (str, torch.device)):
-                raise TypeError(
-                    "device must be a str such as 'cpu' or 'cuda:0', a torch.device, or None; "
-                    f"got {type(self.device).__name__}"
-                )
-            try:
-                object.__setattr__(self, "device", torch.device(self.device))
-            except (RuntimeError, TypeError) as err:
-                raise ValueError(
-                    f"device must be a torch device such as 'cpu', 'cuda' or 'cuda:0'; got "
-                    f"{self.device!r} ({err})"
-                ) from None
+            object.__setattr__(self, "device", _check_device(self.device))
         if self.amp not in (False, True, "bf16", "fp16") or (not isinstance(self.amp, (bool, str))):
             raise ValueError(f"amp must be False, True, 'bf16' or 'fp16', got {self.amp!r}")
         check_seed(self.seed, allow_none=True)
@@ -222,34 +195,12 @@ class TrainOptions:
             )
         check_int(self.checkpoint_every, "checkpoint_every", allow_none=True)
         check_flag(self.progress, "progress")
-        if isinstance(self.callbacks, (str, bytes)) or not isinstance(
-            self.callbacks, (Sequence, tuple, list)
-        ):
-            raise TypeError(
-                f"callbacks must be a list of Callback instances, got {self.callbacks!r}"
-            )
-        for cb in self.callbacks:
-            if not isinstance(cb, Callback):
-                raise TypeError(
-                    "callbacks must be rejectnet.finetune.Callback instances (subclass it and "
-                    f"override on_step_end/on_epoch_end); got {type(cb).__name__}"
-                )
-        object.__setattr__(self, "callbacks", tuple(self.callbacks))
+        object.__setattr__(self, "callbacks", _check_callbacks(self.callbacks))
         object.__setattr__(self, "keys", check_keys(self.keys))
         check_flag(self.sync_batchnorm, "sync_batchnorm")
         check_flag(self.channels_last, "channels_last")
         if self.outlier_signal is not None:
-            missing = [
-                m
-                for m in ("attach", "detach", "outlier_batch", "extra_outlier_logits")
-                if not callable(getattr(self.outlier_signal, m, None))
-            ]
-            if missing:
-                raise TypeError(
-                    "outlier_signal must be an outlier signal from rejectnet.outliers (an object "
-                    f"with attach/detach/outlier_batch/extra_outlier_logits); "
-                    f"{type(self.outlier_signal).__name__} lacks {missing}"
-                )
+            _check_outlier_signal(self.outlier_signal)
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -305,3 +256,66 @@ class TrainOptions:
             )
         start = base.as_dict() if base is not None else {}
         return cls(**{**start, **kwargs})
+
+
+def _check_optimizer(optimizer: Any) -> None:
+    if isinstance(optimizer, str) and optimizer in ("auto", "sgd", "adamw"):
+        return
+    if optimizer is not None and not callable(optimizer):
+        raise TypeError(
+            "optimizer must be None ('auto'), 'sgd', 'adamw' or a factory callable "
+            "params -> Optimizer, e.g. lambda p: torch.optim.AdamW(p, lr=1e-3); got "
+            f"{optimizer!r}"
+        )
+
+
+def _check_scheduler(scheduler: Any) -> None:
+    if isinstance(scheduler, str):
+        if scheduler != "cosine":
+            raise ValueError(
+                "scheduler must be 'cosine', None, or a factory (optimizer, total_steps) "
+                f"-> LRScheduler; got {scheduler!r}"
+            )
+    elif scheduler is not None and not callable(scheduler):
+        raise TypeError(f"scheduler must be 'cosine', None or a callable, got {scheduler!r}")
+
+
+def _check_device(device: Any) -> torch.device:
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            "device must be a str such as 'cpu' or 'cuda:0', a torch.device, or None; "
+            f"got {type(device).__name__}"
+        )
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"device must be a torch device such as 'cpu', 'cuda' or 'cuda:0'; got "
+            f"{device!r} ({err})"
+        ) from None
+
+
+def _check_callbacks(callbacks: Any) -> tuple[Callback, ...]:
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, (Sequence, tuple, list)):
+        raise TypeError(f"callbacks must be a list of Callback instances, got {callbacks!r}")
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(
+                "callbacks must be rejectnet.finetune.Callback instances (subclass it and "
+                f"override on_step_end/on_epoch_end); got {type(cb).__name__}"
+            )
+    return tuple(callbacks)
+
+
+def _check_outlier_signal(signal: Any) -> None:
+    missing = [
+        m
+        for m in ("attach", "detach", "outlier_batch", "extra_outlier_logits")
+        if not callable(getattr(signal, m, None))
+    ]
+    if missing:
+        raise TypeError(
+            "outlier_signal must be an outlier signal from rejectnet.outliers (an object "
+            f"with attach/detach/outlier_batch/extra_outlier_logits); "
+            f"{type(signal).__name__} lacks {missing}"
+        )

@@ -13,7 +13,6 @@ from torch import nn
 from rejectnet._batches import (
     BatchKeys,
     Inputs,
-    batch_size,
     call_model,
     inputs_to,
     split_inputs,
@@ -22,14 +21,15 @@ from rejectnet._batches import (
 from rejectnet._inference import eval_mode
 from rejectnet._outputs import extract_logits
 from rejectnet.finetune.batching import (
+    check_all_rows,
+    check_outlier_bound,
     check_reiterable,
     check_rows_fit,
-    outlier_rows,
-    sequence_inputs,
     single_input_hint,
 )
 from rejectnet.finetune.objectives import Objective, uses_outliers
 from rejectnet.finetune.options import TrainOptions
+from rejectnet.finetune.step import check_labels
 from rejectnet.head import RejectHead
 
 __all__ = ["Preflight", "check_labels", "preflight"]
@@ -48,22 +48,6 @@ class Preflight:
     num_classes: int
     reject_model: bool
     uses_outliers: bool
-
-
-def check_labels(y: torch.Tensor, num_classes: int, where: str) -> None:
-    """Refuse labels outside ``[0, C)`` (CPU tensors only: no host sync on a device).
-
-    Raises:
-        ValueError: Naming ``where``, the labels' range and C.
-    """
-    if y.numel() == 0 or y.device.type != "cpu":
-        return
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= num_classes:
-        raise ValueError(
-            f"{where} has labels in [{lo}, {hi}] but the model has C={num_classes} classes; "
-            f"labels must be in [0, {num_classes - 1}]"
-        )
 
 
 def _check_label_tensor(y: torch.Tensor | None, where: str) -> torch.Tensor:
@@ -91,22 +75,6 @@ def _first_call(model: nn.Module, x: Inputs, device: torch.device) -> Any:
             f"the model refused the in_loader batch's named inputs ({err}). "
             + single_input_hint("in_loader", x)
         ) from err
-
-
-def _check_all_rows(
-    x_in: Inputs,
-    in_loader: Iterable[Any],
-    outlier_loader: Iterable[Any],
-    keys: BatchKeys | None,
-) -> None:
-    """Every in-memory batch of both loaders fits the first in-distribution batch."""
-    for name, loader, labels in (
-        ("in_loader", in_loader, True),
-        ("outlier_loader", outlier_loader, False),
-    ):
-        for i, batch in enumerate(sequence_inputs(loader) or []):
-            x, _ = split_inputs(batch, f"{name} batch {i}", keys=keys, labels=labels)
-            check_rows_fit(x_in, x, f"batch {i}, found before the first step", other=name)
 
 
 def _dataset_labels(loader: Any) -> torch.Tensor | None:
@@ -173,6 +141,25 @@ def _preflight(
     outlier_loader: Iterable[Any] | None,
     keys: BatchKeys | None,
 ) -> Preflight:
+    x_in, y = _first_batch(in_loader, keys)
+    if options.amp == "fp16" and device.type != "cuda":
+        raise ValueError("amp='fp16' needs a CUDA device; on CPU use amp=True (bfloat16)")
+    wants_outliers = uses_outliers(objective)
+    if wants_outliers:
+        _check_outliers(x_in, in_loader, outlier_loader, options, keys)
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if options.sync_batchnorm and distributed and device.type != "cuda":
+        raise ValueError(
+            "sync_batchnorm=True needs CUDA devices (torch's SyncBatchNorm does not run on "
+            f"{device.type}); train on GPUs or pass sync_batchnorm=False"
+        )
+    num_classes = _num_classes(model, objective, x_in, device)
+    _check_every_label(y, in_loader, num_classes, keys)
+    return Preflight(num_classes, isinstance(model, RejectHead), wants_outliers)
+
+
+def _first_batch(in_loader: Iterable[Any], keys: BatchKeys | None) -> tuple[Inputs, torch.Tensor]:
+    """The first in-distribution batch's inputs and labels (a re-iterable, sized loader)."""
     check_reiterable(in_loader, "in_loader", "labeled in-distribution batches")
     try:
         n_batches = len(in_loader)  # type: ignore[arg-type]
@@ -185,41 +172,43 @@ def _preflight(
     if first is None:
         raise ValueError("in_loader is empty; it needs at least one labeled batch")
     x_in, y = split_inputs(first, "in_loader batch", keys=keys)
-    y = _check_label_tensor(y, "in_loader")
-    if options.amp == "fp16" and device.type != "cuda":
-        raise ValueError("amp='fp16' needs a CUDA device; on CPU use amp=True (bfloat16)")
+    return x_in, _check_label_tensor(y, "in_loader")
+
+
+def _check_outliers(
+    x_in: Inputs,
+    in_loader: Iterable[Any],
+    outlier_loader: Iterable[Any] | None,
+    options: TrainOptions,
+    keys: BatchKeys | None,
+) -> None:
+    """Outliers come from somewhere, fit the in-distribution rows, and are not too many."""
     signal = options.outlier_signal
-    wants_outliers = uses_outliers(objective)
-    if wants_outliers and outlier_loader is None and signal is None:
+    if outlier_loader is None and signal is None:
         raise ValueError(
             "outlier_loader is required for this objective (or pass outlier_signal= from "
             "rejectnet.outliers to synthesise outliers without a pool)"
         )
     validate = getattr(signal, "validate", None)
-    if wants_outliers and callable(validate):
+    if callable(validate):
         validate(has_pool=outlier_loader is not None)
-    if outlier_loader is not None and wants_outliers:
+    if outlier_loader is not None:
         check_reiterable(outlier_loader, "outlier_loader", "unlabeled outliers")
         first_out = next(iter(outlier_loader), None)
         if first_out is None:
             raise ValueError("outlier_loader is empty; it needs unlabeled outliers")
         x_out, _ = split_inputs(first_out, "outlier_loader batch", keys=keys, labels=False)
         check_rows_fit(x_in, x_out, "first batch", dtype=True)
-        _check_all_rows(x_in, in_loader, outlier_loader, keys)
-    if wants_outliers:
-        batch = getattr(in_loader, "batch_size", None)
-        n_in = max(batch_size(x_in), batch if isinstance(batch, int) else 0)
-        outlier_rows(options.outlier_ratio, n_in)
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    if options.sync_batchnorm and distributed and device.type != "cuda":
-        raise ValueError(
-            "sync_batchnorm=True needs CUDA devices (torch's SyncBatchNorm does not run on "
-            f"{device.type}); train on GPUs or pass sync_batchnorm=False"
-        )
+        check_all_rows(x_in, in_loader, outlier_loader, keys)
+    check_outlier_bound(x_in, in_loader, options.outlier_ratio)
+
+
+def _num_classes(model: nn.Module, objective: Objective, x_in: Inputs, device: torch.device) -> int:
+    """C, from the model's logits on two rows (moved to ``device``), checked against
+    the objective's."""
     model.to(device)
     with torch.no_grad(), eval_mode(model):
         logits = extract_logits(_first_call(model, take_rows(x_in, slice(0, 2)), device))
-    reject_model = isinstance(model, RejectHead)
     expected = model.num_classes + model.k if isinstance(model, RejectHead) else 0
     width = int(logits.shape[-1]) if logits.ndim == 2 else -1
     if logits.ndim != 2 or (expected and width != expected):
@@ -234,6 +223,13 @@ def _preflight(
             f"the objective was built for num_classes={wanted} but the model has "
             f"C={num_classes} classes"
         )
+    return num_classes
+
+
+def _check_every_label(
+    y: torch.Tensor, in_loader: Iterable[Any], num_classes: int, keys: BatchKeys | None
+) -> None:
+    """The first batch's labels, and every label that can be read without a pass."""
     check_labels(y, num_classes, "in_loader")
     labels = _dataset_labels(in_loader)
     if labels is not None:
@@ -243,4 +239,3 @@ def _preflight(
             _, yi = split_inputs(batch, f"in_loader batch {i}", keys=keys)
             yi = _check_label_tensor(yi, "in_loader")
             check_labels(yi, num_classes, f"in_loader batch {i}")
-    return Preflight(num_classes, reject_model, wants_outliers)

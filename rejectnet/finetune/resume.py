@@ -1,48 +1,54 @@
-"""Whether a checkpoint fits the run resuming from it, decided before any weight is touched.
+"""Saving a run's state into a checkpoint, and restoring it only after checking it fits.
 
 :func:`~rejectnet.finetune.checkpoint.read_checkpoint` guarantees a checkpoint is intact
 and has every field with the right type. Whether it *fits* is decided here, by
 :func:`validate_resume`, a pure function that compares the checkpoint completely with the
 live model, optimizer, scheduler and gradient scaler and raises one
 :class:`~rejectnet.finetune.checkpoint.CheckpointError` naming the file and everything
-that differs (``"k: checkpoint 2, model 3"``), *without touching any of them*. Only when
-it passes may the loop call ``load_state_dict``: a k=3 model resumed from a k=2 run is
-refused with the caller's weights bit-identical, where ``load_state_dict`` alone would
-raise half-way through, after some weights were overwritten.
+that differs (``"k: checkpoint 2, model 3"``), *without touching any of them*, and by
+:func:`check_restorable`, which adds the run's name, epochs and outlier signal. Only when
+both pass does :func:`restore` call ``load_state_dict``: a k=3 model resumed from a k=2
+run is refused with the caller's weights bit-identical, where ``load_state_dict`` alone
+would raise half-way through, after some weights were overwritten. :func:`capture` is
+the other direction: what a checkpoint holds of the run (:class:`RunState`).
 
-The run fingerprint (:func:`run_fingerprint`) is a hash of what defines a run: the
-architecture (every state-dict name, shape and dtype), C, k, the objective's name, its
-options (by value: objects such as the outlier signal, its sources and a pseudo-labeler
-enter with every constructor option, recursively, :func:`object_fingerprint`) and the
-seed. The loop writes it into every checkpoint, with the document it hashes
-(``run_config``); resuming a checkpoint whose fingerprint differs (another run in the
-same ``checkpoint_dir``: other seed, other ``lam``, other k, ``Rotate()`` for
-``Jigsaw(2)``) is refused, naming what changed. To start the new run anyway, give it a new
-``checkpoint_dir`` (or pass ``resume=False``, which overwrites the old run's checkpoints
-as it goes). Checkpoints written before fingerprints existed carry none and are not
-checked for it; with ``seed=None`` two runs differ only in their random draws, which the
-fingerprint cannot see.
+The run's identity (its fingerprint and the document it hashes) is
+:mod:`rejectnet.finetune.fingerprint`; its names are importable from here too.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
-import math
+import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from rejectnet.finetune.checkpoint import CheckpointError
-from rejectnet.outliers import signal as _signal_module
+from rejectnet.finetune.checkpoint import CHECKPOINT_FORMAT, CheckpointError
+from rejectnet.finetune.fingerprint import (
+    describe_changes,
+    object_fingerprint,
+    run_document,
+    run_fingerprint,
+    run_identity,
+    signal_fingerprint,
+)
+from rejectnet.finetune.history import EpochStats, History
+from rejectnet.finetune.optim import OptimizerStep
+from rejectnet.finetune.rng import rng_state, set_rng_state
+from rejectnet.finetune.streams import EpochStream, OutlierStream
 
 __all__ = [
+    "RankState",
+    "RunState",
+    "capture",
+    "check_restorable",
     "describe_changes",
     "object_fingerprint",
+    "restore",
     "run_document",
     "run_fingerprint",
     "run_identity",
@@ -51,297 +57,213 @@ __all__ = [
 ]
 
 _MAX_LISTED = 5
-_MAX_DEPTH = 8
 
 
-def _qualname(obj: Any) -> str:
-    cls = obj if isinstance(obj, type) else type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
+@dataclass
+class RunState:
+    """Where a run stands: counters, history, and the mid-epoch position to resume at.
+
+    Attributes:
+        name: The run's name.
+        epochs: Epochs of the run.
+        epoch: The current 0-based epoch.
+        step: Optimizer steps taken so far.
+        history: Completed epochs.
+        skip: In-distribution batches of the current epoch already done (resume).
+        epoch_rng: RNG state the current epoch's loader was started from (resume).
+        acc: The current epoch's accumulated sums (resume), or ``None``.
+    """
+
+    name: str
+    epochs: int
+    epoch: int = 0
+    step: int = 0
+    history: History | None = None
+    skip: int = 0
+    epoch_rng: torch.Tensor | None = None
+    acc: dict[str, torch.Tensor] | None = None
 
 
-def _constructor_names(cls: type) -> list[str]:
-    """The named parameters of ``cls.__init__`` (``*args``/``**kwargs`` left out)."""
-    try:
-        params = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
-    except (TypeError, ValueError):
-        return []
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [n for n, p in params.items() if n != "self" and p.kind in kinds]
-
-
-def _tensor_doc(t: torch.Tensor) -> dict[str, Any]:
-    data = t.detach().to("cpu").contiguous()
-    raw = data.view(torch.uint8) if data.numel() and data.dtype != torch.bool else data
-    digest = hashlib.sha256(raw.numpy().tobytes() if raw.numel() else b"").hexdigest()[:16]
-    return {"tensor": list(t.shape), "dtype": str(t.dtype), "sha256": digest}
-
-
-def object_fingerprint(obj: Any, *, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> Any:
-    """Every constructor option's VALUE of ``obj``, recursively, as a JSON-ready dict.
-
-    The generic fingerprint of an object that defines a run (an outlier signal, its
-    sources, a loss, a pseudo-labeler): ``{"class": "module.QualName", "options":
-    {name: value}}`` where the options are the constructor's named parameters read back
-    from the attribute of the same name (or ``_name``), plus the public attributes when
-    a parameter has no such attribute. Nested objects get their own dict; tensors enter
-    as shape, dtype and a hash of their bytes; a ``torch.Generator`` as its device (its
-    state is what it draws, not an option); functions and classes by qualified name.
-
-    This is finetune's fallback for :func:`rejectnet.outliers.signal.fingerprint`, used
-    for the outlier signal when that function does not exist, and for the objective.
+def capture(
+    run: RunState,
+    *,
+    model: nn.Module,
+    opt: OptimizerStep,
+    in_stream: EpochStream,
+    out_stream: OutlierStream | None,
+    acc: dict[str, torch.Tensor] | None,
+    signal: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The shared and the per-rank parts of a checkpoint.
 
     Args:
-        obj: Any value.
+        run: The run's counters.
+        model: The module being trained.
+        opt: The optimiser side (optimizer, schedule, scaler).
+        in_stream: The in-distribution stream.
+        out_stream: The outlier stream, or ``None``.
+        acc: The epoch's sums when saving mid-epoch, else ``None``.
+        signal: The outlier signal (its ``state_dict`` is saved per rank), or ``None``.
 
     Returns:
-        Numbers, strings, booleans, ``None``, lists and dicts only.
-
-    Example:
-        >>> from rejectnet.outliers import ClusterLabeler
-        >>> object_fingerprint(ClusterLabeler(temperature=20.0))["options"]
-        {'temperature': 20.0, 'iters': 3}
+        ``(shared, own)``: rank 0 writes ``{**shared, **own}`` plus every rank's ``own``.
     """
-    if value_is_plain(obj):
-        return _plain(obj)
-    if isinstance(obj, torch.Tensor):
-        return _tensor_doc(obj)
-    if isinstance(obj, (torch.dtype, torch.device)):
-        return str(obj)
-    if isinstance(obj, torch.Generator):
-        return {"class": "torch.Generator", "device": str(obj.device)}
-    if id(obj) in _seen or _depth > _MAX_DEPTH:
-        return {"class": _qualname(obj), "options": "..."}
-    seen = _seen | {id(obj)}
-
-    def walk(v: Any) -> Any:
-        return object_fingerprint(v, _depth=_depth + 1, _seen=seen)
-
-    if isinstance(obj, Mapping):
-        return {str(k): walk(v) for k, v in obj.items()}  # the hash sorts the keys
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        items = sorted(obj, key=repr) if isinstance(obj, (set, frozenset)) else obj
-        return [walk(v) for v in items]
-    if isinstance(obj, type) or inspect.isroutine(obj):
-        return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
-    options: dict[str, Any] = {}
-    names = _constructor_names(type(obj))
-    missing = False
-    for name in names:
-        for attr in (name, f"_{name}"):
-            if hasattr(obj, attr):
-                options[name] = walk(getattr(obj, attr))
-                break
-        else:
-            missing = True
-    if missing or not names:
-        public = getattr(obj, "__dict__", {})
-        for key, value in public.items():
-            if not key.startswith("_") and key not in options and key != "training":
-                options[key] = walk(value)
-    return {"class": _qualname(obj), "options": options}
-
-
-def value_is_plain(value: Any) -> bool:
-    """Whether ``value`` is a number, string, boolean or ``None`` (JSON as it is)."""
-    return value is None or isinstance(value, (bool, int, float, str))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    return value
-
-
-def signal_fingerprint(signal: Any) -> Any:
-    """The outlier signal's fingerprint: every option's value, recursively.
-
-    Calls :func:`rejectnet.outliers.signal.fingerprint` where it exists and
-    :func:`object_fingerprint` otherwise.
-    """
-    if signal is None:
-        return None
-    own = getattr(_signal_module, "fingerprint", None)
-    return own(signal) if callable(own) else object_fingerprint(signal)
-
-
-def _canonical(value: Any) -> Any:
-    """A JSON-ready, order-independent form of an options value (objects by value)."""
-    return object_fingerprint(value)
-
-
-def run_document(
-    model: nn.Module,
-    *,
-    num_classes: int | None,
-    k: int | None,
-    objective: str,
-    options: Mapping[str, Any],
-    seed: int | None,
-) -> dict[str, Any]:
-    """What defines a training run, as a JSON-ready dict (hashed by :func:`run_fingerprint`).
-
-    Takes the arguments of :func:`run_fingerprint`. Every option enters by its value,
-    objects (an outlier signal, a labeler, a loss) as every constructor option's value,
-    recursively (:func:`object_fingerprint`).
-    """
-    arch = [[n, list(t.shape), str(t.dtype)] for n, t in model.state_dict().items()]
-    return {
-        "architecture": [type(model).__qualname__, arch],
-        "num_classes": num_classes,
-        "k": k,
-        "objective": objective,
-        "options": _canonical(options),
-        "seed": seed,
+    mid_epoch = acc is not None
+    own: dict[str, Any] = {
+        "epoch_rng": in_stream.start_rng if mid_epoch else None,
+        "acc": acc,
+        "rng": rng_state(),
+        "outliers": out_stream.state_dict() if out_stream is not None else None,
+        "signal": signal.state_dict() if signal is not None else None,
     }
-
-
-def _document_text(doc: Mapping[str, Any]) -> str:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
-
-
-def run_fingerprint(
-    model: nn.Module,
-    *,
-    num_classes: int | None,
-    k: int | None,
-    objective: str,
-    options: Mapping[str, Any],
-    seed: int | None,
-) -> str:
-    """A hash of what defines a training run, written into its checkpoints.
-
-    Args:
-        model: The module being trained; its architecture enters as every state-dict
-            name, shape and dtype (not the values, which change as it trains).
-        num_classes: C (``None`` if unknown; the architecture still holds it).
-        k: The number of reject classes (``None`` for a plain classifier).
-        objective: The objective's name (``"rejectnet"``, ``"outlier_exposure"``, ...).
-        options: The options that change what is trained (``lam``, ``lr``, ``epochs``,
-            batch ratio, the outlier signal, ...). Every value counts: objects such as
-            ``Jigsaw(2)`` or ``ClusterLabeler(temperature=20)`` enter with every
-            constructor option's value (:func:`object_fingerprint`), not their type name.
-        seed: The run's seed.
-
-    Returns:
-        A 64-character hex string.
-
-    Example:
-        >>> from torch import nn
-        >>> a = run_fingerprint(nn.Linear(4, 3), num_classes=3, k=2, objective="rejectnet",
-        ...                     options={"lam": 5.0}, seed=0)
-        >>> b = run_fingerprint(nn.Linear(4, 3), num_classes=3, k=2, objective="rejectnet",
-        ...                     options={"lam": 5.0}, seed=1)
-        >>> len(a), a == b
-        (64, False)
-    """
-    doc = run_document(
-        model, num_classes=num_classes, k=k, objective=objective, options=options, seed=seed
-    )
-    return hashlib.sha256(_document_text(doc).encode()).hexdigest()
-
-
-def run_identity(
-    model: nn.Module,
-    *,
-    num_classes: int | None,
-    k: int | None,
-    objective: str,
-    options: Mapping[str, Any],
-    seed: int | None,
-) -> dict[str, Any]:
-    """The fields to merge into every checkpoint: num_classes, k, fingerprint, run_config.
-
-    Takes the same arguments as :func:`run_fingerprint`; :func:`validate_resume` reads
-    these fields back (``num_classes`` and ``k`` are omitted when ``None``).
-    ``run_config`` is :func:`run_document` as JSON text, so that a refused resume can
-    name what changed.
-    """
-    doc = run_document(
-        model, num_classes=num_classes, k=k, objective=objective, options=options, seed=seed
-    )
-    out: dict[str, Any] = {
-        "fingerprint": hashlib.sha256(_document_text(doc).encode()).hexdigest(),
-        "run_config": json.dumps(doc, separators=(",", ":")),  # in the constructors' order
+    assert run.history is not None
+    shared: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "name": run.name,
+        "epochs": run.epochs,
+        "epoch": run.epoch,
+        "step": run.step,
+        "batch_in_epoch": in_stream.position if mid_epoch else 0,
+        "model": model.state_dict(),
+        **opt.state_dict(),
+        "history": [vars(e).copy() for e in run.history.epochs],
     }
-    if num_classes is not None:
-        out["num_classes"] = num_classes
-    if k is not None:
-        out["k"] = k
-    return out
+    return shared, own
 
 
-def _render(value: Any, limit: int = 120) -> str:
-    """A short, readable form of a document value: ``Jigsaw(grid=2)``."""
-    if isinstance(value, dict) and isinstance(value.get("class"), str) and "options" in value:
-        opts = value["options"]
-        inner = (
-            ", ".join(f"{k}={_render(v, limit)}" for k, v in opts.items())
-            if isinstance(opts, dict)
-            else str(opts)
+def check_restorable(
+    ckpt: dict[str, Any],
+    path: Path,
+    *,
+    rank: int,
+    run: RunState,
+    model: nn.Module,
+    opt: OptimizerStep,
+    signal: Any,
+    fingerprint: str | None = None,
+    run_config: str | None = None,
+) -> None:
+    """Refuse a checkpoint that does not fit this run, touching nothing.
+
+    Everything a resume loads is checked first: the run's name and epochs,
+    :func:`~rejectnet.finetune.resume.validate_resume` (C, k, every model tensor, the
+    optimizer, schedule, scaler, the run fingerprint naming what changed), whether both
+    sides use an outlier signal, and whether the saved signal state loads into a copy of
+    this run's signal (a signal with ``VirtualOutliers`` added is refused here, not
+    after the weights were loaded). The model, optimizer, signal and RNGs are untouched.
+
+    Raises:
+        CheckpointError: Naming ``path`` and what does not fit.
+    """
+    if ckpt.get("name") != run.name or ckpt.get("epochs") != run.epochs:
+        raise CheckpointError(
+            f"{path}: the checkpoint is from a different run ({ckpt.get('name')}, "
+            f"{ckpt.get('epochs')} epochs) than this one ({run.name}, {run.epochs} epochs); "
+            "use another checkpoint_dir or resume=False"
         )
-        text = f"{value['class'].rsplit('.', 1)[-1]}({inner})"
-    elif isinstance(value, dict) and "tensor" in value:
-        text = f"tensor{tuple(value['tensor'])} {value.get('dtype')} #{value.get('sha256')}"
-    elif isinstance(value, list):
-        text = "[" + ", ".join(_render(v, limit) for v in value) + "]"
-    else:
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _path_name(path: str) -> str:
-    for prefix, name in (("options.train.", ""), ("options.objective.", "objective ")):
-        if path.startswith(prefix):
-            return name + path[len(prefix) :]
-    return path
-
-
-def _document_diffs(saved: Any, live: Any, path: str = "") -> list[str]:
-    """Where two run documents differ, as ``"path: checkpoint A, this run B"`` lines."""
-    same_class = not (
-        isinstance(saved, dict)
-        and isinstance(live, dict)
-        and saved.get("class") != live.get("class")
+    validate_resume(
+        ckpt,
+        path=path,
+        model=model,
+        optimizer=opt.optimizer,
+        scheduler=opt.scheduler,
+        scaler=opt.scaler,
+        num_classes=getattr(model, "num_classes", None),
+        k=getattr(model, "k", None),
+        fingerprint=fingerprint,
+        run_config=run_config,
     )
-    if isinstance(saved, dict) and isinstance(live, dict) and same_class:
-        out: list[str] = []
-        is_object = "class" in saved
-        for key in list(saved) + [k for k in live if k not in saved]:
-            if is_object and key == "options":
-                sub = path  # an object's options read as its attributes: signal.grid
-            else:
-                sub = f"{path}.{key}" if path else str(key)
-            out += _document_diffs(saved.get(key), live.get(key), sub)
-        return out
-    if isinstance(saved, list) and isinstance(live, list) and len(saved) == len(live):
-        out = []
-        for i, (a, b) in enumerate(zip(saved, live, strict=True)):
-            out += _document_diffs(a, b, f"{path}[{i}]")
-        return out
-    if saved == live:
-        return []
-    name = _path_name(path) or "run"
-    return [f"{name}: checkpoint {_render(saved)}, this run {_render(live)}"]
+    _check_signal(_rank_state(ckpt, rank).get("signal"), signal, path)
 
 
-def describe_changes(saved_config: Any, live_config: str | None) -> str:
-    """What differs between a checkpoint's ``run_config`` and this run's, for a message.
+def _rank_state(ckpt: Mapping[str, Any], rank: int) -> Mapping[str, Any]:
+    """This rank's RNG, stream and signal state (``rank_states[rank]`` when several)."""
+    return ckpt["rank_states"][rank] if "rank_states" in ckpt else ckpt
 
-    Returns:
-        ``"; what changed: lam: checkpoint 5.0, this run 1.0"`` or, when either side
-        records no document (a checkpoint from an older rejectnet), ``""``.
+
+def _check_signal(saved: Any, signal: Any, path: Path) -> None:
+    """Both sides use an outlier signal or neither, and the saved state loads into a copy."""
+    if (saved is None) != (signal is None):
+        raise CheckpointError(
+            f"{path}: the checkpoint was written "
+            f"{'with' if saved is not None else 'without'} an outlier_signal but "
+            f"this run has {'one' if signal is not None else 'none'}; nothing was restored. "
+            "Use the same options",
+            path,
+            "signal",
+        )
+    if signal is not None:
+        try:
+            copy.deepcopy(signal).load_state_dict(saved)
+        except (ValueError, TypeError, KeyError, RuntimeError) as err:
+            raise CheckpointError(
+                f"{path}: the checkpoint's outlier-signal state does not fit this run's "
+                f"outlier_signal ({err}); nothing was restored. Use the same outlier_signal",
+                path,
+                "signal",
+            ) from None
+
+
+def restore(
+    ckpt: dict[str, Any],
+    path: Path,
+    *,
+    rank: int,
+    run: RunState,
+    model: nn.Module,
+    opt: OptimizerStep,
+    out_stream: OutlierStream | None,
+    signal: Any,
+    device: torch.device,
+    fingerprint: str | None = None,
+    run_config: str | None = None,
+    checked: bool = False,
+) -> None:
+    """Check the checkpoint against this run completely, then load it into the run.
+
+    Args:
+        ckpt: The checkpoint's contents.
+        path: Its file.
+        rank: This process's rank (picks its ``rank_states`` entry).
+        run: The run's counters, updated in place.
+        model: The live module.
+        opt: The optimiser side.
+        out_stream: The outlier stream, or ``None``.
+        signal: The outlier signal, or ``None``.
+        device: The training device.
+        fingerprint: This run's :func:`~rejectnet.finetune.fingerprint.run_fingerprint`
+            (``None``: not compared).
+        run_config: This run's settings as JSON text (names what changed on refusal).
+        checked: ``True`` when :func:`check_restorable` already passed for these
+            arguments (the fine-tuner checks before seeding, and loads after).
+
+    Raises:
+        CheckpointError: If the checkpoint is from another run (name, epochs) or does not
+            fit the model; nothing has been loaded then.
     """
-    if not isinstance(saved_config, str) or live_config is None:
-        return ""
-    try:
-        saved, live = json.loads(saved_config), json.loads(live_config)
-    except ValueError:
-        return ""
-    diffs = _document_diffs(saved, live)
-    if not diffs:
-        return ""
-    more = f" and {len(diffs) - _MAX_LISTED} more" if len(diffs) > _MAX_LISTED else ""
-    return "; what changed: " + "; ".join(diffs[:_MAX_LISTED]) + more
+    if not checked:
+        checks = {"fingerprint": fingerprint, "run_config": run_config}
+        check_restorable(
+            ckpt, path, rank=rank, run=run, model=model, opt=opt, signal=signal, **checks
+        )
+    own = _rank_state(ckpt, rank)
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt)
+    run.epoch, run.step = int(ckpt["epoch"]), int(ckpt["step"])
+    run.history = History([EpochStats(**e) for e in ckpt["history"]])
+    if out_stream is not None and own.get("outliers") is not None:
+        out_stream.load_state_dict(own["outliers"])
+    if signal is not None:
+        signal.load_state_dict(own["signal"])
+    set_rng_state(own["rng"])
+    acc = own.get("acc")
+    run.acc = {k: v.to(device) for k, v in acc.items()} if acc is not None else None
+    run.skip = int(ckpt["batch_in_epoch"])
+    run.epoch_rng = own.get("epoch_rng")
+
+
+RankState = dict[str, Any]
+"""The per-rank part of a checkpoint (RNG, stream positions, mid-epoch sums, signal)."""
 
 
 def _listed(names: list[str]) -> str:
@@ -427,6 +349,61 @@ def _saved_k(ckpt: Mapping[str, Any]) -> int | None:
     return None
 
 
+def _shape_differences(
+    ckpt: Mapping[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    num_classes: int | None,
+    k: int | None,
+) -> list[tuple[str, str]]:
+    """``(field, difference)`` of C, k, the model's tensors and the optimizer's state."""
+    diffs: list[tuple[str, str]] = []
+    saved_c = ckpt.get("num_classes")
+    if num_classes is not None and isinstance(saved_c, int) and saved_c != num_classes:
+        diffs.append(("num_classes", f"C (num_classes): checkpoint {saved_c}, model {num_classes}"))
+    saved_k = _saved_k(ckpt)
+    if saved_k != k and (saved_k is not None or "k" in ckpt):
+        diffs.append(("k", f"k: checkpoint {saved_k}, model {k}"))
+    diffs += [("model", d) for d in _model_differences(ckpt["model"], model)]
+    diffs += [("optimizer", d) for d in _optimizer_differences(ckpt["optimizer"], optimizer)]
+    return diffs
+
+
+def _setting_differences(
+    ckpt: Mapping[str, Any],
+    scheduler: Any,
+    scaler: torch.amp.GradScaler | None,
+    world_size: int | None,
+    fingerprint: str | None,
+    run_config: str | None,
+) -> list[tuple[str, str]]:
+    """``(field, difference)`` of the schedule, scaler, processes and run fingerprint."""
+    diffs: list[tuple[str, str]] = []
+    diffs += [
+        ("scheduler", d)
+        for d in _presence("scheduler", ckpt["scheduler"], scheduler, "same schedule options")
+    ]
+    diffs += [
+        ("scaler", d)
+        for d in _presence("scaler", ckpt["scaler"], scaler, "amp='fp16' uses a GradScaler")
+    ]
+    if world_size is not None and ckpt["world_size"] != world_size:
+        diffs.append(
+            ("world_size", f"processes: checkpoint {ckpt['world_size']}, this run {world_size}")
+        )
+    saved_fp = ckpt.get("fingerprint")
+    if fingerprint is not None and saved_fp is not None and saved_fp != fingerprint:
+        diffs.append(
+            (
+                "fingerprint",
+                "run fingerprint: the checkpoint is from another run (a different "
+                "architecture, C, k, objective, options or seed)"
+                + describe_changes(ckpt.get("run_config"), run_config),
+            )
+        )
+    return diffs
+
+
 def validate_resume(
     ckpt: Mapping[str, Any],
     *,
@@ -474,37 +451,8 @@ def validate_resume(
             ``"num_classes"``, ``"model"``, ``"optimizer"``, ``"scheduler"``,
             ``"scaler"``, ``"world_size"`` or ``"fingerprint"``).
     """
-    diffs: list[tuple[str, str]] = []
-    saved_c = ckpt.get("num_classes")
-    if num_classes is not None and isinstance(saved_c, int) and saved_c != num_classes:
-        diffs.append(("num_classes", f"C (num_classes): checkpoint {saved_c}, model {num_classes}"))
-    saved_k = _saved_k(ckpt)
-    if saved_k != k and (saved_k is not None or "k" in ckpt):
-        diffs.append(("k", f"k: checkpoint {saved_k}, model {k}"))
-    diffs += [("model", d) for d in _model_differences(ckpt["model"], model)]
-    diffs += [("optimizer", d) for d in _optimizer_differences(ckpt["optimizer"], optimizer)]
-    diffs += [
-        ("scheduler", d)
-        for d in _presence("scheduler", ckpt["scheduler"], scheduler, "same schedule options")
-    ]
-    diffs += [
-        ("scaler", d)
-        for d in _presence("scaler", ckpt["scaler"], scaler, "amp='fp16' uses a GradScaler")
-    ]
-    if world_size is not None and ckpt["world_size"] != world_size:
-        diffs.append(
-            ("world_size", f"processes: checkpoint {ckpt['world_size']}, this run {world_size}")
-        )
-    saved_fp = ckpt.get("fingerprint")
-    if fingerprint is not None and saved_fp is not None and saved_fp != fingerprint:
-        diffs.append(
-            (
-                "fingerprint",
-                "run fingerprint: the checkpoint is from another run (a different "
-                "architecture, C, k, objective, options or seed)"
-                + describe_changes(ckpt.get("run_config"), run_config),
-            )
-        )
+    diffs = _shape_differences(ckpt, model, optimizer, num_classes, k)
+    diffs += _setting_differences(ckpt, scheduler, scaler, world_size, fingerprint, run_config)
     if not diffs:
         return
     raise CheckpointError(

@@ -39,9 +39,10 @@ from torch import nn
 from rejectnet._batches import Inputs, batch_size, call_model, check_keys, split_inputs
 from rejectnet._outputs import extract_logits
 from rejectnet._validation import check_fraction
-from rejectnet.finetune.batching import check_reiterable, join_step_inputs, pad_values_of
+from rejectnet.finetune.batching import check_reiterable, pad_values_of
 from rejectnet.finetune.optim import choose_optimizer, cosine_schedule
 from rejectnet.finetune.options import TrainOptions
+from rejectnet.finetune.step import StepBatch, forward_and_loss
 from rejectnet.head import RejectHead
 from rejectnet.losses import LossTerms, PseudoLabeler, SelfSupervisedRejectLoss
 from rejectnet.scores import registry
@@ -206,6 +207,9 @@ class RejectNetModule(pl.LightningModule):
     def step_terms(self, batch: tuple[Inputs, torch.Tensor, Inputs]) -> LossTerms:
         """The loss of one ``(x_in, y, x_out)`` batch, from one forward pass over both parts.
 
+        The same step function as rejectnet's fine-tuner
+        (:func:`rejectnet.finetune.step.forward_and_loss`).
+
         Args:
             batch: In-distribution inputs, their labels, and outlier inputs.
 
@@ -213,9 +217,11 @@ class RejectNetModule(pl.LightningModule):
             The loss and its parts (see :class:`~rejectnet.losses.LossTerms`).
         """
         x_in, y, x_out = _triple(batch)
-        n_in = batch_size(x_in)
-        logits = self(join_step_inputs(x_in, x_out, pad_values_of(self.net)))
-        return self.loss.terms(logits[:n_in], y, logits[n_in:])
+        if isinstance(x_in, torch.Tensor) and isinstance(x_out, torch.Tensor):
+            x_out = x_out.to(x_in.dtype)
+        step = StepBatch(x_in, y, x_out, batch_size(x_out), pad_values_of(self.net))
+        # the fine-tuner's own step; the Trainer owns the device and the precision
+        return forward_and_loss(self, self.loss, step, device=y.device, amp=False).terms
 
     def training_step(
         self, batch: tuple[Inputs, torch.Tensor, Inputs], batch_idx: int

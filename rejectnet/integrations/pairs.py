@@ -19,10 +19,11 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 
 from rejectnet._batches import Inputs, batch_size, check_keys, split_inputs
 from rejectnet.finetune.batching import (
+    check_all_rows,
+    check_outlier_bound,
     check_reiterable,
     check_rows_fit,
     outlier_rows,
-    sequence_inputs,
 )
 from rejectnet.finetune.distributed import set_epoch
 from rejectnet.finetune.options import check_outlier_ratio
@@ -172,13 +173,5 @@ class OutlierPairs:
     def _preflight(self, x_in: Inputs) -> None:
         """Before the first step: the ratio's rows bound, and every in-memory batch's shape."""
         if self.ratio is not None:
-            batch = getattr(self.in_loader, "batch_size", None)
-            n_in = max(batch_size(x_in), batch if isinstance(batch, int) else 0)
-            outlier_rows(self.ratio, n_in, "ratio")
-        for name, loader, labels in (
-            ("in_loader", self.in_loader, True),
-            ("outlier_loader", self.outlier_loader, False),
-        ):
-            for i, b in enumerate(sequence_inputs(loader) or []):
-                x, _ = split_inputs(b, f"{name} batch {i}", keys=self.keys, labels=labels)
-                check_rows_fit(x_in, x, f"batch {i}, found before the first step", other=name)
+            check_outlier_bound(x_in, self.in_loader, self.ratio, "ratio")
+        check_all_rows(x_in, self.in_loader, self.outlier_loader, self.keys)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import inspect
 import json
 import math
 import numbers
@@ -153,17 +154,21 @@ def _check_pool(x_in: Inputs, x_out: Inputs) -> None:
 def fingerprint(obj: Any) -> dict[str, Any]:
     """A JSON-able description of every option's value of a signal, recursively.
 
-    Two signals (or sources, labelers, recipes) fingerprint equal exactly when they were
-    built with the same options, so they behave the same: ``Blend(0.1)`` and
-    ``Blend(0.45)`` differ, ``Jigsaw(2)`` and ``Rotate()`` differ, ``Stitch([0.3, 0.6])``
-    and ``Stitch((0.3, 0.6))`` agree. Every object is entered with its class's qualified
-    name: rejectnet's pieces by the options they declare (:class:`~rejectnet.outliers.
-    _base.Options`), named tuples (:class:`~rejectnet.outliers.Recipe`) by their fields,
-    an object with an ``options()`` method by its result, any other object by its
-    public attributes; a function by its qualified name; a ``torch.Generator`` by its
-    device and initial seed (its current state is the run's RNG state, checkpointed
-    apart); a tensor by dtype, shape and a hash of its values. Learned state (the
-    virtual outliers' queue) is not an option and does not enter.
+    The one fingerprint of rejectnet: the run fingerprint
+    (:mod:`rejectnet.finetune.fingerprint`) enters the outlier signal and the objective
+    with it. Two signals (or sources, labelers, recipes, losses) fingerprint equal exactly
+    when they were built with the same options, so they behave the same: ``Blend(0.1)``
+    and ``Blend(0.45)`` differ, ``Jigsaw(2)`` and ``Rotate()`` differ, ``Stitch([0.3,
+    0.6])`` and ``Stitch((0.3, 0.6))`` agree. Every object is entered with its class's
+    qualified name: rejectnet's pieces by the options they declare
+    (:class:`~rejectnet.outliers._base.Options`), named tuples
+    (:class:`~rejectnet.outliers.Recipe`) by their fields, an object with an
+    ``options()`` method by its result, any other object (a loss, a user's source) by
+    its constructor's parameters read back from its attributes, then its other public
+    attributes; a function by its qualified name; a ``torch.Generator`` by its device
+    and initial seed (its current state is the run's RNG state, checkpointed apart); a
+    tensor by dtype, shape and a hash of its values. Learned state (the virtual
+    outliers' queue) is not an option and does not enter.
 
     Args:
         obj: A signal (:class:`ComposedSignal`, a recipe's ``signal``), a source, a
@@ -236,9 +241,8 @@ def _describe_container(value: Any, active: set[int]) -> Any:
     cls = _qualname(type(value))
     if isinstance(value, tuple) and hasattr(value, "_asdict"):
         return {"class": cls, "options": _describe(dict(value._asdict()), active)}
-    if isinstance(value, Mapping):
-        items = sorted(value.items(), key=lambda kv: str(kv[0]))
-        return {str(k): _describe(v, active) for k, v in items}
+    if isinstance(value, Mapping):  # in its own order (equality and hashes ignore it)
+        return {str(k): _describe(v, active) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_describe(v, active) for v in value]
     if isinstance(value, (set, frozenset)):
@@ -252,8 +256,30 @@ def _describe_container(value: Any, active: set[int]) -> Any:
     if not hasattr(value, "__dict__"):  # no attributes to read: its repr, unless an address
         text = repr(value)
         return {"class": cls} if " at 0x" in text else {"class": cls, "repr": text}
-    public = {k: v for k, v in vars(value).items() if not k.startswith("_")}
-    return {"class": cls, "attributes": _describe(public, active)}
+    return {"class": cls, "options": _describe(_constructor_options(value), active)}
+
+
+def _constructor_options(value: Any) -> dict[str, Any]:
+    """An object's options: each constructor parameter read back from the attribute of
+    that name (or ``_name``; a submodule of an ``nn.Module`` too), then every other
+    public attribute (``nn.Module.training`` left out)."""
+    try:
+        params = inspect.signature(type(value).__init__).parameters
+    except (TypeError, ValueError):
+        params = {}  # type: ignore[assignment]
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    options: dict[str, Any] = {}
+    for name, param in params.items():
+        if name == "self" or param.kind not in kinds:
+            continue
+        for attr in (name, f"_{name}"):
+            if hasattr(value, attr):
+                options[name] = getattr(value, attr)
+                break
+    for key, v in vars(value).items():
+        if not key.startswith("_") and key not in options and key != "training":
+            options[key] = v
+    return options
 
 
 class ComposedSignal(Options):

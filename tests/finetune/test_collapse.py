@@ -8,10 +8,11 @@ import warnings
 
 import pytest
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from rejectnet import SelfSupervisedOODFinetuner, train_classifier
-from rejectnet.finetune.collapse import CollapseWarning, CollapseWatch, Measure
+from rejectnet.finetune.collapse import CollapseWarning, CollapseWatch, Measure, measure
 from tests.finetune.helpers import DropoutCNN, in_distribution, loaders
 
 
@@ -69,3 +70,16 @@ def test_the_rule() -> None:
     sure = CollapseWatch("run", "hint", num_classes=3)
     sure.start(Measure(0.9, 1.0, "training", False, rows=64))
     assert sure.collapsed(Measure(0.3, 1.0, "training", False)) != []
+
+
+def test_measure_is_eval_mode_over_the_c_classes_and_leaves_the_rng() -> None:
+    net = nn.Sequential(nn.Linear(2, 4), nn.Dropout(0.5))
+    net.train()
+    x = torch.randn(10, 2)
+    y = net[0](x)[:, :3].argmax(1).detach()  # right over the first 3 outputs
+    rng = torch.random.get_rng_state()
+    m = measure(net, [(x, y)], num_classes=3)
+    assert (m.accuracy, m.rows, m.source) == (1.0, 10, "val_loader") and net.training
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    with pytest.raises(ValueError, match="must carry labels"):
+        measure(net, [{"x": x}])

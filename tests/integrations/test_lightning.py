@@ -15,6 +15,7 @@ pytest.importorskip("lightning")
 import lightning
 
 from rejectnet import RejectHead, metrics
+from rejectnet.finetune.step import StepBatch, forward_and_loss
 from rejectnet.integrations import OutlierPairs
 from rejectnet.integrations.lightning import RejectNetModule
 from rejectnet.losses import SelfSupervisedRejectLoss
@@ -94,6 +95,20 @@ def test_training_step_is_one_forward_and_the_public_loss() -> None:
     separate = SelfSupervisedRejectLoss(C, lam=3.0)(module.net(x_in), y, module.net(x_out))
     assert torch.allclose(got.loss, want, atol=1e-6)
     assert not torch.allclose(got.loss, separate, atol=1e-3)
+
+
+def test_step_terms_is_the_finetuners_step_function() -> None:
+    """Lightning and the fine-tuner share one step: forward_and_loss, bit for bit."""
+    batches, outliers = _data()
+    module = RejectNetModule(_model(), k=2, lam=3.0)
+    module.net.train()
+    x_in, y = batches[0]
+    batch = StepBatch(x_in, y, outliers[:40], 40)
+    torch.manual_seed(7)
+    got = module.step_terms((x_in, y, outliers[:40]))
+    torch.manual_seed(7)
+    want = forward_and_loss(module, module.loss, batch, device=torch.device("cpu"), amp=False)
+    assert torch.equal(got.loss, want.terms.loss) and torch.equal(got.in_loss, want.terms.in_loss)
 
 
 class _LightningModesOnly(RejectNetModule):

@@ -1,20 +1,15 @@
-"""Scale features on one CPU process: data sharding rules, SyncBatchNorm swapping,
-channels_last, the sync-free non-finite check and ``set_epoch``."""
+"""Sharding data across ranks, SyncBatchNorm swapping, set_epoch, a rank's device (one process)."""
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
-from rejectnet import RejectHead, SelfSupervisedOODFinetuner, train_classifier
-from rejectnet.finetune import Finetuner
-from rejectnet.finetune.checkpoint import CURRENT, read_checkpoint
+from rejectnet import RejectHead, SelfSupervisedOODFinetuner
 from rejectnet.finetune.distributed import (
     BatchShard,
     DistContext,
@@ -23,15 +18,14 @@ from rejectnet.finetune.distributed import (
     shard_in_loader,
     shard_outlier_loader,
 )
-from rejectnet.finetune.streams import OutlierStream
 from tests.finetune.helpers import DropoutCNN, in_distribution, loaders, outliers
 
 RANK1 = DistContext(rank=1, world_size=2)
 
 
-def _net() -> RejectHead:
+def _net(k: int = 2) -> RejectHead:
     torch.manual_seed(0)
-    return RejectHead.wrap(DropoutCNN(), k=2)
+    return RejectHead.wrap(DropoutCNN(), k=k)
 
 
 def _collate(batch: list[Any]) -> Any:
@@ -87,12 +81,6 @@ def test_lists_are_split_batch_wise_and_outliers_row_wise() -> None:
     assert isinstance(default.sampler, DistributedSampler) and "disjoint" in msg  # type: ignore[attr-defined]
 
 
-def test_outlier_stream_of_empty_batches_fails_instead_of_looping() -> None:
-    stream = OutlierStream(RowShard([torch.zeros(1, 2)], rank=1, world_size=2))
-    with pytest.raises(ValueError, match="only empty batches"):
-        stream.take(3)
-
-
 def test_set_epoch_is_called_every_epoch_and_outlier_pass() -> None:
     calls: dict[str, list[int]] = {"in": [], "out": []}
 
@@ -135,57 +123,6 @@ def test_sync_batchnorm_is_a_no_op_in_one_process() -> None:
         SelfSupervisedOODFinetuner(_net(), sync_batchnorm="yes")  # type: ignore[arg-type]
 
 
-# ---------------------------------------------------------------- channels_last
-def test_channels_last_converts_model_and_inputs() -> None:
-    net = _net()
-    reference = SelfSupervisedOODFinetuner(copy.deepcopy(net), epochs=1, progress=False)
-    ref_loss = reference.fit(*loaders())[0].loss
-    seen: list[bool] = []
-    net.model.register_forward_pre_hook(
-        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
-    )
-    hist = SelfSupervisedOODFinetuner(net, epochs=1, progress=False, channels_last=True).fit(
-        *loaders()
-    )
-    assert net.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
-    assert all(seen[1:]) and len(seen) == 7  # the validation probe, then 6 steps
-    # the same training in another memory format: the same loss up to float reassociation
-    assert hist[0].loss == pytest.approx(ref_loss, rel=1e-4)
-
-
-# ---------------------------------------------------------------- non-finite loss
-def _nan_loader() -> DataLoader[Any]:
-    ds = in_distribution()
-    x = ds.tensors[0].clone()
-    x[40] = float("nan")  # in batch 3 (samples 32..47), unshuffled
-    return DataLoader(TensorDataset(x, ds.tensors[1]), batch_size=16)
-
-
-@pytest.fixture
-def deferred(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Use the sync-free check of CUDA and distributed runs on the CPU."""
-    monkeypatch.setattr(Finetuner, "_defer_loss_check", lambda self, device: True)
-
-
-@pytest.mark.usefixtures("deferred")
-def test_deferred_nan_check_stops_at_the_next_checkpoint(tmp_path: Path) -> None:
-    ft = SelfSupervisedOODFinetuner(
-        _net(), epochs=1, progress=False, checkpoint_dir=tmp_path, checkpoint_every=1
-    )
-    with pytest.raises(FloatingPointError, match=r"at step 3 \(epoch 1\); noticed at step 3"):
-        ft.fit(_nan_loader(), loaders()[1])
-    state = read_checkpoint(tmp_path / CURRENT)
-    assert state["step"] == 2
-    weights = {n: t for n, t in state["model"].items() if n != "threshold"}
-    assert all(bool(torch.isfinite(t).all()) for t in weights.values() if t.is_floating_point())
-
-
-@pytest.mark.usefixtures("deferred")
-def test_deferred_nan_check_stops_at_the_epoch_end() -> None:
-    with pytest.raises(FloatingPointError, match="at step 3 .*noticed at step 6"):
-        train_classifier(DropoutCNN(), _nan_loader(), epochs=2, progress=False)
-
-
 def test_inferred_cuda_device_maps_to_local_rank(monkeypatch: pytest.MonkeyPatch) -> None:
     """A model on cuda:0 on every rank must not make all ranks share cuda:0."""
     from rejectnet.finetune import distributed as dist_utils
@@ -197,3 +134,17 @@ def test_inferred_cuda_device_maps_to_local_rank(monkeypatch: pytest.MonkeyPatch
     assert dist_utils.resolve_device(cuda0, ctx, explicit=False) == torch.device("cuda", 1)
     assert dist_utils.resolve_device(cuda0, ctx, explicit=True) == cuda0
     assert dist_utils.resolve_device(torch.device("cuda"), ctx) == torch.device("cuda", 1)
+
+
+def test_world_size_without_rank_trains_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A launcher's main process (WORLD_SIZE set, no RANK yet) must not try to join a group."""
+    from rejectnet.finetune import distributed as dist_utils
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29599")
+    monkeypatch.delenv("RANK", raising=False)
+    ctx = dist_utils.context(torch.device("cpu"))
+    assert (ctx.rank, ctx.world_size, ctx.enabled) == (0, 1, False)
+    hist = SelfSupervisedOODFinetuner(_net(k=3), epochs=1, progress=False).fit(*loaders())
+    assert hist[0].steps == 6
