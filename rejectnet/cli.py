@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     Returns:
         A parser with the subcommands (``demo``, ``bench run``, ``bench mnist``,
-        ``bench cifar10``) and ``--version``.
+        ``bench cifar10``, ``bench clinc150``) and ``--version``.
 
     Example:
         >>> args = build_parser().parse_args(["demo", "--seed", "3", "--quiet"])
@@ -189,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         >>> args.benchmark, args.config, args.out
         ('run', 'cfg.toml', 'runs/x')
     """
+    from rejectnet.bench.clinc150 import add_clinc150_parser
+
     parser = argparse.ArgumentParser(
         prog="rejectnet",
         description="Self-supervised out-of-distribution detection with reject classes.",
@@ -205,11 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars or logs")
 
-    bench = sub.add_parser("bench", help="benchmark every method on your data or MNIST")
+    bench = sub.add_parser(
+        "bench", help="benchmark every method on your data, MNIST, CIFAR-10 or CLINC150"
+    )
     bench_sub = bench.add_subparsers(dest="benchmark", required=True)
     _add_run(bench_sub)
     _add_mnist(bench_sub)
     _add_cifar10(bench_sub)
+    add_clinc150_parser(bench_sub)
     return parser
 
 
@@ -296,52 +301,54 @@ def _flag_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     return {k: v for k, v in raw.items() if v}
 
 
-def _run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from rejectnet.bench import BenchError, config_from_dict, load_config, run_bench, run_mnist
+def _run_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """``bench run``: a config file and/or flags."""
+    from rejectnet.bench import config_from_dict, load_config, run_bench
 
+    overrides = _flag_overrides(parser, args)
+    if args.config:
+        cfg = load_config(args.config, overrides)
+    elif "id" in overrides.get("data", {}):
+        cfg = config_from_dict(overrides, Path.cwd())
+    else:
+        parser.error("bench run needs a CONFIG file or --id (and --ood NAME=PATH)")
+    return run_bench(cfg, args.out, progress=not args.quiet)
+
+
+def _run_preset(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """``bench mnist`` and ``bench cifar10``: one of the paper's experiments."""
+    from rejectnet.bench.cifar10 import run_cifar10
+    from rejectnet.bench.mnist import run_mnist
+
+    presets: dict[str, Callable[..., dict[str, Any]]] = {
+        "mnist": run_mnist,
+        "cifar10": run_cifar10,
+    }
+    return presets[args.benchmark](
+        args.data_dir,
+        preset=args.preset,
+        outliers=args.outliers,
+        ood=_ood(parser, args.ood),
+        seeds=args.seeds if args.seeds is not None else 1,
+        out=args.out,
+        ks=_ints(parser, args.k, "--k") if args.k else [5],
+        scores=_names(args.score) or ["sum"],
+        methods=_names(args.methods),
+        progress=not args.quiet,
+        plots=not args.no_plots,
+        val_size=args.val_size,
+    )
+
+
+def _run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from rejectnet.bench import BenchError
+
+    if args.benchmark == "clinc150":  # text: its own options and handler
+        return int(args.clinc150_handler(args))
     command = f"rejectnet bench {args.benchmark}"
     try:
-        if args.benchmark == "run":
-            overrides = _flag_overrides(parser, args)
-            if args.config:
-                cfg = load_config(args.config, overrides)
-            elif "id" in overrides.get("data", {}):
-                cfg = config_from_dict(overrides, Path.cwd())
-            else:
-                parser.error("bench run needs a CONFIG file or --id (and --ood NAME=PATH)")
-            results = run_bench(cfg, args.out, progress=not args.quiet)
-        elif args.benchmark == "cifar10":
-            from rejectnet.bench.cifar10 import run_cifar10
-
-            results = run_cifar10(
-                args.data_dir,
-                preset=args.preset,
-                outliers=args.outliers,
-                ood=_ood(parser, args.ood),
-                seeds=args.seeds if args.seeds is not None else 1,
-                out=args.out,
-                ks=_ints(parser, args.k, "--k") if args.k else [5],
-                scores=_names(args.score) or ["sum"],
-                methods=_names(args.methods),
-                progress=not args.quiet,
-                plots=not args.no_plots,
-                val_size=args.val_size,
-            )
-        else:
-            results = run_mnist(
-                args.data_dir,
-                preset=args.preset,
-                outliers=args.outliers,
-                ood=_ood(parser, args.ood),
-                seeds=args.seeds if args.seeds is not None else 1,
-                out=args.out,
-                ks=_ints(parser, args.k, "--k") if args.k else [5],
-                scores=_names(args.score) or ["sum"],
-                methods=_names(args.methods),
-                progress=not args.quiet,
-                plots=not args.no_plots,
-                val_size=args.val_size,
-            )
+        run = _run_config if args.benchmark == "run" else _run_preset
+        results = run(parser, args)
     except (BenchError, FileNotFoundError, ValueError, ImportError) as err:
         message = " ".join(str(err).split())
         print(f"{command}: error: {message}", file=sys.stderr)

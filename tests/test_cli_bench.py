@@ -112,3 +112,43 @@ def test_missing_config_and_no_id(tiny: Path, capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit):
         main(["bench", "run", "--out", "x"])
     assert "needs a CONFIG file or --id" in capsys.readouterr().err
+
+
+def test_clinc150_subcommand_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--help"])
+    assert info.value.code == 0 and "clinc150" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "clinc150", "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert "rejectnet bench clinc150" in text
+    assert all(flag in text for flag in ("--data-dir", "--out", "--seeds", "--methods"))
+
+
+def test_clinc150_missing_data_dir_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no-such-folder"
+    code = main(["bench", "clinc150", "--data-dir", str(missing), "--out", str(tmp_path / "o"),
+                 "--quiet"])  # fmt: skip
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2 and captured.out == ""
+    assert len(lines) == 1 and lines[0].startswith("rejectnet bench clinc150: error: ")
+    assert "clinc150.json" in lines[0] and str(missing) in lines[0]
+
+
+def test_mnist_and_cifar10_share_one_handler(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = {"mnist": "fashion_mnist.npz is missing and no --ood", "cifar10": "cifar10.npz"}
+    for benchmark, needle in expected.items():
+        code = main(["bench", benchmark, "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"),
+                     "--quiet"])  # fmt: skip
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, lines
+        assert lines[0].startswith(f"rejectnet bench {benchmark}: error: ") and needle in lines[0]
+    with pytest.raises(SystemExit):
+        main(["bench", "mnist", "--data-dir", str(tmp_path), "--k", "1,x"])
+    assert "--k must be a comma list of integers" in capsys.readouterr().err
