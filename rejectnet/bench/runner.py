@@ -17,7 +17,7 @@ import sys
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -646,34 +646,12 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, progress: bool = True) -> di
         >>> results["rejectnet"]["ood"]["mnist"]["auroc"]  # doctest: +SKIP
     """
     prep = prepare(cfg, out, progress=progress)
-    per_method: dict[str, list[Report]] = {}
-    seconds: dict[str, float] = {}
-    notes: dict[str, str] = {}
-    accs: list[float] = []
-    finetuned: set[str] = set()
-    last: list[Report] = []
+    runs = _Runs()
     with torch.random.fork_rng(devices=[]):
         for seed in range(cfg.seeds):
-            res = run_seed(prep, seed)
-            for k, v in res.seconds.items():
-                seconds[k] = seconds.get(k, 0.0) + v
-            notes.update(res.notes)
-            finetuned |= res.finetuned_rows
-            if res.stage_one_accuracy is not None:
-                accs.append(res.stage_one_accuracy)
-            for r in res.reports:
-                per_method.setdefault(r.name, []).append(r)
-            last = res.reports
-    if not per_method:
-        raise BenchError(
-            "no method produced results: " + "; ".join(f"{k}: {v}" for k, v in notes.items())
-        )
-    results: dict[str, Any] = {name: _mean_reports(rs) for name, rs in per_method.items()}
-    acc = float(np.mean(accs)) if accs else None
-    warnings = _flag_drops(results, acc, finetuned)
-    results["_meta"] = _meta(prep, notes, seconds, acc)
-    results = _json_safe(results)  # what is returned is what results.json holds
-    errors = write_outputs(prep, results, last)
+            runs.add(run_seed(prep, seed))
+    results, warnings = _results(prep, runs)
+    errors = write_outputs(prep, results, runs.last)
     if progress:
         print(summary_table({k: v for k, v in results.items() if k != "_meta"}))
         print(f"wrote {prep.out_dir}/ ({results['_meta']['seconds']:.0f} s)")
@@ -682,3 +660,40 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, progress: bool = True) -> di
     for line in errors:
         print(f"error: could not write {line}", file=sys.stderr)
     return results
+
+
+@dataclass
+class _Runs:
+    """What the seeds produced so far: reports by method, timings, notes, accuracies."""
+
+    per_method: dict[str, list[Report]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    accs: list[float] = field(default_factory=list)
+    finetuned: set[str] = field(default_factory=set)
+    last: list[Report] = field(default_factory=list)
+
+    def add(self, res: SeedResult) -> None:
+        """Add one seed's result."""
+        for k, v in res.seconds.items():
+            self.seconds[k] = self.seconds.get(k, 0.0) + v
+        self.notes.update(res.notes)
+        self.finetuned |= res.finetuned_rows
+        if res.stage_one_accuracy is not None:
+            self.accs.append(res.stage_one_accuracy)
+        for r in res.reports:
+            self.per_method.setdefault(r.name, []).append(r)
+        self.last = res.reports
+
+
+def _results(prep: Prepared, runs: _Runs) -> tuple[dict[str, Any], list[str]]:
+    """The content of results.json (strict JSON) and the accuracy-drop warnings."""
+    if not runs.per_method:
+        raise BenchError(
+            "no method produced results: " + "; ".join(f"{k}: {v}" for k, v in runs.notes.items())
+        )
+    results: dict[str, Any] = {name: _mean_reports(rs) for name, rs in runs.per_method.items()}
+    acc = float(np.mean(runs.accs)) if runs.accs else None
+    warnings = _flag_drops(results, acc, runs.finetuned)
+    results["_meta"] = _meta(prep, runs.notes, runs.seconds, acc)
+    return _json_safe(results), warnings  # what is returned is what results.json holds
