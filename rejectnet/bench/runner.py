@@ -40,6 +40,7 @@ from rejectnet.evaluation import Report, reports_to_markdown
 from rejectnet.finetune import train_classifier
 from rejectnet.finetune.rng import seed_everything
 from rejectnet.peers import PEER_NAMES, TUNED_PEER_NAMES
+from rejectnet.report.tables import markdown_cell, markdown_text
 from rejectnet.serialization import save
 
 __all__ = [
@@ -141,16 +142,8 @@ def _loader(x: torch.Tensor, y: torch.Tensor | None = None) -> DataLoader[Any]:
     return DataLoader(ds, batch_size=EVAL_BATCH)
 
 
-def _inline(text: str) -> str:
-    """A name as one line of Markdown text: whitespace runs (newlines) become one space,
-    and ``|``, backticks, brackets and ``<``/``>`` are escaped."""
-    out = " ".join(str(text).split())
-    for ch in "\\`[]|<>":
-        out = out.replace(ch, "\\" + ch)
-    return out
-
-
 def _header(cfg: BenchConfig, data: InDistribution, reports: Sequence[Report]) -> str:
+    pool = cfg.data.outliers
     sizes = []
     for r in reports[:1]:
         for name, res in r.ood.items():
@@ -160,13 +153,14 @@ def _header(cfg: BenchConfig, data: InDistribution, reports: Sequence[Report]) -
                 else (f"{r.n_runs} subsamples of {res.n}")
             )
             group = f" ({cfg.data.group(name)}-OOD)" if name in cfg.data.ood else ""
-            sizes.append(f"{_inline(name)}: {res.n_ood} images{group}, {how}")
+            sizes.append(f"{markdown_text(name)}: {res.n_ood} images{group}, {how}")
     return (
         f"# rejectnet bench ({cfg.preset} preset, seed {cfg.seeds - 1} of {cfg.seeds} shown)\n\n"
-        f"In-distribution: {_inline(cfg.data.id.name)} test ({len(data.y_test)} images, "
+        f"In-distribution: {markdown_text(cfg.data.id.name)} test ({len(data.y_test)} images, "
         f"{data.num_classes} classes, {data.channels}x{data.image_size}x{data.image_size}); "
-        f"training outliers: {_inline(cfg.data.outliers.name) if cfg.data.outliers else 'none'}; "
-        f"model: {_inline(cfg.model.name)}. Percentages, mean ± std over equal-size subsamples "
+        f"training outliers: {markdown_text(pool.name) if pool else 'none'}; "
+        f"model: {markdown_text(cfg.model.name)}. Percentages, mean ± std over equal-size "
+        "subsamples "
         f"({'; '.join(sizes)}).\n\n"
     )
 
@@ -573,7 +567,7 @@ def write_outputs(prep: Prepared, results: dict[str, Any], last: list[Report]) -
         md = header + reports_to_markdown(last) + "\n"
         if cfg.seeds > 1:
             md += f"\n## Mean ± std over the {cfg.seeds} seeds\n\n" + seeds_markdown(results) + "\n"
-        notes_md = "".join(f"- `{k}`: {v}\n" for k, v in notes.items())
+        notes_md = "".join(f"- `{k}`: {markdown_cell(v)}\n" for k, v in notes.items())
         return md + ("\nNotes:\n\n" + notes_md if notes_md else "")
 
     _write_one(out_dir, "results.md", markdown, errors)
