@@ -118,60 +118,63 @@ def _add_run(bench_sub: Any) -> None:
     _add_common(run)
 
 
-def _add_mnist(bench_sub: Any) -> None:
-    """The ``bench mnist`` subcommand."""
-    mnist = bench_sub.add_parser(
-        "mnist",
-        help="the paper's MNIST row (a preset of bench run)",
-        description="The MNIST row of the paper's Table 1: MNIST in-distribution, "
-        "photo_patches.npz as training outliers, Fashion-MNIST (and any --ood) as OOD "
-        "test sets, every method from the same stage-one weights.\n\n" + _methods_help(),
+def _add_preset(
+    bench_sub: Any, name: str, about: tuple[str, str], data: str, preset: str, outliers: str
+) -> argparse.ArgumentParser:
+    """One of the paper's experiments as a subcommand: data folder, preset, pool, output."""
+    p: argparse.ArgumentParser = bench_sub.add_parser(
+        name,
+        help=about[0],
+        description=about[1] + "\n\n" + _methods_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    mnist.add_argument("--data-dir", required=True, help="folder with mnist.npz etc.")
-    mnist.add_argument(
-        "--preset",
-        choices=["quick", "paper", "smoke"],
-        default="quick",
-        help="quick: <10 min on 2 CPU cores; paper: 10 + 10 epochs; smoke: tests only",
+    p.add_argument("--data-dir", required=True, help=data)
+    p.add_argument("--preset", choices=["quick", "paper", "smoke"], default="quick", help=preset)
+    p.add_argument("--outliers", help=outliers)
+    p.add_argument("--out", help=f"output folder (default runs/{name}-<preset>)")
+    _add_common(p)
+    return p
+
+
+def _add_mnist(bench_sub: Any) -> None:
+    """The ``bench mnist`` subcommand."""
+    about = (
+        "the paper's MNIST row (a preset of bench run)",
+        "The MNIST row of the paper's Table 1: MNIST in-distribution, photo_patches.npz as "
+        "training outliers, Fashion-MNIST (and any --ood) as OOD test sets, every method "
+        "from the same stage-one weights.",
     )
-    mnist.add_argument(
-        "--outliers",
-        help='training outlier pool: "emnist" (DIR/emnist_letters.npz, the paper\'s), '
+    _add_preset(
+        bench_sub,
+        "mnist",
+        about,
+        data="folder with mnist.npz etc.",
+        preset="quick: <10 min on 2 CPU cores; paper: 10 + 10 epochs; smoke: tests only",
+        outliers='training outlier pool: "emnist" (DIR/emnist_letters.npz, the paper\'s), '
         '.npz with x_train, a folder, or "none" (default DIR/photo_patches.npz)',
     )
-    mnist.add_argument("--out", help="output folder (default runs/mnist-<preset>)")
-    _add_common(mnist)
 
 
 def _add_cifar10(bench_sub: Any) -> None:
     """The ``bench cifar10`` subcommand."""
-    cifar = bench_sub.add_parser(
-        "cifar10",
-        help="the paper's CIFAR-10 experiment (a preset of bench run)",
-        description="CIFAR-10 in-distribution (DIR/cifar10.npz), the Tiny ImageNet pool "
+    about = (
+        "the paper's CIFAR-10 experiment (a preset of bench run)",
+        "CIFAR-10 in-distribution (DIR/cifar10.npz), the Tiny ImageNet pool "
         "(DIR/tin_pool.npz) as training outliers, and as OOD sets tin_near_dev (near), "
         "mnist and fashion (far) when present, plus any --ood. Decode the shared data once "
         "with: python ../shared/data/unpack.py DIR. Augmentation (crop with padding 4, "
-        "flip), weight decay 5e-4 and per-channel normalisation inside the model.\n\n"
-        + _methods_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "flip), weight decay 5e-4 and per-channel normalisation inside the model.",
     )
-    cifar.add_argument("--data-dir", required=True, help="folder with the unpacked cifar10.npz")
-    cifar.add_argument(
-        "--preset",
-        choices=["quick", "paper", "smoke"],
-        default="quick",
-        help="quick: CIFAR ResNet-20 for a CPU; paper: WRN-40-2, 100 + 10 epochs, for a "
+    cifar = _add_preset(
+        bench_sub,
+        "cifar10",
+        about,
+        data="folder with the unpacked cifar10.npz",
+        preset="quick: CIFAR ResNet-20 for a CPU; paper: WRN-40-2, 100 + 10 epochs, for a "
         "GPU; smoke: tests only",
+        outliers='"pool" (tin_pool.npz, default), "none" (synthesis only) or a path',
     )
-    cifar.add_argument(
-        "--outliers",
-        default="pool",
-        help='"pool" (tin_pool.npz, default), "none" (synthesis only) or a path',
-    )
-    cifar.add_argument("--out", help="output folder (default runs/cifar10-<preset>)")
-    _add_common(cifar)
+    cifar.set_defaults(outliers="pool")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -168,25 +168,18 @@ def _train(cfg: DemoConfig, loaders: dict[str, Any]) -> tuple[nn.Module, nn.Modu
         **common,
     )
     oe_model = copy.deepcopy(model)
-    OutlierExposureFinetuner(
-        oe_model,
-        lam=cfg.oe_lam,
-        epochs=cfg.finetune_epochs,
-        lr=cfg.finetune_lr,
-        outlier_ratio=cfg.outlier_ratio,
-        **common,
-    ).fit(in_loader, out_loader)
+    finetune = dict(
+        epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, outlier_ratio=cfg.outlier_ratio, **common
+    )  # the same schedule for Outlier Exposure and rejectnet
+    OutlierExposureFinetuner(oe_model, lam=cfg.oe_lam, **finetune).fit(in_loader, out_loader)
     net = RejectHead.wrap(model, k=cfg.k)
     recipe = recommended(pool=True)  # the dev-chosen outlier recipe (rejectnet.outliers)
     SelfSupervisedOODFinetuner(
         net,
         lam=cfg.lam,
-        epochs=cfg.finetune_epochs,
-        lr=cfg.finetune_lr,
-        outlier_ratio=cfg.outlier_ratio,
         pseudo_labels=recipe.pseudo_labels,
         outlier_signal=recipe.signal,
-        **common,
+        **finetune,
     ).fit(in_loader, out_loader)
     net.eval().calibrate(loaders["val"], coverage=0.95)
     return model, oe_model, net
