@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rejectnet.report.tables import MIXED, markdown_table
+from rejectnet.report.tables import MIXED, markdown_table, one_line
 
 __all__ = ["seeds_markdown", "summary_table"]
 
@@ -21,12 +21,12 @@ def summary_table(results: Mapping[str, Any]) -> str:
         results: What :func:`rejectnet.bench.run_bench` returns (``"_meta"`` is skipped).
 
     Returns:
-        The table.
+        The table; names are on one line (:func:`rejectnet.report.tables.one_line`).
     """
     rows = _rows(results)
     sets = list(next(iter(rows.values()))["ood"])
     head = f"{'method':<24}{'ID acc':>8}" + "".join(
-        f"{s[:10] + ' AUROC':>17}{'FPR95':>8}" for s in sets
+        f"{one_line(s)[:10] + ' AUROC':>17}{'FPR95':>8}" for s in sets
     )
     lines = [head, "-" * len(head)]
     for name, r in rows.items():
@@ -34,7 +34,7 @@ def summary_table(results: Mapping[str, Any]) -> str:
         cells = "".join(
             f"{100 * r['ood'][s]['auroc']:>17.2f}{100 * r['ood'][s]['fpr95']:>8.2f}" for s in sets
         )
-        lines.append(f"{name:<24}{acc:>8}{cells}")
+        lines.append(f"{one_line(name):<24}{acc:>8}{cells}")
     return "\n".join(lines)
 
 

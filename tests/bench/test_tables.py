@@ -65,3 +65,11 @@ def test_seeds_markdown_escapes_method_set_and_score_names() -> None:
     assert rows[0][3:5] == ["a\\|b", "line\\nbreak"]
     assert rows[2][:2] == ["meth\\|od\\nname", "`odd\\|score`"]
     assert lines[1] == "|---|---|" + "---:|" * (2 + len(HOSTILE))
+
+
+def test_summary_table_keeps_one_line_per_method_whatever_the_names() -> None:
+    entry = _entry(0.8, 0.4, std=False)
+    entry["ood"] = {"odd\nset": {"auroc": 0.8, "fpr95": 0.4}}
+    lines = summary_table({"meth\nod": entry, "msp": entry}).splitlines()
+    assert len(lines) == 4  # header, rule, two methods
+    assert lines[0].split()[3] == "odd\\nset" and lines[2].split()[0] == "meth\\nod"
