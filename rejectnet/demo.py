@@ -18,7 +18,6 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from rejectnet.data import demo_data
-from rejectnet.evaluation import Report, evaluate
 from rejectnet.finetune import (
     OutlierExposureFinetuner,
     SelfSupervisedOODFinetuner,
@@ -28,6 +27,7 @@ from rejectnet.finetune.rng import seed_everything, seeded_generator
 from rejectnet.head import RejectHead
 from rejectnet.models import SmallCNN
 from rejectnet.outliers import recommended
+from rejectnet.report import Report, evaluate
 
 __all__ = ["DemoConfig", "format_table", "run_demo"]
 

@@ -36,10 +36,10 @@ from rejectnet.bench.presets import TrainPreset
 from rejectnet.bench.progress import StageProgress
 from rejectnet.bench.sources import InDistribution, load_in_distribution, load_unlabeled
 from rejectnet.bench.tables import seeds_markdown, summary_table
-from rejectnet.evaluation import Report, reports_to_markdown
 from rejectnet.finetune import train_classifier
 from rejectnet.finetune.rng import seed_everything
 from rejectnet.peers import PEER_NAMES, TUNED_PEER_NAMES
+from rejectnet.report import Report, reports_to_markdown
 from rejectnet.report.tables import markdown_cell, markdown_text
 from rejectnet.serialization import save
 
@@ -460,7 +460,7 @@ def run_seed(prep: Prepared, seed: int) -> SeedResult:
 
 
 def _accuracy(model: nn.Module, loader: DataLoader[Any], device: torch.device) -> float:
-    from rejectnet.evaluation import compute_logits
+    from rejectnet.report import compute_logits
 
     out = compute_logits(model, loader, device=device)
     assert out.labels is not None
