@@ -40,6 +40,7 @@ from rejectnet.finetune import train_classifier
 from rejectnet.finetune.rng import seed_everything
 from rejectnet.peers import PEER_NAMES, TUNED_PEER_NAMES
 from rejectnet.report import Report, reports_to_markdown
+from rejectnet.report.results import json_safe
 from rejectnet.report.tables import markdown_cell, markdown_text
 from rejectnet.serialization import save
 
@@ -524,13 +525,7 @@ def _meta(
 
 def _json_safe(obj: Any) -> Any:
     """``obj`` with NaN and infinities as ``null``: results.json stays strict JSON."""
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
+    return json_safe(obj)
 
 
 def _write_one(out_dir: Path, name: str, make: Any, errors: list[str]) -> None:
