@@ -11,7 +11,6 @@ sets are looked at only by the methods named ``*-tuned`` (the paper's Figure 1 p
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 import time
@@ -40,6 +39,7 @@ from rejectnet.finetune import train_classifier
 from rejectnet.finetune.rng import seed_everything
 from rejectnet.peers import PEER_NAMES, TUNED_PEER_NAMES
 from rejectnet.report import Report, reports_to_markdown
+from rejectnet.report.plots import png
 from rejectnet.report.results import json_safe
 from rejectnet.report.tables import ID_ACC_DROP_FLAG, markdown_cell, markdown_text
 from rejectnet.serialization import save
@@ -536,17 +536,6 @@ def _write_one(out_dir: Path, name: str, make: Any, errors: list[str]) -> None:
         errors.append(f"{name}: {' '.join(str(err).split()) or type(err).__name__}")
 
 
-def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=110)
-    finally:
-        plt.close(fig)
-    return buf.getvalue()
-
-
 def write_outputs(prep: Prepared, results: dict[str, Any], last: list[Report]) -> list[str]:
     """Write results.md, the plots, report.html and results.json, each on its own.
 
@@ -576,7 +565,7 @@ def write_outputs(prep: Prepared, results: dict[str, Any], last: list[Report]) -
             errors.append(f"plots: {' '.join(str(err).split()) or type(err).__name__}")
             figs, plots = {}, False
         for name, fig in figs.items():
-            _write_one(out_dir, f"{name}.png", lambda fig=fig: _png(fig), errors)
+            _write_one(out_dir, f"{name}.png", lambda fig=fig: png(fig), errors)
 
     def html(with_plots: bool = plots) -> str:
         from rejectnet.report_html import reports_to_html

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -152,9 +151,7 @@ def _selective(reports: Sequence[ReportLike]) -> str:
 
 
 def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return base64.b64encode(plots.png(fig, dpi=100)).decode("ascii")
 
 
 def _plots(reports: Sequence[ReportLike]) -> str:
