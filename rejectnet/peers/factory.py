@@ -77,6 +77,20 @@ def _check_value(name: str, key: str, v: Any) -> None:
 
 
 def fit_data(tap: ClassifierTap, fit_loader: Iterable[Any] | None, limit: int | None) -> FitData:
+    """The in-distribution features and labels the fitted peers learn from (one pass).
+
+    Args:
+        tap: The classifier's features and logits.
+        fit_loader: In-distribution TRAINING batches ``(x, y)``.
+        limit: At most this many samples (the first batches); ``None``: all.
+
+    Returns:
+        The features and labels.
+
+    Raises:
+        ValueError: If ``fit_loader`` is missing, unlabelled, has a label outside the
+            classes or lacks a class.
+    """
     if fit_loader is None:
         raise ValueError(
             "fit_loader is required for mahalanobis, knn and vim: in-distribution TRAINING "
