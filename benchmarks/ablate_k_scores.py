@@ -18,18 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from rejectnet.bench import config_from_dict, mnist_config, run_bench
+from rejectnet.report.tables import markdown_table, markdown_text
 
 KS = (1, 2, 5, 10, 20)
 SCORES = ("max", "sum", "weighted", "entropy", "entropy_diff")
 
 
 def table(results: dict[str, Any], ks: tuple[int, ...], sets: list[str]) -> str:
-    """Markdown: one row per k, one column per score, mean ± std over seeds (percent)."""
+    """Markdown: one row per k, one column per score, mean ± std over seeds (percent).
+
+    Set names are escaped (:mod:`rejectnet.report.tables`): a ``|`` or a newline in a
+    name cannot break a table.
+    """
     lines = []
     for target in sets:
-        head = "| k | ID acc | " + " | ".join(SCORES) + " |"
-        lines += [f"\n{target}: AUROC / FPR@95%TPR, mean ± std over seeds (%)\n", head,
-                  "|---" * (len(SCORES) + 2) + "|"]  # fmt: skip
+        title = f"{markdown_text(target)}: AUROC / FPR@95%TPR, mean ± std over seeds (%)"
+        rows = []
         for k in ks:
             base = "rejectnet-paper" if k == 5 else f"rejectnet-paper-k{k}"
             r0 = results[base]
@@ -42,7 +46,8 @@ def table(results: dict[str, Any], ks: tuple[int, ...], sets: list[str]) -> str:
                     f"{100 * m['auroc']:.2f} ± {100 * sd.get('auroc', 0):.2f} / "
                     f"{100 * m['fpr95']:.2f} ± {100 * sd.get('fpr95', 0):.2f}"
                 )
-            lines.append(f"| {k} | {acc} | " + " | ".join(cells) + " |")
+            rows.append([str(k), acc, *cells])
+        lines += [f"\n{title}\n", *markdown_table(["k", "ID acc", *SCORES], rows)]
     return "\n".join(lines)
 
 

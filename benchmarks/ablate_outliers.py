@@ -59,6 +59,7 @@ from rejectnet.outliers import (
     Warp,
     recommended,
 )
+from rejectnet.report.tables import markdown_table as escaped_table
 from rejectnet.scores import msp, sum_reject
 
 ROT_WARP = [(Rotate(), 0.5), (Warp(), 0.5)]
@@ -252,20 +253,21 @@ def step_cost(
 
 
 def markdown_table(path: str, names: list[str] | None = None) -> str:
-    """The results of ``path`` (JSON lines) as a markdown table, AUROC / FPR95 in %."""
+    """The results of ``path`` (JSON lines) as a markdown table, AUROC / FPR95 in %.
+
+    Variant and set names are escaped (:func:`rejectnet.report.tables.markdown_table`).
+    """
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     by_name = {r["name"]: r for r in rows}  # the last run of a variant wins
-    order = names or list(by_name)
+    order = [n for n in (names or list(by_name)) if n in by_name]
     sets = [k for k, v in rows[0].items() if isinstance(v, list)]
-    head = "| variant | ID acc | " + " | ".join(sets) + " | step cost |"
-    lines = [head, "|---|---:|" + "---:|" * len(sets) + "---:|"]
+    cells = []
     for name in order:
-        if name not in by_name:
-            continue
         r = by_name[name]
-        cells = " | ".join(f"{100 * r[k][0]:.2f} / {100 * r[k][1]:.2f}" for k in sets)
-        lines.append(f"| {name} | {100 * r['id_acc']:.2f} | {cells} | {r['cost']:.2f}x |")
-    return "\n".join(lines)
+        per_set = [f"{100 * r[k][0]:.2f} / {100 * r[k][1]:.2f}" for k in sets]
+        cells.append([name, f"{100 * r['id_acc']:.2f}", *per_set, f"{r['cost']:.2f}x"])
+    header = ["variant", "ID acc", *sets, "step cost"]
+    return "\n".join(escaped_table(header, cells, numeric_from=1))
 
 
 def main() -> None:

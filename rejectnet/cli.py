@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,60 +121,63 @@ def _add_run(bench_sub: Any) -> None:
     _add_common(run)
 
 
-def _add_mnist(bench_sub: Any) -> None:
-    """The ``bench mnist`` subcommand."""
-    mnist = bench_sub.add_parser(
-        "mnist",
-        help="the paper's MNIST row (a preset of bench run)",
-        description="The MNIST row of the paper's Table 1: MNIST in-distribution, "
-        "photo_patches.npz as training outliers, Fashion-MNIST (and any --ood) as OOD "
-        "test sets, every method from the same stage-one weights.\n\n" + _methods_help(),
+def _add_preset(
+    bench_sub: Any, name: str, about: tuple[str, str], data: str, preset: str, outliers: str
+) -> argparse.ArgumentParser:
+    """One of the paper's experiments as a subcommand: data folder, preset, pool, output."""
+    p: argparse.ArgumentParser = bench_sub.add_parser(
+        name,
+        help=about[0],
+        description=about[1] + "\n\n" + _methods_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    mnist.add_argument("--data-dir", required=True, help="folder with mnist.npz etc.")
-    mnist.add_argument(
-        "--preset",
-        choices=["quick", "paper", "smoke"],
-        default="quick",
-        help="quick: <10 min on 2 CPU cores; paper: 10 + 10 epochs; smoke: tests only",
+    p.add_argument("--data-dir", required=True, help=data)
+    p.add_argument("--preset", choices=["quick", "paper", "smoke"], default="quick", help=preset)
+    p.add_argument("--outliers", help=outliers)
+    p.add_argument("--out", help=f"output folder (default runs/{name}-<preset>)")
+    _add_common(p)
+    return p
+
+
+def _add_mnist(bench_sub: Any) -> None:
+    """The ``bench mnist`` subcommand."""
+    about = (
+        "the paper's MNIST row (a preset of bench run)",
+        "The MNIST row of the paper's Table 1: MNIST in-distribution, photo_patches.npz as "
+        "training outliers, Fashion-MNIST (and any --ood) as OOD test sets, every method "
+        "from the same stage-one weights.",
     )
-    mnist.add_argument(
-        "--outliers",
-        help='training outlier pool: "emnist" (DIR/emnist_letters.npz, the paper\'s), '
+    _add_preset(
+        bench_sub,
+        "mnist",
+        about,
+        data="folder with mnist.npz etc.",
+        preset="quick: <10 min on 2 CPU cores; paper: 10 + 10 epochs; smoke: tests only",
+        outliers='training outlier pool: "emnist" (DIR/emnist_letters.npz, the paper\'s), '
         '.npz with x_train, a folder, or "none" (default DIR/photo_patches.npz)',
     )
-    mnist.add_argument("--out", help="output folder (default runs/mnist-<preset>)")
-    _add_common(mnist)
 
 
 def _add_cifar10(bench_sub: Any) -> None:
     """The ``bench cifar10`` subcommand."""
-    cifar = bench_sub.add_parser(
-        "cifar10",
-        help="the paper's CIFAR-10 experiment (a preset of bench run)",
-        description="CIFAR-10 in-distribution (DIR/cifar10.npz), the Tiny ImageNet pool "
+    about = (
+        "the paper's CIFAR-10 experiment (a preset of bench run)",
+        "CIFAR-10 in-distribution (DIR/cifar10.npz), the Tiny ImageNet pool "
         "(DIR/tin_pool.npz) as training outliers, and as OOD sets tin_near_dev (near), "
         "mnist and fashion (far) when present, plus any --ood. Decode the shared data once "
         "with: python ../shared/data/unpack.py DIR. Augmentation (crop with padding 4, "
-        "flip), weight decay 5e-4 and per-channel normalisation inside the model.\n\n"
-        + _methods_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "flip), weight decay 5e-4 and per-channel normalisation inside the model.",
     )
-    cifar.add_argument("--data-dir", required=True, help="folder with the unpacked cifar10.npz")
-    cifar.add_argument(
-        "--preset",
-        choices=["quick", "paper", "smoke"],
-        default="quick",
-        help="quick: CIFAR ResNet-20 for a CPU; paper: WRN-40-2, 100 + 10 epochs, for a "
+    cifar = _add_preset(
+        bench_sub,
+        "cifar10",
+        about,
+        data="folder with the unpacked cifar10.npz",
+        preset="quick: CIFAR ResNet-20 for a CPU; paper: WRN-40-2, 100 + 10 epochs, for a "
         "GPU; smoke: tests only",
+        outliers='"pool" (tin_pool.npz, default), "none" (synthesis only) or a path',
     )
-    cifar.add_argument(
-        "--outliers",
-        default="pool",
-        help='"pool" (tin_pool.npz, default), "none" (synthesis only) or a path',
-    )
-    cifar.add_argument("--out", help="output folder (default runs/cifar10-<preset>)")
-    _add_common(cifar)
+    cifar.set_defaults(outliers="pool")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     Returns:
         A parser with the subcommands (``demo``, ``bench run``, ``bench mnist``,
-        ``bench cifar10``) and ``--version``.
+        ``bench cifar10``, ``bench clinc150``) and ``--version``.
 
     Example:
         >>> args = build_parser().parse_args(["demo", "--seed", "3", "--quiet"])
@@ -192,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         >>> args.benchmark, args.config, args.out
         ('run', 'cfg.toml', 'runs/x')
     """
+    from rejectnet.bench.clinc150 import add_clinc150_parser
+
     parser = argparse.ArgumentParser(
         prog="rejectnet",
         description="Self-supervised out-of-distribution detection with reject classes.",
@@ -208,11 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars or logs")
 
-    bench = sub.add_parser("bench", help="benchmark every method on your data or MNIST")
+    bench = sub.add_parser(
+        "bench", help="benchmark every method on your data, MNIST, CIFAR-10 or CLINC150"
+    )
     bench_sub = bench.add_subparsers(dest="benchmark", required=True)
     _add_run(bench_sub)
     _add_mnist(bench_sub)
     _add_cifar10(bench_sub)
+    add_clinc150_parser(bench_sub)
     return parser
 
 
@@ -312,52 +320,54 @@ def _flag_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     return {k: v for k, v in raw.items() if v}
 
 
-def _run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from rejectnet.bench import BenchError, config_from_dict, load_config, run_bench, run_mnist
+def _run_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """``bench run``: a config file and/or flags."""
+    from rejectnet.bench import config_from_dict, load_config, run_bench
 
+    overrides = _flag_overrides(parser, args)
+    if args.config:
+        cfg = load_config(args.config, overrides)
+    elif "id" in overrides.get("data", {}):
+        cfg = config_from_dict(overrides, Path.cwd())
+    else:
+        parser.error("bench run needs a CONFIG file or --id (and --ood NAME=PATH)")
+    return run_bench(cfg, args.out, progress=not args.quiet)
+
+
+def _run_preset(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """``bench mnist`` and ``bench cifar10``: one of the paper's experiments."""
+    from rejectnet.bench.cifar10 import run_cifar10
+    from rejectnet.bench.mnist import run_mnist
+
+    presets: dict[str, Callable[..., dict[str, Any]]] = {
+        "mnist": run_mnist,
+        "cifar10": run_cifar10,
+    }
+    return presets[args.benchmark](
+        args.data_dir,
+        preset=args.preset,
+        outliers=args.outliers,
+        ood=_ood(parser, args.ood),
+        seeds=args.seeds if args.seeds is not None else 1,
+        out=args.out,
+        ks=_ints(parser, args.k, "--k") if args.k else [5],
+        scores=_names(args.score) or ["sum"],
+        methods=_names(args.methods),
+        progress=not args.quiet,
+        plots=not args.no_plots,
+        val_size=args.val_size,
+    )
+
+
+def _run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from rejectnet.bench import BenchError
+
+    if args.benchmark == "clinc150":  # text: its own options and handler
+        return int(args.clinc150_handler(args))
     command = f"rejectnet bench {args.benchmark}"
     try:
-        if args.benchmark == "run":
-            overrides = _flag_overrides(parser, args)
-            if args.config:
-                cfg = load_config(args.config, overrides)
-            elif "id" in overrides.get("data", {}):
-                cfg = config_from_dict(overrides, Path.cwd())
-            else:
-                parser.error("bench run needs a CONFIG file or --id (and --ood NAME=PATH)")
-            results = run_bench(cfg, args.out, progress=not args.quiet)
-        elif args.benchmark == "cifar10":
-            from rejectnet.bench.cifar10 import run_cifar10
-
-            results = run_cifar10(
-                args.data_dir,
-                preset=args.preset,
-                outliers=args.outliers,
-                ood=_ood(parser, args.ood),
-                seeds=args.seeds if args.seeds is not None else 1,
-                out=args.out,
-                ks=_ints(parser, args.k, "--k") if args.k else [5],
-                scores=_names(args.score) or ["sum"],
-                methods=_names(args.methods),
-                progress=not args.quiet,
-                plots=not args.no_plots,
-                val_size=args.val_size,
-            )
-        else:
-            results = run_mnist(
-                args.data_dir,
-                preset=args.preset,
-                outliers=args.outliers,
-                ood=_ood(parser, args.ood),
-                seeds=args.seeds if args.seeds is not None else 1,
-                out=args.out,
-                ks=_ints(parser, args.k, "--k") if args.k else [5],
-                scores=_names(args.score) or ["sum"],
-                methods=_names(args.methods),
-                progress=not args.quiet,
-                plots=not args.no_plots,
-                val_size=args.val_size,
-            )
+        run = _run_config if args.benchmark == "run" else _run_preset
+        results = run(parser, args)
     except (BenchError, FileNotFoundError, ValueError, ImportError) as err:
         message = " ".join(str(err).split())
         print(f"{command}: error: {message}", file=sys.stderr)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
+from typing import Any
 
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from rejectnet._validation import check_seed
 from rejectnet.data import demo_data
-from rejectnet.evaluation import Report, evaluate
 from rejectnet.finetune import (
     OutlierExposureFinetuner,
     SelfSupervisedOODFinetuner,
@@ -27,6 +28,7 @@ from rejectnet.finetune.rng import seed_everything, seeded_generator
 from rejectnet.head import RejectHead
 from rejectnet.models import SmallCNN
 from rejectnet.outliers import recommended
+from rejectnet.report import Report, evaluate
 
 __all__ = ["DemoConfig", "format_table", "run_demo"]
 
@@ -118,56 +120,14 @@ def run_demo(config: DemoConfig | None = None) -> list[Report]:
     check_seed(cfg.seed)
     seed_everything(cfg.seed)
     data = demo_data(cfg.seed)
-    g = seeded_generator(cfg.seed)
-    in_loader = DataLoader(data.train, batch_size=cfg.batch_size, shuffle=True, generator=g)
-    out_loader = DataLoader(
-        TensorDataset(data.outliers),
-        batch_size=int(cfg.batch_size * cfg.outlier_ratio),
-        shuffle=True,
-        generator=g,
-    )
-    val_loader = DataLoader(data.val, batch_size=256)
-    test_loader = DataLoader(data.test, batch_size=256)
-    ood = {k: DataLoader(TensorDataset(v), batch_size=256) for k, v in data.ood_test.items()}
-
-    model = SmallCNN(num_classes=10, image_size=8, channels=(16, 32), hidden=64, dropout=0.1)
-    common = dict(seed=cfg.seed, progress=cfg.progress)
-    train_classifier(
-        model,
-        in_loader,
-        epochs=cfg.stage_one_epochs,
-        lr=cfg.stage_one_lr,
-        val_loader=val_loader,
-        **common,  # type: ignore[arg-type]
-    )
-    oe_model = copy.deepcopy(model)
-    OutlierExposureFinetuner(
-        oe_model,
-        lam=cfg.oe_lam,
-        epochs=cfg.finetune_epochs,
-        lr=cfg.finetune_lr,
-        outlier_ratio=cfg.outlier_ratio,
-        **common,  # type: ignore[arg-type]
-    ).fit(in_loader, out_loader)
-    net = RejectHead.wrap(model, k=cfg.k)
-    recipe = recommended(pool=True)  # the dev-chosen outlier recipe (rejectnet.outliers)
-    SelfSupervisedOODFinetuner(
-        net,
-        lam=cfg.lam,
-        epochs=cfg.finetune_epochs,
-        lr=cfg.finetune_lr,
-        outlier_ratio=cfg.outlier_ratio,
-        pseudo_labels=recipe.pseudo_labels,
-        outlier_signal=recipe.signal,
-        **common,  # type: ignore[arg-type]
-    ).fit(in_loader, out_loader)
-    net.eval().calibrate(val_loader, coverage=0.95)
-
-    kw = dict(n_runs=cfg.n_runs, seed=cfg.seed)
+    loaders = _loaders(data, cfg)
+    model, oe_model, net = _train(cfg, loaders)
+    test_loader, ood = loaders["test"], loaders["ood"]
+    kw: dict[str, Any] = dict(n_runs=cfg.n_runs, seed=cfg.seed)
     reports = [
-        evaluate(model.eval(), test_loader, ood, "msp", name="msp", **kw),  # type: ignore[arg-type]
-        evaluate(oe_model.eval(), test_loader, ood, "msp", name="oe", **kw),  # type: ignore[arg-type]
-        evaluate(net, test_loader, ood, name="rejectnet", **kw),  # type: ignore[arg-type]
+        evaluate(model.eval(), test_loader, ood, "msp", name="msp", **kw),
+        evaluate(oe_model.eval(), test_loader, ood, "msp", name="oe", **kw),
+        evaluate(net, test_loader, ood, name="rejectnet", **kw),
     ]
     if cfg.progress:
         print(
@@ -179,3 +139,49 @@ def run_demo(config: DemoConfig | None = None) -> list[Report]:
         print(format_table(reports))
         print(f"({time.perf_counter() - t0:.0f} s)")
     return reports
+
+
+def _loaders(data: Any, cfg: DemoConfig) -> dict[str, Any]:
+    """The training loaders (one seeded shuffle order for both), validation, test and OOD."""
+    g = seeded_generator(cfg.seed)
+    out_batch = int(cfg.batch_size * cfg.outlier_ratio)
+    return {
+        "in": DataLoader(data.train, batch_size=cfg.batch_size, shuffle=True, generator=g),
+        "out": DataLoader(
+            TensorDataset(data.outliers), batch_size=out_batch, shuffle=True, generator=g
+        ),
+        "val": DataLoader(data.val, batch_size=256),
+        "test": DataLoader(data.test, batch_size=256),
+        "ood": {k: DataLoader(TensorDataset(v), batch_size=256) for k, v in data.ood_test.items()},
+    }
+
+
+def _train(cfg: DemoConfig, loaders: dict[str, Any]) -> tuple[nn.Module, nn.Module, RejectHead]:
+    """Stage one, then Outlier Exposure and rejectnet from its weights (in that order)."""
+    model = SmallCNN(num_classes=10, image_size=8, channels=(16, 32), hidden=64, dropout=0.1)
+    common: dict[str, Any] = dict(seed=cfg.seed, progress=cfg.progress)
+    in_loader, out_loader = loaders["in"], loaders["out"]
+    train_classifier(
+        model,
+        in_loader,
+        epochs=cfg.stage_one_epochs,
+        lr=cfg.stage_one_lr,
+        val_loader=loaders["val"],
+        **common,
+    )
+    oe_model = copy.deepcopy(model)
+    finetune = dict(
+        epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, outlier_ratio=cfg.outlier_ratio, **common
+    )  # the same schedule for Outlier Exposure and rejectnet
+    OutlierExposureFinetuner(oe_model, lam=cfg.oe_lam, **finetune).fit(in_loader, out_loader)
+    net = RejectHead.wrap(model, k=cfg.k)
+    recipe = recommended(pool=True)  # the dev-chosen outlier recipe (rejectnet.outliers)
+    SelfSupervisedOODFinetuner(
+        net,
+        lam=cfg.lam,
+        pseudo_labels=recipe.pseudo_labels,
+        outlier_signal=recipe.signal,
+        **finetune,
+    ).fit(in_loader, out_loader)
+    net.eval().calibrate(loaders["val"], coverage=0.95)
+    return model, oe_model, net

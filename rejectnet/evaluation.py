@@ -1,7 +1,8 @@
 """The former path of :mod:`rejectnet.report`'s evaluation names (kept working).
 
 ``from rejectnet.evaluation import evaluate, Report, DatasetLogits, ...`` imports the
-same objects as :mod:`rejectnet.report`; new code imports from there.
+same objects as :mod:`rejectnet.report` (every name of its ``__all__``); new code
+imports from there.
 
 Example:
     >>> from rejectnet import evaluation, report
@@ -9,34 +10,5 @@ Example:
     True
 """
 
-from rejectnet.report import (
-    GROUPS,
-    METRIC_NAMES,
-    MIXED,
-    DatasetLogits,
-    DatasetScores,
-    OODResult,
-    Report,
-    Scorer,
-    compute_logits,
-    compute_scores,
-    evaluate,
-    reports_to_html,
-    reports_to_markdown,
-)
-
-__all__ = [
-    "GROUPS",
-    "METRIC_NAMES",
-    "MIXED",
-    "DatasetLogits",
-    "DatasetScores",
-    "OODResult",
-    "Report",
-    "Scorer",
-    "compute_logits",
-    "compute_scores",
-    "evaluate",
-    "reports_to_html",
-    "reports_to_markdown",
-]
+from rejectnet.report import *  # noqa: F403 - the former path re-exports the whole wing
+from rejectnet.report import __all__ as __all__

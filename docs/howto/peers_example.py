@@ -1,4 +1,4 @@
-"""The code of docs/howto/peers.md, run by tests/test_peers.py on synthetic data."""
+"""The code of docs/howto/peers.md, run by tests/peers/test_scoring.py on synthetic data."""
 
 import torch
 from torch import nn

@@ -14,13 +14,19 @@ CIFAR ResNet-20 for a CPU, ``paper`` the paper's WRN-40-2 (dropout 0.3) for a GP
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rejectnet.bench.config import config_from_dict
 from rejectnet.bench.errors import BenchError
+from rejectnet.bench.experiment import ood_sets, outlier_pool, preset_config
 from rejectnet.bench.runner import run_bench
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from rejectnet.bench.experiment import RunOptions
 
 __all__ = ["CIFAR_MODELS", "CIFAR_SCHEDULES", "DEFAULT_OOD", "cifar10_config", "run_cifar10"]
 
@@ -89,12 +95,7 @@ def cifar10_config(
     preset: str = "quick",
     outliers: str | Path = "pool",
     ood: Mapping[str, Any] | None = None,
-    seeds: int = 1,
-    ks: Sequence[int] = (5,),
-    scores: Sequence[str] = ("sum",),
-    methods: Sequence[str] | None = None,
-    plots: bool = True,
-    val_size: int | None = None,
+    **options: Unpack[RunOptions],
 ) -> dict[str, Any]:
     """The config dict of the CIFAR-10 experiment (the shape of a TOML file).
 
@@ -103,52 +104,34 @@ def cifar10_config(
         preset: ``"quick"`` (ResNet-20, CPU), ``"paper"`` (WRN-40-2, GPU) or ``"smoke"``.
         outliers: ``"pool"`` (``tin_pool.npz``), ``"none"`` (synthesis only) or a path.
         ood: Extra OOD sets, name -> path or ``{"path": ..., "group": "near"|"far"}``.
-        seeds: Independent runs.
-        ks: Reject-class counts (5, else the first, is the main row).
-        scores: Reject scores.
-        methods: Methods to run (default all).
-        plots: Write plots.
-        val_size: ``[train] val_size`` (default: the preset's, scaled to the data).
+        **options: ``seeds``, ``ks``, ``scores``, ``methods``, ``plots`` and ``val_size``
+            (:func:`~rejectnet.bench.experiment.preset_config`).
 
     Returns:
         The config as nested dicts, with absolute paths.
 
     Raises:
         BenchError: For an unknown preset, or a missing file (naming the unpack command).
+
+    Example:
+        >>> cifar10_config("/nowhere")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        rejectnet.bench.errors.BenchError: --data-dir: '/nowhere/cifar10.npz' is missing; ...
     """
     if preset not in CIFAR_SCHEDULES:
         raise BenchError(f"--preset must be one of {', '.join(CIFAR_SCHEDULES)}, got {preset!r}")
     root = Path(data_dir).resolve()
     data: dict[str, Any] = {"id": str(_need(root, "cifar10.npz"))}
-    if str(outliers) == "pool":
-        data["outliers"] = str(_need(root, "tin_pool.npz"))
-    elif str(outliers).strip().lower() == "none":
-        data["outliers"] = "none"
-    else:
-        data["outliers"] = str(Path(outliers).resolve())
-    sets: dict[str, Any] = {
+    data["outliers"] = outlier_pool(outliers, {"pool": lambda: _need(root, "tin_pool.npz")})
+    found = {
         name: {"path": str(root / f), "group": group}
         for name, f, group in DEFAULT_OOD
         if (root / f).is_file()
     }
-    sets.update(dict(ood or {}))
-    if not sets:
-        raise BenchError(f"no OOD test set: none of the default files is in {root} and no --ood")
-    data["ood"] = sets
-    main_k = 5 if 5 in ks or not ks else ks[0]
-    train = {**CIFAR_SCHEDULES[preset], "seeds": seeds, "k": main_k}
-    if val_size is not None:
-        train["val_size"] = val_size
-    cfg: dict[str, Any] = {
-        "data": data,
-        "model": dict(CIFAR_MODELS[preset]),
-        "train": train,
-        "eval": {"ks": [k for k in ks if k != main_k], "scores": list(scores)},
-        "output": {"plots": plots},
-    }
-    if methods is not None:
-        cfg["eval"]["methods"] = list(methods)
-    return cfg
+    data["ood"] = ood_sets(found, ood, f"none of the default files is in {root}")
+    model = dict(CIFAR_MODELS[preset])
+    return preset_config(data, model, dict(CIFAR_SCHEDULES[preset]), **options)
 
 
 def run_cifar10(

@@ -422,8 +422,7 @@ def _read_train(train: dict[str, Any], model: ModelConfig) -> tuple[str, dict[st
 def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path = ".") -> BenchConfig:
     """Validate a config given as nested dicts (the shape of the TOML file).
 
-    Every field is read by its own reader (type, range, path), so everything a run
-    needs is checked here, before any data are read or any training starts.
+    Every field is read by its own reader (type, range, path) before any data are read.
 
     Args:
         raw: ``{"data": {...}, "model": {...}, "train": {...}, "eval": {...},
@@ -447,41 +446,63 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path = ".") -> Benc
         >>> cfg = config_from_dict({"data": {"id": "id.npz", "ood": {"far": "far.npz"}}}, d)
         >>> cfg.preset, cfg.k, cfg.data.outliers, sorted(cfg.data.ood)
         ('quick', 5, None, ['far'])
-        >>> config_from_dict({"data": {"idd": "x"}}, d)
+        >>> config_from_dict({"data": {"idd": "x"}}, d)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
-        ...
-        rejectnet.bench.errors.BenchError: unknown key 'idd' in [data]; valid keys: channels, id, image_size, ood, outliers
-    """  # noqa: E501
+        rejectnet.bench.errors.BenchError: unknown key 'idd' in [data]; valid keys: ...
+    """
     base = Path(base_dir).resolve()
-    if not isinstance(raw, Mapping):
-        raise BenchError(f"the config must be a table, got {type(raw).__name__}")
-    unknown = sorted(str(k) for k in raw if k not in FIELDS)
-    if unknown:
-        raise BenchError(f"unknown table [{unknown[0]}]; valid tables: {', '.join(FIELDS)}")
-    t = {name: _table(raw.get(name), name) for name in FIELDS}
+    t = _tables(raw)
     data_cfg = _read_data(t["data"], base)
     model_cfg = _read_model(t["model"], base)
     preset, overrides = _read_train(t["train"], model_cfg)
-    train, evals, out = t["train"], t["eval"], t["output"]
-    ks_raw = evals.get("ks", [])
+    ks_raw = t["eval"].get("ks", [])
     if not isinstance(ks_raw, list):
         raise BenchError(f"[eval] ks must be a list of integers in 1..{MAX_K}, got {ks_raw!r}")
+    seeds, k, device = _read_run(t["train"])
+    methods, ks, scores = _read_eval(t["eval"], ks_raw)  # checked in this order
     return BenchConfig(
         data=data_cfg,
         model=model_cfg,
         preset=preset,
         schedule=PRESETS[preset].with_overrides(overrides),
-        seeds=int(_int(train.get("seeds", 1), _where("train", "seeds"), 1, MAX_SEEDS) or 1),
-        k=int(_int(train.get("k", 5), _where("train", "k"), 1, MAX_K) or 1),
-        device=check_device(train.get("device")),
-        methods=_names(evals.get("methods", list(METHODS)), "[eval] methods", METHODS),
-        ks=tuple(int(_int(v, "[eval] ks", 1, MAX_K) or 1) for v in ks_raw),
-        scores=_names(evals.get("scores", ["sum"]), "[eval] scores", SCORE_ALIASES),
-        plots=_bool(out.get("plots", True), "[output] plots"),
-        save_models=_bool(out.get("save_models", False), "[output] save_models"),
+        seeds=seeds,
+        k=k,
+        device=device,
+        methods=methods,
+        ks=ks,
+        scores=scores,
+        plots=_bool(t["output"].get("plots", True), "[output] plots"),
+        save_models=_bool(t["output"].get("save_models", False), "[output] save_models"),
         base_dir=base,
         explicit=frozenset(overrides),
     )
+
+
+def _tables(raw: Any) -> dict[str, dict[str, Any]]:
+    """The five tables of a config (a missing one is empty); an unknown table is refused."""
+    if not isinstance(raw, Mapping):
+        raise BenchError(f"the config must be a table, got {type(raw).__name__}")
+    unknown = sorted(str(k) for k in raw if k not in FIELDS)
+    if unknown:
+        raise BenchError(f"unknown table [{unknown[0]}]; valid tables: {', '.join(FIELDS)}")
+    return {name: _table(raw.get(name), name) for name in FIELDS}
+
+
+def _read_run(train: dict[str, Any]) -> tuple[int, int, str | None]:
+    """The ``[train]`` fields outside the schedule: seeds, main ``k`` and device."""
+    seeds = int(_int(train.get("seeds", 1), _where("train", "seeds"), 1, MAX_SEEDS) or 1)
+    k = int(_int(train.get("k", 5), _where("train", "k"), 1, MAX_K) or 1)
+    return seeds, k, check_device(train.get("device"))
+
+
+def _read_eval(
+    evals: dict[str, Any], ks_raw: list[Any]
+) -> tuple[tuple[str, ...], tuple[int, ...], tuple[str, ...]]:
+    """The ``[eval]`` table: methods, extra reject-class counts and scores."""
+    methods = _names(evals.get("methods", list(METHODS)), "[eval] methods", METHODS)
+    ks = tuple(int(_int(v, "[eval] ks", 1, MAX_K) or 1) for v in ks_raw)
+    scores = _names(evals.get("scores", ["sum"]), "[eval] scores", SCORE_ALIASES)
+    return methods, ks, scores
 
 
 def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

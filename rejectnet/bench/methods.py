@@ -19,10 +19,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from rejectnet import peers
-from rejectnet.evaluation import DatasetLogits, Report, compute_logits, evaluate
 from rejectnet.finetune import OutlierExposureFinetuner, SelfSupervisedOODFinetuner
 from rejectnet.head import RejectHead
 from rejectnet.outliers import recommended
+from rejectnet.report import DatasetLogits, Report, compute_logits, evaluate
 from rejectnet.scores import fit_reject_weights
 
 __all__ = [

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rejectnet.bench.config import config_from_dict
 from rejectnet.bench.errors import BenchError
+from rejectnet.bench.experiment import ood_sets, outlier_pool, preset_config
 from rejectnet.bench.runner import run_bench
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from rejectnet.bench.experiment import RunOptions
 
 __all__ = ["mnist_config", "run_mnist"]
 
@@ -19,12 +25,7 @@ def mnist_config(
     preset: str = "quick",
     outliers: str | Path | None = None,
     ood: Mapping[str, Any] | None = None,
-    seeds: int = 1,
-    ks: Sequence[int] = (5,),
-    scores: Sequence[str] = ("sum",),
-    methods: Sequence[str] | None = None,
-    plots: bool = True,
-    val_size: int | None = None,
+    **options: Unpack[RunOptions],
 ) -> dict[str, Any]:
     """The config dict of the MNIST row (the shape of a TOML file).
 
@@ -37,50 +38,36 @@ def mnist_config(
             or ``"none"``.
         ood: Extra OOD test sets, name -> path or ``{"path": ..., "group": "near"}``;
             ``fashion`` (``data_dir/fashion_mnist.npz``) is included when present.
-        seeds: Independent runs.
-        ks: Reject-class counts; ``5`` (else the first) is the main row, the others
-            add ``rejectnet-k<k>`` rows.
-        scores: Reject scores; ``sum`` is the main row, others add ``rejectnet-<score>``.
-        methods: Methods to run (default all).
-        plots: Write plots.
-        val_size: ``[train] val_size`` (default: the preset's, scaled to the data).
+        **options: ``seeds``, ``ks``, ``scores``, ``methods``, ``plots`` and ``val_size``
+            (:func:`~rejectnet.bench.experiment.preset_config`).
 
     Returns:
         The config as nested dicts, with absolute paths.
 
     Raises:
-        BenchError: If no OOD set is found.
+        BenchError: If no OOD set is found, or ``emnist`` is asked for and missing.
+
+    Example:
+        >>> cfg = mnist_config("/d", ood={"x": "/d/x.npz"}, seeds=2)
+        >>> cfg["data"]["outliers"], cfg["model"], cfg["train"]["seeds"]
+        ('/d/photo_patches.npz', {'name': 'small_cnn'}, 2)
     """
     root = Path(data_dir).resolve()
-    sets: dict[str, Any] = {}
-    if (root / "fashion_mnist.npz").exists():
-        sets["fashion"] = str(root / "fashion_mnist.npz")
-    sets.update(dict(ood or {}))
-    if not sets:
-        raise BenchError(f"no OOD test set: {root / 'fashion_mnist.npz'} is missing and no --ood")
-    if outliers is None:
-        pool = str(root / "photo_patches.npz")
-    elif str(outliers).strip().lower() == "emnist":
-        pool = str(root / "emnist_letters.npz")
-        if not Path(pool).is_file():
-            raise BenchError(f"--outliers emnist: {pool!r} is missing (EMNIST letters, x_train)")
-    elif str(outliers).strip().lower() == "none":
-        pool = "none"
-    else:
-        pool = str(Path(outliers).resolve())
-    main_k = 5 if 5 in ks or not ks else ks[0]
-    cfg: dict[str, Any] = {
-        "data": {"id": str(root / "mnist.npz"), "outliers": pool, "ood": sets},
-        "model": {"name": "small_cnn"},
-        "train": {"preset": preset, "seeds": seeds, "k": main_k},
-        "eval": {"ks": [k for k in ks if k != main_k], "scores": list(scores)},
-        "output": {"plots": plots},
-    }
-    if methods is not None:
-        cfg["eval"]["methods"] = list(methods)
-    if val_size is not None:
-        cfg["train"]["val_size"] = val_size
-    return cfg
+    fashion = root / "fashion_mnist.npz"
+    found = {"fashion": str(fashion)} if fashion.exists() else {}
+    sets = ood_sets(found, ood, f"{fashion} is missing")
+    pool = str(root / "photo_patches.npz")
+    if outliers is not None:
+        pool = outlier_pool(outliers, {"emnist": lambda: _emnist(root)})
+    data = {"id": str(root / "mnist.npz"), "outliers": pool, "ood": sets}
+    return preset_config(data, {"name": "small_cnn"}, {"preset": preset}, **options)
+
+
+def _emnist(root: Path) -> Path:
+    pool = root / "emnist_letters.npz"
+    if not pool.is_file():
+        raise BenchError(f"--outliers emnist: {str(pool)!r} is missing (EMNIST letters, x_train)")
+    return pool
 
 
 def run_mnist(
@@ -89,14 +76,9 @@ def run_mnist(
     preset: str = "quick",
     outliers: str | Path | None = None,
     ood: Mapping[str, Any] | None = None,
-    seeds: int = 1,
     out: str | Path | None = None,
-    ks: Sequence[int] = (5,),
-    scores: Sequence[str] = ("sum",),
-    methods: Sequence[str] | None = None,
     progress: bool = True,
-    plots: bool = True,
-    val_size: int | None = None,
+    **options: Unpack[RunOptions],
 ) -> dict[str, Any]:
     """Run the MNIST benchmark (see :func:`mnist_config` for the arguments).
 
@@ -105,14 +87,10 @@ def run_mnist(
         preset: ``"quick"``, ``"paper"`` or ``"smoke"``.
         outliers: The training outlier pool, or ``"none"``.
         ood: Extra OOD test sets, name -> path.
-        seeds: Independent runs (averaged).
         out: Output folder (default ``runs/mnist-<preset>``).
-        ks: Reject-class counts (ablation rows).
-        scores: Reject scores (ablation rows).
-        methods: Methods to run (default all).
         progress: Progress lines with an ETA.
-        plots: Write plots.
-        val_size: ``[train] val_size``.
+        **options: ``seeds`` (averaged), ``ks`` and ``scores`` (ablation rows),
+            ``methods``, ``plots`` and ``val_size``, as for :func:`mnist_config`.
 
     Returns:
         The content of ``results.json``.
@@ -124,17 +102,6 @@ def run_mnist(
         >>> results = run_mnist("../shared/data", preset="quick")  # doctest: +SKIP
         >>> results["rejectnet"]["ood"]["fashion"]["auroc"]  # doctest: +SKIP
     """
-    raw = mnist_config(
-        data_dir,
-        preset=preset,
-        outliers=outliers,
-        ood=ood,
-        seeds=seeds,
-        ks=ks,
-        scores=scores,
-        methods=methods,
-        plots=plots,
-        val_size=val_size,
-    )
+    raw = mnist_config(data_dir, preset=preset, outliers=outliers, ood=ood, **options)
     cfg = config_from_dict(raw, Path(data_dir))
     return run_bench(cfg, out or Path("runs") / f"mnist-{preset}", progress=progress)

@@ -11,13 +11,12 @@ sets are looked at only by the methods named ``*-tuned`` (the paper's Figure 1 p
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +35,13 @@ from rejectnet.bench.presets import TrainPreset
 from rejectnet.bench.progress import StageProgress
 from rejectnet.bench.sources import InDistribution, load_in_distribution, load_unlabeled
 from rejectnet.bench.tables import seeds_markdown, summary_table
-from rejectnet.evaluation import Report, reports_to_markdown
 from rejectnet.finetune import train_classifier
 from rejectnet.finetune.rng import seed_everything
 from rejectnet.peers import PEER_NAMES, TUNED_PEER_NAMES
+from rejectnet.report import Report, reports_to_markdown
+from rejectnet.report.plots import png
+from rejectnet.report.results import json_safe
+from rejectnet.report.tables import ID_ACC_DROP_FLAG, markdown_cell, markdown_text
 from rejectnet.serialization import save
 
 __all__ = [
@@ -59,7 +61,7 @@ EVAL_BATCH = 512
 PEERS = frozenset((*PEER_NAMES, *TUNED_PEER_NAMES))
 TUNE_SAMPLES = 1000  # per OOD set, for the *-tuned peers (the paper's Figure 1 protocol)
 PLOTTED = ("msp", "odin", "mahalanobis", "oe", "rejectnet-paper", "rejectnet")
-ACC_DROP_WARN = 0.01  # a fine-tuned method losing more than one point of ID accuracy is flagged
+ACC_DROP_WARN = ID_ACC_DROP_FLAG  # the tables' flag: more than one point of ID accuracy lost
 
 
 def load_data(
@@ -141,16 +143,8 @@ def _loader(x: torch.Tensor, y: torch.Tensor | None = None) -> DataLoader[Any]:
     return DataLoader(ds, batch_size=EVAL_BATCH)
 
 
-def _inline(text: str) -> str:
-    """A name as one line of Markdown text: whitespace runs (newlines) become one space,
-    and ``|``, backticks, brackets and ``<``/``>`` are escaped."""
-    out = " ".join(str(text).split())
-    for ch in "\\`[]|<>":
-        out = out.replace(ch, "\\" + ch)
-    return out
-
-
 def _header(cfg: BenchConfig, data: InDistribution, reports: Sequence[Report]) -> str:
+    pool = cfg.data.outliers
     sizes = []
     for r in reports[:1]:
         for name, res in r.ood.items():
@@ -160,13 +154,14 @@ def _header(cfg: BenchConfig, data: InDistribution, reports: Sequence[Report]) -
                 else (f"{r.n_runs} subsamples of {res.n}")
             )
             group = f" ({cfg.data.group(name)}-OOD)" if name in cfg.data.ood else ""
-            sizes.append(f"{_inline(name)}: {res.n_ood} images{group}, {how}")
+            sizes.append(f"{markdown_text(name)}: {res.n_ood} images{group}, {how}")
     return (
         f"# rejectnet bench ({cfg.preset} preset, seed {cfg.seeds - 1} of {cfg.seeds} shown)\n\n"
-        f"In-distribution: {_inline(cfg.data.id.name)} test ({len(data.y_test)} images, "
+        f"In-distribution: {markdown_text(cfg.data.id.name)} test ({len(data.y_test)} images, "
         f"{data.num_classes} classes, {data.channels}x{data.image_size}x{data.image_size}); "
-        f"training outliers: {_inline(cfg.data.outliers.name) if cfg.data.outliers else 'none'}; "
-        f"model: {_inline(cfg.model.name)}. Percentages, mean ± std over equal-size subsamples "
+        f"training outliers: {markdown_text(pool.name) if pool else 'none'}; "
+        f"model: {markdown_text(cfg.model.name)}. Percentages, mean ± std over equal-size "
+        "subsamples "
         f"({'; '.join(sizes)}).\n\n"
     )
 
@@ -466,7 +461,7 @@ def run_seed(prep: Prepared, seed: int) -> SeedResult:
 
 
 def _accuracy(model: nn.Module, loader: DataLoader[Any], device: torch.device) -> float:
-    from rejectnet.evaluation import compute_logits
+    from rejectnet.report import compute_logits
 
     out = compute_logits(model, loader, device=device)
     assert out.labels is not None
@@ -530,13 +525,7 @@ def _meta(
 
 def _json_safe(obj: Any) -> Any:
     """``obj`` with NaN and infinities as ``null``: results.json stays strict JSON."""
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
+    return json_safe(obj)
 
 
 def _write_one(out_dir: Path, name: str, make: Any, errors: list[str]) -> None:
@@ -545,17 +534,6 @@ def _write_one(out_dir: Path, name: str, make: Any, errors: list[str]) -> None:
         write_atomic(out_dir / name, make(), what=f"--out: {name}")
     except Exception as err:
         errors.append(f"{name}: {' '.join(str(err).split()) or type(err).__name__}")
-
-
-def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=110)
-    finally:
-        plt.close(fig)
-    return buf.getvalue()
 
 
 def write_outputs(prep: Prepared, results: dict[str, Any], last: list[Report]) -> list[str]:
@@ -573,7 +551,7 @@ def write_outputs(prep: Prepared, results: dict[str, Any], last: list[Report]) -
         md = header + reports_to_markdown(last) + "\n"
         if cfg.seeds > 1:
             md += f"\n## Mean ± std over the {cfg.seeds} seeds\n\n" + seeds_markdown(results) + "\n"
-        notes_md = "".join(f"- `{k}`: {v}\n" for k, v in notes.items())
+        notes_md = "".join(f"- `{k}`: {markdown_cell(v)}\n" for k, v in notes.items())
         return md + ("\nNotes:\n\n" + notes_md if notes_md else "")
 
     _write_one(out_dir, "results.md", markdown, errors)
@@ -587,7 +565,7 @@ def write_outputs(prep: Prepared, results: dict[str, Any], last: list[Report]) -
             errors.append(f"plots: {' '.join(str(err).split()) or type(err).__name__}")
             figs, plots = {}, False
         for name, fig in figs.items():
-            _write_one(out_dir, f"{name}.png", lambda fig=fig: _png(fig), errors)
+            _write_one(out_dir, f"{name}.png", lambda fig=fig: png(fig), errors)
 
     def html(with_plots: bool = plots) -> str:
         from rejectnet.report_html import reports_to_html
@@ -646,34 +624,12 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, progress: bool = True) -> di
         >>> results["rejectnet"]["ood"]["mnist"]["auroc"]  # doctest: +SKIP
     """
     prep = prepare(cfg, out, progress=progress)
-    per_method: dict[str, list[Report]] = {}
-    seconds: dict[str, float] = {}
-    notes: dict[str, str] = {}
-    accs: list[float] = []
-    finetuned: set[str] = set()
-    last: list[Report] = []
+    runs = _Runs()
     with torch.random.fork_rng(devices=[]):
         for seed in range(cfg.seeds):
-            res = run_seed(prep, seed)
-            for k, v in res.seconds.items():
-                seconds[k] = seconds.get(k, 0.0) + v
-            notes.update(res.notes)
-            finetuned |= res.finetuned_rows
-            if res.stage_one_accuracy is not None:
-                accs.append(res.stage_one_accuracy)
-            for r in res.reports:
-                per_method.setdefault(r.name, []).append(r)
-            last = res.reports
-    if not per_method:
-        raise BenchError(
-            "no method produced results: " + "; ".join(f"{k}: {v}" for k, v in notes.items())
-        )
-    results: dict[str, Any] = {name: _mean_reports(rs) for name, rs in per_method.items()}
-    acc = float(np.mean(accs)) if accs else None
-    warnings = _flag_drops(results, acc, finetuned)
-    results["_meta"] = _meta(prep, notes, seconds, acc)
-    results = _json_safe(results)  # what is returned is what results.json holds
-    errors = write_outputs(prep, results, last)
+            runs.add(run_seed(prep, seed))
+    results, warnings = _results(prep, runs)
+    errors = write_outputs(prep, results, runs.last)
     if progress:
         print(summary_table({k: v for k, v in results.items() if k != "_meta"}))
         print(f"wrote {prep.out_dir}/ ({results['_meta']['seconds']:.0f} s)")
@@ -682,3 +638,40 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, progress: bool = True) -> di
     for line in errors:
         print(f"error: could not write {line}", file=sys.stderr)
     return results
+
+
+@dataclass
+class _Runs:
+    """What the seeds produced so far: reports by method, timings, notes, accuracies."""
+
+    per_method: dict[str, list[Report]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    accs: list[float] = field(default_factory=list)
+    finetuned: set[str] = field(default_factory=set)
+    last: list[Report] = field(default_factory=list)
+
+    def add(self, res: SeedResult) -> None:
+        """Add one seed's result."""
+        for k, v in res.seconds.items():
+            self.seconds[k] = self.seconds.get(k, 0.0) + v
+        self.notes.update(res.notes)
+        self.finetuned |= res.finetuned_rows
+        if res.stage_one_accuracy is not None:
+            self.accs.append(res.stage_one_accuracy)
+        for r in res.reports:
+            self.per_method.setdefault(r.name, []).append(r)
+        self.last = res.reports
+
+
+def _results(prep: Prepared, runs: _Runs) -> tuple[dict[str, Any], list[str]]:
+    """The content of results.json (strict JSON) and the accuracy-drop warnings."""
+    if not runs.per_method:
+        raise BenchError(
+            "no method produced results: " + "; ".join(f"{k}: {v}" for k, v in runs.notes.items())
+        )
+    results: dict[str, Any] = {name: _mean_reports(rs) for name, rs in runs.per_method.items()}
+    acc = float(np.mean(runs.accs)) if runs.accs else None
+    warnings = _flag_drops(results, acc, runs.finetuned)
+    results["_meta"] = _meta(prep, runs.notes, runs.seconds, acc)
+    return _json_safe(results), warnings  # what is returned is what results.json holds

@@ -155,6 +155,11 @@ def to_unit_range(x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         )
     if arr.size == 0:
         return arr.astype(np.float32)
+    return _by_range(arr, kind)
+
+
+def _by_range(arr: npt.NDArray[Any], kind: str) -> npt.NDArray[np.float32]:
+    """The rule of :func:`to_unit_range` for integers and floats, read from the values."""
     if kind == "f" and not np.isfinite(arr).all():
         bad = int(np.flatnonzero((~np.isfinite(arr.reshape(len(arr), -1))).any(1))[0])
         raise BenchError(f"image {bad} holds NaN or infinite pixel values")

@@ -8,6 +8,7 @@ in-distribution fit data once (on first need) and build each peer from
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -76,6 +77,20 @@ def _check_value(name: str, key: str, v: Any) -> None:
 
 
 def fit_data(tap: ClassifierTap, fit_loader: Iterable[Any] | None, limit: int | None) -> FitData:
+    """The in-distribution features and labels the fitted peers learn from (one pass).
+
+    Args:
+        tap: The classifier's features and logits.
+        fit_loader: In-distribution TRAINING batches ``(x, y)``.
+        limit: At most this many samples (the first batches); ``None``: all.
+
+    Returns:
+        The features and labels.
+
+    Raises:
+        ValueError: If ``fit_loader`` is missing, unlabelled, has a label outside the
+            classes or lacks a class.
+    """
     if fit_loader is None:
         raise ValueError(
             "fit_loader is required for mahalanobis, knn and vim: in-distribution TRAINING "
@@ -125,9 +140,8 @@ def build_peers(
 ) -> dict[str, Peer]:
     """Build several peers on one classifier, sharing one pass over the fit data.
 
-    This is what ``rejectnet bench`` calls: every peer sees the same stage-one weights,
-    the fitted ones (``mahalanobis``, ``knn``, ``vim``) the same in-distribution training
-    features, and the ``*-tuned`` ones the same OOD tuning samples.
+    ``rejectnet bench`` calls it: every peer sees the same weights, the fitted ones the
+    same training features and the ``*-tuned`` ones the same OOD tuning samples.
 
     Args:
         model: The plain C-class classifier (the stage-one model), not a RejectHead.
@@ -140,8 +154,8 @@ def build_peers(
             peers; keep these samples out of the evaluated sets.
         settings: Peer name -> settings overriding :data:`DEFAULT_SETTINGS`.
         head: Dotted path of the final ``nn.Linear``; found automatically when ``None``.
-        fit_samples: Use at most this many samples of ``fit_loader`` (its first batches,
-            so shuffle it); ``None`` uses all.
+        fit_samples: At most this many samples of ``fit_loader`` (its first batches, so
+            shuffle it); ``None`` uses all.
 
     Returns:
         Peer name -> :class:`Peer`, in the order of ``names``.
@@ -164,31 +178,31 @@ def build_peers(
         (['max_logit', 'knn'], 90, torch.Size([2]))
     """
     tap = ClassifierTap(model, head)
+    _check_fit_samples(fit_samples)
+    if names is None:
+        names = [*PEER_NAMES, *(TUNED_PEER_NAMES if tune_ood is not None else ())]
+    checked = _checked_settings(names, settings)
+    tuned = any(n in TUNED_PEER_NAMES for n in names)
+    tuning = check_tuning_set(tune_id, tune_ood) if tuned else None
+    fit = functools.cache(lambda: fit_data(tap, fit_loader, fit_samples))  # once, on first need
+    return {name: _make_peer(name, tap, checked[name], fit, tuning) for name in names}
+
+
+def _make_peer(
+    name: str, tap: ClassifierTap, settings: dict[str, Any], fit: Any, tuning: Any
+) -> Peer:
+    """One peer from the table (:mod:`~rejectnet.peers.registry`) or the grid search."""
+    if name in TUNED_PEER_NAMES:
+        assert tuning is not None
+        return make_tuned(name, tap, settings, fit, tuning)
+    return make(name, tap, settings, fit)
+
+
+def _check_fit_samples(fit_samples: Any) -> None:
     if fit_samples is not None and (
         isinstance(fit_samples, bool) or not isinstance(fit_samples, int) or fit_samples < 1
     ):
         raise ValueError(f"fit_samples must be an int >= 1 or None, got {fit_samples!r}")
-    if names is None:
-        names = [*PEER_NAMES, *(TUNED_PEER_NAMES if tune_ood is not None else ())]
-    checked = _checked_settings(names, settings)
-    tuning = None
-    if any(n in TUNED_PEER_NAMES for n in names):
-        tuning = check_tuning_set(tune_id, tune_ood)
-    cached: list[FitData] = []
-
-    def fit() -> FitData:
-        if not cached:
-            cached.append(fit_data(tap, fit_loader, fit_samples))
-        return cached[0]
-
-    built: dict[str, Peer] = {}
-    for name in names:
-        if name in TUNED_PEER_NAMES:
-            assert tuning is not None
-            built[name] = make_tuned(name, tap, checked[name], fit, tuning)
-        else:
-            built[name] = make(name, tap, checked[name], fit)
-    return built
 
 
 def build(
@@ -212,9 +226,8 @@ def build(
         tune_id: Held-out in-distribution inputs, for a ``*-tuned`` peer only.
         tune_ood: OOD set name -> a small subsample of that set's inputs, for a
             ``*-tuned`` peer only (keep these samples out of the evaluated sets).
-        head: Dotted path of the final ``nn.Linear``; found automatically when ``None``.
-        fit_samples: Use at most this many samples of ``fit_loader`` (its first
-            batches, so shuffle it); ``None`` uses all.
+        head: As for :func:`build_peers`.
+        fit_samples: As for :func:`build_peers`.
         **settings: Settings of the peer (see :data:`DEFAULT_SETTINGS`); for a tuned
             peer, grids.
 
@@ -222,9 +235,8 @@ def build(
         The :class:`Peer`.
 
     Raises:
-        ValueError: For an unknown name or setting, a bad value, missing fit or tuning
-            data, or fit data without every class.
-        TypeError: If ``model`` is not a plain ``nn.Module`` classifier.
+        TypeError: If ``name`` is not a str; otherwise as :func:`build_peers` does.
+        ValueError: As :func:`build_peers` does.
         ImportError: If pytorch-ood is not installed.
 
     Example:

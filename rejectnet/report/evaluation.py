@@ -6,10 +6,22 @@ AUPR-out / FPR at 95% TPR / detection error as mean and std, a "mixed" set and
 selective classification at the 95%-TPR threshold. Logits are computed once per model
 and dataset and reused for every score and run.
 
-:func:`evaluate` checks its arguments, turns each dataset into scores
+:func:`evaluate` is the two steps of torchmetrics' format / compute split: the format
+step checks the arguments and turns each dataset into scores
 (:class:`~rejectnet.report.sources.ScoreSource`: loaders, logits or scores; models or
-any scorer ``x -> score``, e.g. a post-hoc peer from :mod:`rejectnet.peers`) and hands
-them to :func:`~rejectnet.report.protocol.score_report`.
+any scorer ``x -> score``, e.g. a post-hoc peer from :mod:`rejectnet.peers`), the
+compute step is :func:`~rejectnet.report.protocol.score_report`, on arrays only.
+
+Example:
+    A scorer is any callable ``x -> (N,)`` scores, higher = more OOD; its name is its
+    ``name`` attribute, the function's name, or ``"scorer"``:
+
+    >>> import torch
+    >>> from rejectnet import evaluate
+    >>> x_in = [(torch.randn(50, 4), torch.randint(0, 3, (50,)))]
+    >>> distance = evaluate(lambda x: x.norm(dim=1), x_in, {"shifted": [x_in[0][0] + 3]})
+    >>> distance.name, distance.score, distance.ood["shifted"].mean["auroc"] > 0.9
+    ('scorer', 'custom', True)
 """
 
 from __future__ import annotations
@@ -22,7 +34,7 @@ from torch import nn
 
 from rejectnet._validation import check_seed
 from rejectnet.report import tables
-from rejectnet.report.protocol import score_report
+from rejectnet.report.protocol import Protocol, score_report
 from rejectnet.report.results import MIXED, Report
 from rejectnet.report.sources import DatasetLogits, DatasetScores, Scorer, ScoreSource
 
@@ -64,71 +76,54 @@ def evaluate(
 
     Args:
         model: A :class:`~rejectnet.RejectHead` (reject scores), a plain classifier
-            (baseline scores: ``"msp"``, ``"energy"``, ``"max_logit"``), or any scorer
-            ``x -> (N,)`` scores, higher = more OOD (e.g. a :class:`rejectnet.peers.Peer`).
+            (``"msp"``, ``"energy"``, ``"max_logit"``) or any scorer ``x -> (N,)``
+            scores, higher = more OOD (e.g. a :class:`rejectnet.peers.Peer`).
         id_loader: In-distribution test batches (labels give the accuracy), or
-            precomputed :class:`~rejectnet.report.sources.DatasetLogits` / ``Scores``.
+            :class:`~rejectnet.report.sources.DatasetLogits` / ``DatasetScores``.
         ood_loaders: OOD set name -> loader (or precomputed logits or scores).
-        score: Score name, for a model only; defaults to the model's calibrated score,
-            else ``"sum_reject"`` for a RejectHead and ``"msp"`` for a plain model. A
-            scorer's "score" column is its ``score`` attribute if it is a string.
-        n_runs: Random equal-size subsamples per OOD set; a set of the same size as the
-            in-distribution set is measured once, exactly (nothing to subsample).
+        score: A model's score; default its calibrated score, else ``"sum_reject"``
+            (RejectHead) or ``"msp"``. A scorer's column is its ``score`` attribute.
+        n_runs: Equal-size subsamples per OOD set (one exact run for equal sizes).
         seed: Seed of the subsampling.
-        mixed: Add a ``"mixed"`` row, an equal mix of every OOD set, when there are at
-            least two sets (with one, it would repeat that set).
+        mixed: Add a ``"mixed"`` row (an equal mix of every set) for two or more sets.
         tpr: TPR for the FPR metric and the selective-classification threshold.
-        name: Method name for tables; defaults to the scorer's ``name`` attribute, the
-            function's name, or the model's class name (never the score's name).
-        device: Where to run the model (ignored for a scorer, which places inputs itself).
-        groups: OOD set name -> ``"near"`` (new classes of similar images) or ``"far"``
-            (the default); ``Report.means`` averages each group (OpenOOD's split).
+        name: Method name; default the scorer's ``name`` attribute, the function's
+            name, or the model's class name (never the score's name).
+        device: Where to run a model (a scorer places its inputs itself).
+        groups: OOD set name -> ``"near"`` or ``"far"`` (default), for ``Report.means``.
 
     Returns:
         A :class:`~rejectnet.report.results.Report`.
 
     Raises:
-        ValueError: If ``ood_loaders`` is empty, a loader is empty, ``n_runs < 1``, the
-            score does not fit the model, ``score`` is given with a scorer, or ``groups``
-            names an unknown set or a group other than near / far.
-        TypeError: If ``model`` is neither an ``nn.Module`` nor callable, a scorer is
-            given :class:`~rejectnet.report.sources.DatasetLogits`, or ``groups`` is
-            not a mapping of strings.
+        ValueError: For no OOD set, an empty loader, ``n_runs < 1``, a score that does
+            not fit the model or is given with a scorer, or an unknown set or group.
+        TypeError: For a model neither ``nn.Module`` nor callable, ``DatasetLogits``
+            given to a scorer, or ``groups`` not a mapping of strings.
 
     Example:
         >>> import torch
         >>> from torch import nn
         >>> from rejectnet import RejectHead, evaluate
-        >>> torch.manual_seed(0) and None
         >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
-        >>> x_in = [(torch.randn(50, 4), torch.randint(0, 3, (50,)))]
-        >>> report = evaluate(net, x_in, {"shifted": [torch.randn(40, 4) + 3]}, n_runs=3)
+        >>> report = evaluate(net, [torch.randn(50, 4)], {"far": [torch.randn(40, 4) + 3]})
         >>> sorted(report.ood), report.score, report.name
-        (['shifted'], 'sum_reject', 'RejectHead')
-        >>> distance = evaluate(lambda x: x.norm(dim=1), x_in, {"shifted": [x_in[0][0] + 3]})
-        >>> distance.name, distance.ood["shifted"].mean["auroc"] > 0.9
-        ('scorer', True)
+        (['far'], 'sum_reject', 'RejectHead')
     """
-    _check_protocol(seed, n_runs, ood_loaders, mixed)
-    set_groups = tables.check_groups(groups, list(ood_loaders))
+    # format: the arguments checked, every dataset turned into scores
+    protocol = _check_protocol(seed, n_runs, ood_loaders, mixed, tpr, groups)
     source = ScoreSource(model, score, device)
     id_set = source.scored(id_loader, "id_loader")
-    scores_out = {k: source.scored(v, f"ood_loaders[{k!r}]").scores for k, v in ood_loaders.items()}
-    return score_report(
-        name or _default_name(model),
-        source.label,
-        id_set.scores,
-        id_set.correct,
-        scores_out,
-        n_runs=n_runs,
-        seed=seed,
-        mixed=mixed,
-        tpr=tpr,
-        groups=set_groups,
-    )
+    s_out = {k: source.scored(v, f"ood_loaders[{k!r}]").scores for k, v in ood_loaders.items()}
+    # compute: the paper's protocol, on arrays only
+    label = name or _default_name(model)
+    return score_report(label, source.label, id_set.scores, id_set.correct, s_out, protocol)
 
 
-def _check_protocol(seed: Any, n_runs: Any, ood_loaders: Any, mixed: bool) -> None:
+def _check_protocol(
+    seed: Any, n_runs: Any, ood_loaders: Any, mixed: bool, tpr: float, groups: Any
+) -> Protocol:
+    """The checked settings of :func:`evaluate`."""
     check_seed(seed)  # numpy refused -1 without naming seed
     if isinstance(n_runs, bool) or not isinstance(n_runs, int) or n_runs < 1:
         raise ValueError(f"n_runs must be an int >= 1, got {n_runs!r}")
@@ -136,3 +131,5 @@ def _check_protocol(seed: Any, n_runs: Any, ood_loaders: Any, mixed: bool) -> No
         raise ValueError("ood_loaders must be a non-empty mapping {name: loader}")
     if MIXED in ood_loaders and mixed:
         raise ValueError(f"{MIXED!r} is reserved for the mixed set; rename that OOD set")
+    set_groups = tables.check_groups(groups, list(ood_loaders))
+    return Protocol(n_runs, seed, mixed, tpr, set_groups)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -152,9 +151,7 @@ def _selective(reports: Sequence[ReportLike]) -> str:
 
 
 def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return base64.b64encode(plots.png(fig, dpi=100)).decode("ascii")
 
 
 def _plots(reports: Sequence[ReportLike]) -> str:
@@ -187,12 +184,10 @@ def reports_to_html(
 ) -> str:
     """One self-contained HTML page comparing several reports.
 
-    The page says what it shows: the methods shown and those not shown with the reason
-    (``method_notes``), the OOD and in-distribution samples actually evaluated per set
-    and its near / far group, each column's direction with the best value of each
-    column highlighted, the near / far means when a set is tagged ``near``, a flag on a
-    method whose ID accuracy fell more than one point below stage one's, and what the
-    selective-classification table means.
+    The page says what it shows: the methods shown (and not shown, with the reason),
+    the samples evaluated per set and its group, each column's direction and best value,
+    the near / far means, a flag on a method whose ID accuracy fell more than one point
+    below stage one's, and what the selective-classification table means.
 
     Args:
         reports: Reports from :func:`rejectnet.evaluate` (same OOD sets), one table row
@@ -218,21 +213,44 @@ def reports_to_html(
         >>> from rejectnet import RejectHead, evaluate
         >>> from rejectnet.report import reports_to_html
         >>> net = RejectHead.wrap(nn.Linear(4, 3), k=2)
-        >>> ood = {"far": [torch.randn(20, 4) + 5]}
-        >>> report = evaluate(net, [torch.randn(20, 4)], ood)
+        >>> report = evaluate(net, [torch.randn(20, 4)], {"far": [torch.randn(20, 4) + 5]})
         >>> page = reports_to_html([report], plots=False, method_notes={"knn": "skipped"})
-        >>> "<td>far</td>" in page, "no subsampling (equal sizes)" in page
+        >>> "<td>far</td>" in page, "<li><strong>knn</strong>: skipped</li>" in page
         (True, True)
-        >>> "<li><strong>knn</strong>: skipped</li>" in page
-        True
     """
     if not reports:
         raise ValueError("reports is empty; pass at least one Report")
     heading = (
         title if title is not None else "OOD evaluation: " + ", ".join(r.name for r in reports)
     )
-    notes = "\n".join(f"<li>{html.escape(n)}</li>" for n in tables.notes_of(reports))
     drops = tables.accuracy_drops(reports, id_acc_drops)
+    body = [
+        f"<p>{html.escape(intro)}</p>" if intro else "",
+        *_sections(reports, method_notes or {}, drops),
+    ]
+    if plots:
+        body += ["<h2>Plots</h2>", _plots(reports)]
+    return _page(heading, body)
+
+
+def _sections(
+    reports: Sequence[ReportLike], method_notes: Mapping[str, str], drops: Mapping[str, float]
+) -> list[str]:
+    """The page's sections, from the methods shown to the selective classification."""
+    notes = "\n".join(f"<li>{html.escape(n)}</li>" for n in tables.notes_of(reports))
+    return [
+        _methods(reports, method_notes),
+        _sets(reports),
+        "<h2>OOD detection (%)</h2>",
+        _ood_table(reports, drops),
+        f"<ul>\n{notes}\n</ul>" if notes else "",
+        _means(reports),
+        _selective(reports),
+    ]
+
+
+def _page(heading: str, body: Sequence[str]) -> str:
+    """The HTML document: the title, the inline style and ``body`` (empty parts left out)."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -241,16 +259,9 @@ def reports_to_html(
         f"<style>{_STYLE}</style></head>",
         "<body>",
         f"<h1>{html.escape(heading)}</h1>",
-        f"<p>{html.escape(intro)}</p>" if intro else "",
-        _methods(reports, method_notes or {}),
-        _sets(reports),
-        "<h2>OOD detection (%)</h2>",
-        _ood_table(reports, drops),
-        f"<ul>\n{notes}\n</ul>" if notes else "",
-        _means(reports),
-        _selective(reports),
+        *body,
+        "</body>",
+        "</html>",
+        "",
     ]
-    if plots:
-        parts += ["<h2>Plots</h2>", _plots(reports)]
-    parts += ["</body>", "</html>", ""]
     return "\n".join(p for p in parts if p)

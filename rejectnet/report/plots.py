@@ -32,7 +32,7 @@ from rejectnet.report.interfaces import ReportLike
 from rejectnet.report.tables import one_line
 from rejectnet.scores import threshold_at_tpr
 
-__all__ = ["PLOT_NAMES", "figure", "figures", "plot_reports"]
+__all__ = ["PLOT_NAMES", "figure", "figures", "plot_reports", "png"]
 
 PLOT_NAMES = ("roc", "score_histograms", "error_vs_tpr", "risk_coverage")
 """The plots, in order; each is written as ``<name>.png``."""
@@ -206,6 +206,26 @@ def figure(name: str, reports: Sequence[ReportLike]) -> Any:
     return fig
 
 
+def png(fig: Any, dpi: int = 110) -> bytes:
+    """A figure as PNG bytes (nothing written, no pyplot).
+
+    Args:
+        fig: A ``matplotlib.figure.Figure``.
+        dpi: Resolution.
+
+    Returns:
+        The PNG file's bytes.
+
+    Example:
+        >>> from matplotlib.figure import Figure
+        >>> png(Figure(figsize=(1, 1)))[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+        True
+    """
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
 def plot_reports(reports: Sequence[ReportLike], out_dir: str | Path) -> list[Path]:
     """Write the four comparison plots for ``reports`` into ``out_dir`` as PNG.
 
@@ -244,13 +264,12 @@ def plot_reports(reports: Sequence[ReportLike], out_dir: str | Path) -> list[Pat
     failed: list[str] = []
     for name in PLOT_NAMES:  # one plot that fails never costs the others
         try:
-            buf = io.BytesIO()
-            figure(name, reports).savefig(buf, format="png", dpi=110)
+            data = png(figure(name, reports))
         except Exception as err:  # reported below, after the others
             failed.append(f"{name}: {type(err).__name__}: {err}")
             continue
         path = out / f"{name}.png"
-        path.write_bytes(buf.getvalue())
+        path.write_bytes(data)
         written.append(path)
     if failed:
         done = ", ".join(p.name for p in written) or "none"

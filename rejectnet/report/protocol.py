@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +25,7 @@ from rejectnet.metrics import ood_metrics, total_misclassification_rate
 from rejectnet.report.results import METRIC_NAMES, MIXED, OODResult, Report
 from rejectnet.scores import threshold_at_tpr
 
-__all__ = ["score_report"]
+__all__ = ["Protocol", "score_report"]
 
 Scores = npt.NDArray[np.float64]
 
@@ -106,18 +107,56 @@ def _selective(
     return selective
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """How scores are measured: the settings of :func:`rejectnet.evaluate` (checked there).
+
+    Attributes:
+        n_runs: Equal-size subsamples per set (one exact run for equal sizes).
+        seed: Seed of the subsampling; each set's subsamples depend only on it and the
+            set's name.
+        mixed: Add the mixed set when there are at least two sets.
+        tpr: The TPR of the FPR metric and of the selective threshold.
+        groups: Set name -> ``"near"`` / ``"far"``.
+    """
+
+    n_runs: int = 10
+    seed: int = 0
+    mixed: bool = True
+    tpr: float = 0.95
+    groups: Mapping[str, str] = field(default_factory=dict)
+
+
+def _ood_results(
+    s_in: Scores, scores_out: Mapping[str, Scores], p: Protocol
+) -> tuple[dict[str, OODResult], list[str], Scores | None]:
+    """Every set's result (and the mixed set's), the notes, and the mixed scores."""
+    # each set's subsamples are drawn from (seed, the set's name): the same samples whatever
+    # other sets are evaluated beside it, and in whatever order
+    results = {
+        k: _summarise(s_in, s, p.n_runs, _set_seed(p.seed, k), p.tpr) for k, s in scores_out.items()
+    }
+    notes = [_describe(k, r) for k, r in results.items()]
+    mixed_scores = None
+    if p.mixed and len(scores_out) >= 2:
+        mixed_scores, m = _mixed(scores_out, p.seed)
+        results[MIXED] = _summarise(s_in, mixed_scores, p.n_runs, _set_seed(p.seed, MIXED), p.tpr)
+        notes.append(
+            f"{MIXED}: {m} samples from each of the {len(scores_out)} OOD sets "
+            f"({', '.join(scores_out)}); " + _describe(MIXED, results[MIXED]).split(": ", 1)[1]
+        )
+    elif p.mixed:
+        notes.append("one OOD set, so no mixed row")
+    return results, notes, mixed_scores
+
+
 def score_report(
     name: str,
     score: str,
     s_in: Scores,
     correct: npt.NDArray[np.bool_] | None,
     scores_out: Mapping[str, Scores],
-    *,
-    n_runs: int,
-    seed: int,
-    mixed: bool,
-    tpr: float,
-    groups: Mapping[str, str],
+    protocol: Protocol,
 ) -> Report:
     """Measure one method's scores with the paper's protocol.
 
@@ -128,12 +167,7 @@ def score_report(
         correct: Per in-distribution sample, whether its prediction was right (``None``
             without labels).
         scores_out: OOD set name -> scores (checked, non-empty, finite).
-        n_runs: Equal-size subsamples per set (one exact run for equal sizes).
-        seed: Seed of the subsampling; each set's subsamples depend only on it and the
-            set's name.
-        mixed: Add the mixed set when there are at least two sets.
-        tpr: The TPR of the FPR metric and of the selective threshold.
-        groups: Set name -> ``"near"`` / ``"far"`` (checked).
+        protocol: The settings (checked).
 
     Returns:
         The :class:`~rejectnet.report.results.Report`.
@@ -142,31 +176,15 @@ def score_report(
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
         >>> s_in, s_out = rng.normal(0, 1, 50), {"far": rng.normal(3, 1, 50)}
-        >>> r = score_report("m", "s", s_in, None, s_out, n_runs=1, seed=0, mixed=True,
-        ...                  tpr=0.95, groups={"far": "far"})
+        >>> r = score_report("m", "s", s_in, None, s_out, Protocol(n_runs=1))
         >>> round(r.ood["far"].mean["auroc"], 2), r.notes[1]
         (0.99, 'one OOD set, so no mixed row')
     """
-    # each set's subsamples are drawn from (seed, the set's name): the same samples whatever
-    # other sets are evaluated beside it, and in whatever order
-    results = {
-        k: _summarise(s_in, s, n_runs, _set_seed(seed, k), tpr) for k, s in scores_out.items()
-    }
-    notes = [_describe(k, r) for k, r in results.items()]
-    mixed_scores = None
-    if mixed and len(scores_out) >= 2:
-        mixed_scores, m = _mixed(scores_out, seed)
-        results[MIXED] = _summarise(s_in, mixed_scores, n_runs, _set_seed(seed, MIXED), tpr)
-        notes.append(
-            f"{MIXED}: {m} samples from each of the {len(scores_out)} OOD sets "
-            f"({', '.join(scores_out)}); " + _describe(MIXED, results[MIXED]).split(": ", 1)[1]
-        )
-    elif mixed:
-        notes.append("one OOD set, so no mixed row")
+    results, notes, mixed_scores = _ood_results(s_in, scores_out, protocol)
     target_name = MIXED if mixed_scores is not None else next(iter(scores_out))
     target = mixed_scores if mixed_scores is not None else scores_out[target_name]
-    notes.append(f"selective threshold: {100 * tpr:g}% TPR on {target_name}")
-    selective = _selective(s_in, correct, target, tpr)
+    notes.append(f"selective threshold: {100 * protocol.tpr:g}% TPR on {target_name}")
+    selective = _selective(s_in, correct, target, protocol.tpr)
     if correct is not None and selective["coverage"] == 0.0:
         notes.append("selective risk undefined: no in-distribution sample is accepted")
     return Report(
@@ -175,11 +193,11 @@ def score_report(
         id_accuracy=float(correct.mean()) if correct is not None else None,
         ood=results,
         selective=selective,
-        n_runs=n_runs,
-        tpr=tpr,
+        n_runs=protocol.n_runs,
+        tpr=protocol.tpr,
         scores_in=s_in,
         scores_out={**scores_out, **({MIXED: mixed_scores} if mixed_scores is not None else {})},
         correct=correct,
         notes=notes,
-        groups=dict(groups),
+        groups=dict(protocol.groups),
     )

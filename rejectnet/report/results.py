@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from rejectnet.report import html_page, plots, tables
 
-__all__ = ["GROUPS", "METRIC_NAMES", "MIXED", "OODResult", "Report"]
+__all__ = ["GROUPS", "METRIC_NAMES", "MIXED", "OODResult", "Report", "json_safe"]
 
 METRIC_NAMES = tables.METRIC_NAMES
 """The metrics of every :class:`OODResult`, in table order (``fpr95`` is FPR at the TPR)."""
@@ -186,7 +186,7 @@ class Report:
             "notes": list(self.notes),
         }
         undefined: dict[str, str] = {}
-        safe: dict[str, Any] = _json_safe(out, "", undefined, self._reasons())
+        safe: dict[str, Any] = json_safe(out, "", undefined, self._reasons())
         if undefined:
             safe["undefined"] = undefined
         return safe
@@ -307,16 +307,39 @@ class Report:
         return plots.plot_reports([self, *others], out_dir)
 
 
-def _json_safe(value: Any, path: str, undefined: dict[str, str], reasons: dict[str, str]) -> Any:
-    """``value`` with every non-finite float as ``None`` and its reason in ``undefined``."""
+def json_safe(
+    value: Any,
+    path: str = "",
+    undefined: dict[str, str] | None = None,
+    reasons: Mapping[str, str] | None = None,
+) -> Any:
+    """``value`` as strict JSON: every non-finite float as ``None`` (tuples as lists).
+
+    Args:
+        value: Plain Python values (dicts, lists, tuples, numbers, strings).
+        path: Where ``value`` sits (``"selective.risk"``), for ``undefined``.
+        undefined: If given, path -> why, for every number replaced.
+        reasons: Path -> the reason to record (default: "not a finite number").
+
+    Returns:
+        The value, with the same structure.
+
+    Example:
+        >>> found = {}
+        >>> json_safe({"a": [1.0, float("nan")], "b": (2, float("inf"))}, undefined=found)
+        {'a': [1.0, None], 'b': [2, None]}
+        >>> found
+        {'a[1]': 'not a finite number (nan)', 'b[1]': 'not a finite number (inf)'}
+    """
     if isinstance(value, dict):
         return {
-            k: _json_safe(v, f"{path}.{k}" if path else str(k), undefined, reasons)
+            k: json_safe(v, f"{path}.{k}" if path else str(k), undefined, reasons)
             for k, v in value.items()
         }
-    if isinstance(value, list):
-        return [_json_safe(v, f"{path}[{i}]", undefined, reasons) for i, v in enumerate(value)]
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, f"{path}[{i}]", undefined, reasons) for i, v in enumerate(value)]
     if isinstance(value, float) and not math.isfinite(value):
-        undefined[path] = reasons.get(path, f"not a finite number ({value})")
+        if undefined is not None:
+            undefined[path] = (reasons or {}).get(path, f"not a finite number ({value})")
         return None
     return value

@@ -8,7 +8,7 @@ that keeps a user's names from breaking a table.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from rejectnet.report.interfaces import ReportLike, ResultLike
@@ -28,6 +28,8 @@ __all__ = [
     "flag_drops",
     "group_means",
     "markdown_cell",
+    "markdown_table",
+    "markdown_text",
     "means_rows",
     "notes_of",
     "one_line",
@@ -378,7 +380,7 @@ def reports_to_markdown(
     """
     cells = rows(reports)
     flagged = flag_drops(cells, accuracy_drops(reports, id_acc_drops))
-    lines = _markdown_table(HEADER, cells, best_cells(reports))
+    lines = markdown_table(HEADER, cells, best_cells(reports))
     lines.append("")
     lines.append(_DIRECTIONS + (" **Bold**: the best of the methods." if len(reports) > 1 else ""))
     if flagged:
@@ -386,7 +388,7 @@ def reports_to_markdown(
     if any(g == "near" for r in reports for g in r.groups.values()):
         means, best = means_rows(reports)
         lines += ["", "Near / far means (OpenOOD's summary, mean over the sets of a group):", ""]
-        lines += _markdown_table(MEANS_HEADER, means, best)
+        lines += markdown_table(MEANS_HEADER, means, best)
     notes = notes_of(reports)
     if notes:
         lines.append("")
@@ -397,12 +399,67 @@ def reports_to_markdown(
 _DIRECTIONS = "\u2191 higher is better, \u2193 lower is better."
 
 
-def _markdown_table(
-    header: Sequence[str], rows: Sequence[Sequence[str]], best: set[tuple[int, int]]
+def markdown_table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    best: Collection[tuple[int, int]] = (),
+    *,
+    numeric_from: int | None = None,
 ) -> list[str]:
-    cell = markdown_cell  # a name with "|" or a newline cannot break a row
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    r"""A Markdown table whose every cell is escaped (:func:`markdown_cell`).
+
+    A name with ``|``, a newline or a backslash stays in its cell, so the table keeps
+    its rows and columns whatever the user called a method or a set.
+
+    Args:
+        header: The column titles.
+        rows: The cells, one sequence per row.
+        best: ``(row, column)`` cells to set in bold.
+        numeric_from: Right-align the columns from this index on (``None``: none).
+
+    Returns:
+        The lines of the table: the header, the rule, one line per row.
+
+    Example:
+        >>> print("\n".join(markdown_table(["set", "AUROC"], [["a|b\nc", "90.0"]], {(0, 1)})))
+        | set | AUROC |
+        |---|---|
+        | a\|b\nc | **90.0** |
+    """
+    rule = [
+        "---:" if numeric_from is not None and j >= numeric_from else "---"
+        for j in range(len(header))
+    ]
+    lines = [_markdown_row(header), "|" + "".join(f"{r}|" for r in rule)]
     for i, row in enumerate(rows):
-        cells = [f"**{cell(c)}**" if (i, j) in best else cell(c) for j, c in enumerate(row)]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(_markdown_row(row, {j for (b, j) in best if b == i}))
     return lines
+
+
+def _markdown_row(cells: Sequence[str], bold: Collection[int] = ()) -> str:
+    out = [
+        f"**{markdown_cell(c)}**" if j in bold else markdown_cell(c) for j, c in enumerate(cells)
+    ]
+    return "| " + " | ".join(out) + " |"
+
+
+def markdown_text(text: str) -> str:
+    r"""A name as one line of Markdown prose (a heading, a sentence), not a table cell.
+
+    Whitespace runs (newlines included) become one space; ``\``, backticks, brackets,
+    ``|`` and ``<`` / ``>`` are escaped, so the name reads as written.
+
+    Args:
+        text: A method or set name, a file name.
+
+    Returns:
+        The escaped text.
+
+    Example:
+        >>> print(markdown_text("odd$\nope|$name"))
+        odd$ ope\|$name
+    """
+    out = " ".join(str(text).split())
+    for ch in "\\`[]|<>":
+        out = out.replace(ch, "\\" + ch)
+    return out

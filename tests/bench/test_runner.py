@@ -147,3 +147,30 @@ def test_progress_prints_one_line_per_stage(
     assert [s.split("]")[0] for s in starts] == ["[1/3", "[2/3", "[3/3"]
     assert all("ETA" in line for line in err if "done in" in line)
     assert "\r" not in "".join(err)  # not a terminal: no progress bars
+
+
+def test_results_md_escapes_hostile_set_names_in_every_table(
+    tiny: dict[str, Path], tmp_path: Path
+) -> None:
+    from tests.report.markdown_rows import markdown_rows
+
+    name = "odd|set\nname\\"
+    raw = {
+        "data": {"id": str(tiny["id"]), "ood": {name: str(tiny["far"]), "b": str(tiny["near"])}},
+        "train": {"preset": "smoke", "seeds": 2},
+        "eval": {"methods": ["msp", "oe"]},
+        "output": {"plots": False},
+    }
+    run_bench(config_from_dict(raw, tmp_path), tmp_path / "o", progress=False)
+    md = (tmp_path / "o" / "results.md").read_text()
+    tables = [t for t in md.split("\n\n") if t.startswith("|")]
+    assert len(tables) == 2  # the last seed's table and the table over seeds
+    for table in tables:
+        rows = markdown_rows(table)
+        assert len(rows) == len(table.splitlines())
+        assert all(len(r) == len(rows[0]) for r in rows), table
+    assert "odd\\|set\\nname\\\\" in tables[0] and "odd\\|set\\nname\\\\" in tables[1]
+    notes = md.split("Notes:\n\n")[1].splitlines()
+    assert notes and all(line.startswith("- `") for line in notes)
+    assert md.splitlines()[2].startswith("In-distribution: id.npz test")  # the header: one line
+    assert "odd\\|set name\\\\: " in md.splitlines()[2]

@@ -47,3 +47,29 @@ def test_summary_table_has_one_line_per_method() -> None:
         "50.00",
         "50.00",
     ]
+
+
+def test_seeds_markdown_escapes_method_set_and_score_names() -> None:
+    from tests.report.markdown_rows import HOSTILE, markdown_rows
+
+    entry = _entry(0.9, 0.1, std=True)
+    entry["ood"] = {name: {"auroc": 0.9, "fpr95": 0.1} for name in HOSTILE}
+    entry["ood_std"] = {name: {"auroc": 0.01, "fpr95": 0.02} for name in HOSTILE}
+    entry["score"] = "odd|score"
+    text = seeds_markdown({"meth|od\nname": entry, "msp": _entry(0.8, 0.4, std=False) | {
+        "ood": {name: {"auroc": 0.8, "fpr95": 0.4} for name in HOSTILE}}})  # fmt: skip
+    lines = text.splitlines()
+    assert len(lines) == 4  # header, rule, two methods: no name added a line
+    rows = markdown_rows(text)
+    assert all(len(r) == 4 + len(HOSTILE) for r in rows)
+    assert rows[0][3:5] == ["a\\|b", "line\\nbreak"]
+    assert rows[2][:2] == ["meth\\|od\\nname", "`odd\\|score`"]
+    assert lines[1] == "|---|---|" + "---:|" * (2 + len(HOSTILE))
+
+
+def test_summary_table_keeps_one_line_per_method_whatever_the_names() -> None:
+    entry = _entry(0.8, 0.4, std=False)
+    entry["ood"] = {"odd\nset": {"auroc": 0.8, "fpr95": 0.4}}
+    lines = summary_table({"meth\nod": entry, "msp": entry}).splitlines()
+    assert len(lines) == 4  # header, rule, two methods
+    assert lines[0].split()[3] == "odd\\nset" and lines[2].split()[0] == "meth\\nod"
