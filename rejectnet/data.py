@@ -124,7 +124,7 @@ def load_npz(
     import zipfile
     import zlib
 
-    from rejectnet._safeio import open_regular
+    from rejectnet.files.bounded_reads import open_regular
 
     p = Path(path)
     if not p.exists():

@@ -33,7 +33,7 @@ from rejectnet._validation import (
     check_real,
     nonfinite_rows,
 )
-from rejectnet.export import DeployedModel
+from rejectnet.deployed import DeployedModel
 from rejectnet.input_spec import (
     AnySpec,
     InputSpec,
@@ -953,7 +953,7 @@ class RejectHead(nn.Module):
         infinite inputs: those rows get a NaN score and are rejected.
 
         Returns:
-            A :class:`rejectnet.export.DeployedModel`.
+            A :class:`rejectnet.deployed.DeployedModel`.
 
         Raises:
             RuntimeError: If no threshold has been set (call :meth:`calibrate` first).
