@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from rejectnet import decision
-from rejectnet._outputs import extract_logits
+from rejectnet._batches import extract_logits
 
 __all__ = ["Calibrated", "DeployedModel", "dynamic_shapes_for", "named_program"]
 

@@ -21,10 +21,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from rejectnet import decision
-from rejectnet._batches import BatchKeys, Inputs, batch_size, call_model, check_keys
+from rejectnet._batches import (
+    BatchKeys,
+    Inputs,
+    batch_size,
+    call_model,
+    check_keys,
+    extract_logits,
+)
 from rejectnet._inference import collect_logits, eval_mode, module_device
 from rejectnet._locate import find_head, replace_module
-from rejectnet._outputs import extract_logits
 from rejectnet._validation import (
     all_finite,
     check_finite_logits,
