@@ -158,8 +158,16 @@ def save(net: RejectHead, path: str | os.PathLike[str]) -> Path:
     tensors = {
         name: t.detach().to("cpu").contiguous().clone() for name, t in net.state_dict().items()
     }
+    meta = json.dumps(_metadata_of(net, content_digest(tensors)))
+    return write_atomically(
+        dest, lambda tmp: save_file(tensors, str(tmp), metadata={_META_KEY: meta})
+    )
+
+
+def _metadata_of(net: RejectHead, sha256: str) -> dict[str, Any]:
+    """The ``"rejectnet"`` metadata entry :func:`save` writes for ``net``."""
     spec = net.input_spec
-    meta = {
+    return {
         "format": FORMAT_VERSION,
         "version": __version__,
         "num_classes": net.num_classes,
@@ -168,11 +176,8 @@ def save(net: RejectHead, path: str | os.PathLike[str]) -> Path:
         "threshold": float(net.threshold) if net.is_calibrated else None,
         "score": net.calibrated_score,
         "input_spec": spec.to_dict() if spec is not None else None,
-        "sha256": content_digest(tensors),
+        "sha256": sha256,
     }
-    return write_atomically(
-        dest, lambda tmp: save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
-    )
 
 
 def _is_int(v: Any, low: int) -> bool:
@@ -397,6 +402,13 @@ def _check_fits(
             path,
             "num_classes",
         )
+    _check_shapes(declared, expected, path)
+
+
+def _check_shapes(
+    declared: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], path: Path
+) -> None:
+    """Every declared tensor's name and shape against the model's (optional ones aside)."""
     optional = {n: () for n in _OPTIONAL_BUFFERS}
     missing = sorted(n for n in expected if n not in declared and n not in optional)
     unexpected = sorted(n for n in declared if n not in expected and n not in optional)
@@ -461,6 +473,12 @@ def _check_state(state: dict[str, torch.Tensor], meta: dict[str, Any], path: Pat
                 path,
                 "threshold_score",
             )
+    _check_weights(state, meta, path)
+
+
+def _check_weights(state: dict[str, torch.Tensor], meta: dict[str, Any], path: Path) -> None:
+    """The score weights and the temperature: finite, non-negative / positive, well shaped."""
+    where = f"{str(path)!r}"
     weights = state.get("score_weights")
     if weights is not None:
         if (
@@ -572,8 +590,7 @@ def load(
         >>> import tempfile, os, torch
         >>> from torch import nn
         >>> import rejectnet
-        >>> def make_model():
-        ...     return nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+        >>> make_model = lambda: nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
         >>> net = rejectnet.RejectHead.wrap(make_model(), k=2)
         >>> _ = net.calibrate([torch.randn(50, 1, 4, 4)], coverage=0.9)
         >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
@@ -584,61 +601,88 @@ def load(
         (True, True)
     """
     src = _as_path(path)
+    device = _check_load_arguments(model, map_location, inplace)
+    with _open(src) as f:
+        header, meta = _header(f, src)
+        head, expected = _expected_of(model, meta, src)
+        _check_fits(header, meta, expected, f"model.{head}." if head else "model.", src)
+        state = _read_state(f, header, src)
+    _check_state(state, meta, src)  # first: names the decision field that was altered
+    _check_digest(state, meta, src)
+    net = _filled(model, _to_device(state, device, src), meta, inplace, src)
+    net.input_spec = meta["input_spec"]  # None for files that recorded none
+    return net.eval()
+
+
+def _check_load_arguments(model: Any, map_location: Any, inplace: Any) -> torch.device:
+    """The arguments of :func:`load` other than the path; returns the device."""
     device = _check_map_location(map_location)
     if not isinstance(inplace, bool):
         raise TypeError(f"inplace must be True or False, got {inplace!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    with _open(src) as f:
-        header, meta = _header(f, src)
-        c_file, k_file = meta["num_classes"], meta["k"]
-        if isinstance(model, RejectHead):
-            if (model.num_classes, model.k) != (c_file, k_file):
-                raise ValueError(
-                    f"{str(path)!r} holds a model with C={c_file} classes and k={k_file} "
-                    f"reject classes, but the given model has C={model.num_classes} and "
-                    f"k={model.k}"
-                )
-            head = model.head_path
-            expected = {n: tuple(t.shape) for n, t in model.state_dict().items()}
-            for name in _OPTIONAL_BUFFERS:
-                expected.pop(name, None)
-        else:
-            head, layer = find_head(model, meta["head"])
-            if layer.out_features != c_file:
-                raise ValueError(
-                    f"{str(path)!r} holds a model with C={c_file} classes (k={k_file} reject "
-                    f"classes), but the given model's head {meta['head']!r} has "
-                    f"C={layer.out_features} outputs; build the architecture with "
-                    f"num_classes={c_file}"
-                )
-            expected = _expected_shapes(model, head, layer, k_file)
-        _check_fits(header, meta, expected, f"model.{head}." if head else "model.", src)
-        try:
-            state = read_tensors(f, header)
-        except (HeaderError, UnsafeFileError) as err:
-            raise ModelFileError(
-                f"path {str(src)!r} is truncated or corrupted: its tensors cannot be read ({err})",
-                src,
-            ) from None
-    _check_state(state, meta, src)  # first: names the decision field that was altered
-    _check_digest(state, meta, src)
-    state = _to_device(state, device, src)
+    return device
+
+
+def _expected_of(
+    model: nn.Module, meta: dict[str, Any], path: Path
+) -> tuple[str, dict[str, tuple[int, ...]]]:
+    """The head path and the ``state_dict`` shapes the file must have to fit ``model``."""
+    c_file, k_file = meta["num_classes"], meta["k"]
     if isinstance(model, RejectHead):
-        net = model
+        if (model.num_classes, model.k) != (c_file, k_file):
+            raise ValueError(
+                f"{str(path)!r} holds a model with C={c_file} classes and k={k_file} "
+                f"reject classes, but the given model has C={model.num_classes} and "
+                f"k={model.k}"
+            )
+        expected = {n: tuple(t.shape) for n, t in model.state_dict().items()}
+        for name in _OPTIONAL_BUFFERS:
+            expected.pop(name, None)
+        return model.head_path, expected
+    head, layer = find_head(model, meta["head"])
+    if layer.out_features != c_file:
+        raise ValueError(
+            f"{str(path)!r} holds a model with C={c_file} classes (k={k_file} reject "
+            f"classes), but the given model's head {meta['head']!r} has "
+            f"C={layer.out_features} outputs; build the architecture with "
+            f"num_classes={c_file}"
+        )
+    return head, _expected_shapes(model, head, layer, k_file)
+
+
+def _read_state(f: BoundedFile, header: Header, path: Path) -> dict[str, torch.Tensor]:
+    """The tensor data, read once (a short or damaged file is a :class:`ModelFileError`)."""
+    try:
+        return read_tensors(f, header)
+    except (HeaderError, UnsafeFileError) as err:
+        raise ModelFileError(
+            f"path {str(path)!r} is truncated or corrupted: its tensors cannot be read ({err})",
+            path,
+        ) from None
+
+
+def _filled(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    inplace: bool,
+    path: Path,
+) -> RejectHead:
+    """``model`` wrapped (unless it is a RejectHead) with the checked ``state`` copied in."""
+    if isinstance(model, RejectHead):
+        _complete(state, model.state_dict())
+        _load_into(model, state, path)
+        return model
+    net = RejectHead.wrap(model, k=meta["k"], head=meta["head"], inplace=inplace)
+    try:
         _complete(state, net.state_dict())
-        _load_into(net, state, src)
-    else:
-        net = RejectHead.wrap(model, k=k_file, head=meta["head"], inplace=inplace)
-        try:
-            _complete(state, net.state_dict())
-            _load_into(net, state, src)
-        except BaseException:
-            if inplace and net.head_path:  # put the caller's own head layer back
-                replace_module(model, net.head_path, net.head.base)
-            raise
-    net.input_spec = meta["input_spec"]  # None for files that recorded none
-    return net.eval()
+        _load_into(net, state, path)
+    except BaseException:
+        if inplace and net.head_path:  # put the caller's own head layer back
+            replace_module(model, net.head_path, net.head.base)
+        raise
+    return net
 
 
 def _load_into(net: RejectHead, state: dict[str, torch.Tensor], path: Path) -> None:
