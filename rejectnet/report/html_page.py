@@ -231,8 +231,34 @@ def reports_to_html(
     heading = (
         title if title is not None else "OOD evaluation: " + ", ".join(r.name for r in reports)
     )
-    notes = "\n".join(f"<li>{html.escape(n)}</li>" for n in tables.notes_of(reports))
     drops = tables.accuracy_drops(reports, id_acc_drops)
+    body = [
+        f"<p>{html.escape(intro)}</p>" if intro else "",
+        *_sections(reports, method_notes or {}, drops),
+    ]
+    if plots:
+        body += ["<h2>Plots</h2>", _plots(reports)]
+    return _page(heading, body)
+
+
+def _sections(
+    reports: Sequence[ReportLike], method_notes: Mapping[str, str], drops: Mapping[str, float]
+) -> list[str]:
+    """The page's sections, from the methods shown to the selective classification."""
+    notes = "\n".join(f"<li>{html.escape(n)}</li>" for n in tables.notes_of(reports))
+    return [
+        _methods(reports, method_notes),
+        _sets(reports),
+        "<h2>OOD detection (%)</h2>",
+        _ood_table(reports, drops),
+        f"<ul>\n{notes}\n</ul>" if notes else "",
+        _means(reports),
+        _selective(reports),
+    ]
+
+
+def _page(heading: str, body: Sequence[str]) -> str:
+    """The HTML document: the title, the inline style and ``body`` (empty parts left out)."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -241,16 +267,9 @@ def reports_to_html(
         f"<style>{_STYLE}</style></head>",
         "<body>",
         f"<h1>{html.escape(heading)}</h1>",
-        f"<p>{html.escape(intro)}</p>" if intro else "",
-        _methods(reports, method_notes or {}),
-        _sets(reports),
-        "<h2>OOD detection (%)</h2>",
-        _ood_table(reports, drops),
-        f"<ul>\n{notes}\n</ul>" if notes else "",
-        _means(reports),
-        _selective(reports),
+        *body,
+        "</body>",
+        "</html>",
+        "",
     ]
-    if plots:
-        parts += ["<h2>Plots</h2>", _plots(reports)]
-    parts += ["</body>", "</html>", ""]
     return "\n".join(p for p in parts if p)
