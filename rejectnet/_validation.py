@@ -34,6 +34,7 @@ __all__ = [
     "ArrayLike",
     "all_finite",
     "check_reject_weights",
+    "integer_or_none",
     "as_bool_array",
     "as_device",
     "as_logits",
@@ -383,14 +384,10 @@ def check_num_classes(num_classes: Any, width: int, *, allow_all: bool = False) 
         >>> check_num_classes(3, 5)
         3
     """
-    if isinstance(num_classes, bool):
-        raise TypeError(f"num_classes must be an integer, got {num_classes!r}")
-    try:
-        c = operator.index(num_classes)
-    except TypeError:
-        raise TypeError(
-            f"num_classes must be an integer, got {type(num_classes).__name__}"
-        ) from None
+    c = integer_or_none(num_classes)
+    if c is None:
+        got = repr(num_classes) if isinstance(num_classes, bool) else type(num_classes).__name__
+        raise TypeError(f"num_classes must be an integer, got {got}")
     if allow_all:
         if not 1 <= c <= width:
             raise ValueError(
@@ -447,6 +444,24 @@ def check_dtype(value: Any, name: str = "dtype", *, floating: bool = False) -> t
     return value
 
 
+def integer_or_none(value: Any) -> int | None:
+    """``value`` as a Python int if it is an integer (Python or numpy; not a bool), else None.
+
+    The one test of "is an int" behind :func:`check_int`, :func:`check_num_classes` and
+    the input spec's shape entries.
+
+    Example:
+        >>> integer_or_none(3), integer_or_none(True), integer_or_none(2.0)
+        (3, None, None)
+    """
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def check_int(
     value: Any,
     name: str,
@@ -475,15 +490,12 @@ def check_int(
     what = "a positive int (>= 1)" if minimum == 1 else f"an int >= {minimum}"
     if maximum is not None:
         what = f"an int in [{minimum}, {maximum}]"
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        v = operator.index(value)
-    except TypeError:
+    v = integer_or_none(value)
+    if v is None:
         raise TypeError(
             f"{name} must be {what}{' or None' if allow_none else ''}, got "
             f"{type(value).__name__} {value!r:.60}"
-        ) from None
+        )
     if v < minimum or (maximum is not None and v > maximum):
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return v

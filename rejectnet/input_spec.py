@@ -13,12 +13,13 @@ part of ``state_dict()``; :func:`rejectnet.save` writes it in the file's metadat
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from rejectnet._validation import integer_or_none
 
 __all__ = [
     "AnySpec",
@@ -157,14 +158,9 @@ class InputSpec:
             if d is None:
                 dims.append(None)
                 continue
-            if isinstance(d, bool):
-                raise ValueError(f"input_spec shape entries must be ints or None, got {d!r}")
-            try:
-                v = operator.index(d)
-            except TypeError:
-                raise ValueError(
-                    f"input_spec shape entries must be ints or None, got {d!r:.50}"
-                ) from None
+            v = integer_or_none(d)
+            if v is None:  # a file's value, not an argument: ValueError
+                raise ValueError(f"input_spec shape entries must be ints or None, got {d!r:.50}")
             if not 0 <= v < 2**31:
                 raise ValueError(f"input_spec shape entries must be in [0, 2**31), got {v}")
             dims.append(v)
