@@ -25,7 +25,7 @@ from torch import nn
 from rejectnet import decision
 from rejectnet._batches import extract_logits
 
-__all__ = ["Calibrated", "DeployedModel", "dynamic_shapes_for", "named_program"]
+__all__ = ["Calibrated", "DeployedModel", "dynamic_shapes_for", "named_program", "traceable_copy"]
 
 
 @runtime_checkable
@@ -167,12 +167,13 @@ class DeployedModel(nn.Module):
         return self.decision.extra_repr()
 
 
-def _export_copy(
+def traceable_copy(
     net: Calibrated | DeployedModel,
     example_input: torch.Tensor | Mapping[str, torch.Tensor],
     dynamic_batch: bool,
 ) -> DeployedModel:
-    """The :class:`DeployedModel` an exporter traces (a copy), after checking its inputs.
+    """The :class:`DeployedModel` an exporter traces, after checking its inputs: a copy,
+    whose widened head is one linear layer where it can be (:func:`_fuse_head`).
 
     Shared by :func:`rejectnet.export_onnx` and :func:`rejectnet.export_aoti`.
     """
@@ -186,14 +187,14 @@ def _export_copy(
         )
     if isinstance(example_input, Mapping):
         _check_named_example(example_input, dynamic_batch)
-        return model
-    if not isinstance(example_input, torch.Tensor) or example_input.ndim < 2:
+    elif not isinstance(example_input, torch.Tensor) or example_input.ndim < 2:
         raise ValueError("example_input must be a tensor batch (N, ...) with N >= 2")
-    if dynamic_batch and example_input.shape[0] < 2:
+    elif dynamic_batch and example_input.shape[0] < 2:
         raise ValueError(
             "example_input needs a batch of at least 2 samples for a dynamic batch size "
             "(torch.export specialises dimensions of size 0 and 1)"
         )
+    _fuse_head(model)
     return model
 
 

@@ -47,7 +47,7 @@ import torch
 from rejectnet import decision
 from rejectnet._validation import check_int
 from rejectnet._version import __version__
-from rejectnet.deployed import Calibrated, DeployedModel, _export_copy, _fuse_head
+from rejectnet.deployed import Calibrated, DeployedModel, traceable_copy
 from rejectnet.input_spec import InputSpec, check_input_against_spec
 
 __all__ = ["MAX_PACKAGE_BYTES", "AOTIDeployedModel", "export_aoti", "load_aoti"]
@@ -129,6 +129,21 @@ def export_aoti(
         >>> labels.shape, is_ood.dtype
         (torch.Size([5]), torch.bool)
     """
+    out = _check_package_arguments(path, example_input)
+    model = traceable_copy(net, example_input, dynamic_batch)
+    if _find_compiler() is None:
+        raise RuntimeError(
+            "export_aoti needs a C++ compiler: install g++ or clang++, or set $CXX "
+            "(export_onnx needs none)"
+        )
+    program, score_dtype = _program(model, example_input, dynamic_batch)
+    meta = _package_meta(model, example_input, dynamic_batch, score_dtype)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return _compile(program, out, meta)
+
+
+def _check_package_arguments(path: Any, example_input: Any) -> Path:
+    """The path (``.pt2``) and example (one tensor) of :func:`export_aoti`; the path."""
     out = Path(path)
     if out.suffix != ".pt2":
         raise ValueError(f"path must end in .pt2 (an AOTInductor package), got {str(path)!r}")
@@ -137,15 +152,14 @@ def export_aoti(
             "export_aoti takes one input tensor as example_input (models with named "
             f"inputs: use export_onnx), got {type(example_input).__name__}"
         )
-    model = _export_copy(net, example_input, dynamic_batch)
-    if _find_compiler() is None:
-        raise RuntimeError(
-            "export_aoti needs a C++ compiler: install g++ or clang++, or set $CXX "
-            "(export_onnx needs none)"
-        )
-    _fuse_head(model)
-    program, score_dtype = _program(model, example_input, dynamic_batch)
-    meta = {
+    return out
+
+
+def _package_meta(
+    model: DeployedModel, example_input: torch.Tensor, dynamic_batch: bool, score_dtype: torch.dtype
+) -> dict[str, Any]:
+    """The metadata entry :func:`load_aoti` checks every batch and the program against."""
+    return {
         "version": __version__,
         "input_spec": InputSpec.of(example_input).to_dict(),
         "batch": None if dynamic_batch else int(example_input.shape[0]),
@@ -154,8 +168,6 @@ def export_aoti(
         "threshold": float(model.threshold),
         "threshold_dtype": str(score_dtype).removeprefix("torch."),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return _compile(program, out, meta)
 
 
 def _program(

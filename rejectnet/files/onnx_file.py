@@ -19,10 +19,9 @@ from torch import nn
 from rejectnet.deployed import (
     Calibrated,
     DeployedModel,
-    _export_copy,
-    _fuse_head,
     dynamic_shapes_for,
     named_program,
+    traceable_copy,
 )
 from rejectnet.files.atomic_writes import write_atomically
 
@@ -110,14 +109,13 @@ def export_onnx(
         >>> out.suffix
         '.onnx'
     """
-    model = _export_copy(net, example_input, dynamic_batch)
+    model = traceable_copy(net, example_input, dynamic_batch)
     try:
         import onnxscript  # noqa: F401
     except ImportError as err:
         raise ImportError(
             "export_onnx needs the onnx and onnxscript packages: pip install rejectnet[export]"
         ) from err
-    _fuse_head(model)
     out = Path(path)
     traced, args, kwargs = _onnx_call(model, example_input, dynamic_batch)
     if opset_version is not None:
