@@ -1,4 +1,4 @@
-"""predict / ood_score on a model in training mode (issue 12 item 6).
+"""Inference runs in eval mode (predict / ood_score on a training model; `eval_mode`).
 
 The policy: inference always runs every submodule in eval mode and restores each
 submodule's own mode afterwards; batch-norm running statistics never change, and an
