@@ -48,6 +48,7 @@ __all__ = [
     "extract_logits",
     "input_names",
     "inputs_to",
+    "logits_of",
     "pad_values_for",
     "split_batch",
     "split_inputs",
@@ -476,3 +477,15 @@ def extract_logits(output: Any) -> torch.Tensor:
             "key, an object with a .logits attribute, or a tuple whose first item is the logits"
         )
     return found
+
+
+def logits_of(model: nn.Module | Any, x: Inputs) -> torch.Tensor:
+    """``model``'s logits on ``x``: :func:`call_model`, then :func:`extract_logits`.
+
+    Example:
+        >>> import torch
+        >>> logits_of(torch.nn.Identity(), {"input": torch.ones(1, 2)}).shape
+        torch.Size([1, 2])
+    """
+    out = model(x) if type(x) is torch.Tensor else call_model(model, x)
+    return out if type(out) is torch.Tensor else extract_logits(out)

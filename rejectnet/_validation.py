@@ -40,7 +40,9 @@ __all__ = [
     "as_logits",
     "as_score_array",
     "check_dtype",
+    "check_finite_inputs",
     "check_finite_logits",
+    "check_logits_width",
     "check_finite_rows",
     "check_flag",
     "check_fraction",
@@ -314,6 +316,40 @@ def check_finite_rows(bad: torch.Tensor, name: str) -> None:
             f"{name} holds NaN or infinite values for {n} of {bad.shape[0]} sample(s) "
             f"(rows {shown}); {name} must hold finite inputs (check the data: a NaN the model "
             "never reads would otherwise pass unnoticed)"
+        )
+
+
+def check_finite_inputs(x: torch.Tensor | dict[str, torch.Tensor], name: str) -> None:
+    """Refuse a model input (one tensor, or named tensors) holding NaN or infinity.
+
+    Raises:
+        ValueError: Naming ``name`` (``name[key]`` for a named input) and the rows.
+
+    Example:
+        >>> check_finite_inputs({"ids": torch.zeros(2, 3)}, "x")
+    """
+    if type(x) is dict:
+        for key, t in x.items():
+            if not all_finite(t):
+                check_finite_rows(nonfinite_rows(t), f"{name}[{key!r}]")
+    elif not all_finite(x):  # type: ignore[arg-type]
+        check_finite_rows(nonfinite_rows(x), name)  # type: ignore[arg-type]
+
+
+def check_logits_width(logits: torch.Tensor, width: int, head_path: str) -> None:
+    """Refuse a wrapped model's output that is not ``(N, C + k)`` logits.
+
+    Raises:
+        RuntimeError: The widened layer at ``head_path`` is not the model's final layer.
+
+    Example:
+        >>> check_logits_width(torch.zeros(2, 5), 5, "fc")
+    """
+    if logits.ndim != 2 or logits.shape[-1] != width:
+        raise RuntimeError(
+            f"the wrapped model returned logits of shape {tuple(logits.shape)}, expected "
+            f"(N, {width}) = (N, C + k); the layer at head={head_path!r} is probably "
+            "not the model's final layer. Pass head='dotted.path' of the last nn.Linear"
         )
 
 
