@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -122,8 +121,10 @@ def checked_logits(
     """
     rule.check(x)
     check_finite_inputs(x, "x")
-    training = any(m.training for m in net.modules())
-    with eval_mode(net) if training else contextlib.nullcontext():
+    if any(m.training for m in net.modules()):
+        with eval_mode(net):
+            logits = logits_of(model, x)
+    else:
         logits = logits_of(model, x)
     check_logits_width(logits, width, head_path)
     check_finite_logits(logits, "x")

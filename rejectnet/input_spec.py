@@ -453,8 +453,12 @@ class ModelInput:
                 f"x must be a dict of named tensors ({spec.describe()}; net.input_spec, "
                 "recorded by calibrate), got one tensor"
             )
-        self._check_rank(x, spec)
-        self._check_dtype(x, spec)
+        exp = len(spec.shape) + 1 if spec is not None else self.ndim
+        if x.ndim < 2 or (exp is not None and x.ndim != exp):
+            self._refuse_rank(x, spec, exp)
+        want = spec.dtype if spec is not None else self.dtype
+        if want is not None and x.dtype != want:
+            self._check_dtype(x, spec, want)
         if match_spec and spec is not None:
             check_input_against_spec(x, spec, "x")
 
@@ -469,10 +473,8 @@ class ModelInput:
                 f"recorded by calibrate), got a dict of {list(x)}"
             )
 
-    def _check_rank(self, x: torch.Tensor, spec: InputSpec | None) -> None:
-        exp = len(spec.shape) + 1 if spec is not None else self.ndim
-        if x.ndim >= 2 and (exp is None or x.ndim == exp):
-            return
+    def _refuse_rank(self, x: torch.Tensor, spec: InputSpec | None, exp: int | None) -> None:
+        """``x`` has not the rank ``exp`` (at least 2): a ValueError with a hint where clear."""
         want = (
             f"{exp}-D {spec.describe().rsplit(' ', 1)[0]}"
             if spec is not None
@@ -487,10 +489,8 @@ class ModelInput:
             )
         raise ValueError(f"x must be {want}, got shape {tuple(x.shape)}{hint}")
 
-    def _check_dtype(self, x: torch.Tensor, spec: InputSpec | None) -> None:
-        want = spec.dtype if spec is not None else self.dtype
-        if want is None or x.dtype == want:
-            return
+    def _check_dtype(self, x: torch.Tensor, spec: InputSpec | None, want: torch.dtype) -> None:
+        """``x`` is not of dtype ``want``: fine under autocast or for token ids, else refused."""
         if x.is_floating_point() and want.is_floating_point and _autocasting():
             return  # autocast converts floating inputs
         if not x.is_floating_point() and spec is None and self.takes_integers:
