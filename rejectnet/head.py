@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -661,6 +661,17 @@ class RejectHead(nn.Module):
         check_fraction(coverage, "coverage")
         keys = check_keys(keys)
         _check_loader(loader)
+        logits, merged = self._calibration_logits(loader, keys)
+        scores = self._score(logits, name)
+        result = threshold_for_coverage(scores, coverage=coverage)
+        self.set_threshold(result.value, name)
+        self._input_spec = merged
+        return result
+
+    def _calibration_logits(
+        self, loader: Iterable[Any], keys: BatchKeys | None
+    ) -> tuple[torch.Tensor, AnySpec]:
+        """The finite logits of every calibration sample, and the spec of their inputs."""
         specs: list[AnySpec] = []
         bad_inputs: list[torch.Tensor] = []
 
@@ -676,12 +687,7 @@ class RejectHead(nn.Module):
             )
         check_finite_rows(torch.cat(bad_inputs), "loader")
         check_finite_logits(logits, "loader")
-        merged = _merged(specs)
-        scores = self._score(logits, name)
-        result = threshold_for_coverage(scores, coverage=coverage)
-        self.set_threshold(result.value, name)
-        self._input_spec = merged
-        return result
+        return logits, _merged(specs)
 
     def _loader_logits(
         self,
@@ -689,7 +695,7 @@ class RejectHead(nn.Module):
         keys: BatchKeys | None,
         *,
         labels: bool = True,
-        seen: Any = None,
+        seen: Callable[[Inputs], None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (and labels) of every batch of ``loader``, in eval mode.
 
@@ -747,12 +753,7 @@ class RejectHead(nn.Module):
             >>> pred.labels.tolist(), pred.probs.shape
             ([-1, -1, -1, -1], torch.Size([4, 3]))
         """
-        thr = float(self.threshold)
-        if math.isnan(thr):
-            raise RuntimeError(
-                "no threshold set: call net.calibrate(id_val_loader, coverage=0.95) on "
-                "held-out in-distribution data, or net.set_threshold(value, score) first"
-            )
+        thr = self._threshold_value()
         name = self.calibrated_score or DEFAULT_SCORE
         x = _one_input(x, inputs)
         with torch.no_grad():
@@ -772,6 +773,16 @@ class RejectHead(nn.Module):
             class_logits=logits.narrow(1, 0, self.num_classes),
             temperature=float(self.temperature),
         )
+
+    def _threshold_value(self) -> float:
+        """The threshold as a float (RuntimeError before one is set)."""
+        thr = float(self.threshold)
+        if math.isnan(thr):
+            raise RuntimeError(
+                "no threshold set: call net.calibrate(id_val_loader, coverage=0.95) on "
+                "held-out in-distribution data, or net.set_threshold(value, score) first"
+            )
+        return thr
 
     # ------------------------------------------------------------------ temperature
     def set_temperature(self, value: float) -> None:

@@ -390,19 +390,24 @@ def load_aoti(path: str | Path, *, max_bytes: int = MAX_PACKAGE_BYTES) -> AOTIDe
         raise ValueError(f"path must be a .pt2 package written by export_aoti, got {str(path)!r}")
     if not p.is_file():
         raise FileNotFoundError(f"no package at {str(p)!r}")
-    found = _package_metadata(p, max_bytes)  # read from the archive, before any code is loaded
+    meta = _rejectnet_metadata(p, max_bytes)  # from the archive, before any code is loaded
+    from torch._inductor import aoti_load_package  # heavy: only when loading
+
+    with _compiled_input_checks():  # on a load of its own: the checks would stay on
+        _probe(AOTIDeployedModel(aoti_load_package(str(p)), meta), p)
+    return AOTIDeployedModel(aoti_load_package(str(p)), meta)
+
+
+def _rejectnet_metadata(p: Path, max_bytes: int) -> dict[str, Any]:
+    """The metadata export_aoti wrote, checked, after the archive's entries and CPU ISA."""
+    found = _package_metadata(p, max_bytes)
     if _KEY not in found:
         raise ValueError(
             f"{str(p)!r} was not written by rejectnet.export_aoti (no rejectnet metadata); "
             "load other packages with torch._inductor.aoti_load_package"
         )
     _check_cpu_isa(str(found.get("AOTI_CPU_ISA", "")), p)
-    meta = _parse_meta(found[_KEY], p)
-    from torch._inductor import aoti_load_package  # heavy: only when loading
-
-    with _compiled_input_checks():  # on a load of its own: the checks would stay on
-        _probe(AOTIDeployedModel(aoti_load_package(str(p)), meta), p)
-    return AOTIDeployedModel(aoti_load_package(str(p)), meta)
+    return _parse_meta(found[_KEY], p)
 
 
 @contextlib.contextmanager

@@ -110,12 +110,7 @@ def export_onnx(
         '.onnx'
     """
     model = traceable_copy(net, example_input, dynamic_batch)
-    try:
-        import onnxscript  # noqa: F401
-    except ImportError as err:
-        raise ImportError(
-            "export_onnx needs the onnx and onnxscript packages: pip install rejectnet[export]"
-        ) from err
+    _require_exporter()
     out = Path(path)
     traced, args, kwargs = _onnx_call(model, example_input, dynamic_batch)
     if opset_version is not None:
@@ -129,3 +124,13 @@ def export_onnx(
     # a temporary file renamed over `out`: an export that fails or is killed midway
     # leaves a previous file at `out` as it was
     return write_atomically(out, write)
+
+
+def _require_exporter() -> None:
+    """ImportError naming the extra to install when the ONNX exporter's packages are missing."""
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError as err:
+        raise ImportError(
+            "export_onnx needs the onnx and onnxscript packages: pip install rejectnet[export]"
+        ) from err
