@@ -490,8 +490,8 @@ class RejectHead(nn.Module):
 
         The score is computed on ``logits / temperature`` (see :meth:`fit_temperature`),
         by the same function :meth:`predict` and :meth:`deployable` use
-        (:func:`rejectnet.decision.compute_score`); it agrees with the functions of
-        :mod:`rejectnet.scores` to float32 rounding.
+        (:func:`rejectnet.decision.compute_score`); at temperature 1 it equals the
+        functions of :mod:`rejectnet.scores` bit for bit (they call the same kernels).
 
         Args:
             logits: Output of ``self(x)``.

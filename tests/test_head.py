@@ -258,6 +258,21 @@ def test_unwrap_gives_plain_model_with_current_weights(
     assert not any(isinstance(m, RejectLinear) for m in plain.modules())
 
 
+@pytest.mark.parametrize(
+    "score", ["sum_reject", "max_reject", "entropy_reject", "entropy_diff", "msp", "energy"]
+)
+def test_score_logits_equals_the_scores_functions_bit_for_bit(score: str) -> None:
+    import rejectnet.scores as scores
+
+    torch.manual_seed(0)
+    net = RejectHead.wrap(nn.Linear(8, 4), k=3).eval()
+    logits = net(torch.randn(64, 8) * 5).detach()
+    fn = getattr(scores, score)
+    reject = score in ("sum_reject", "max_reject", "entropy_reject", "entropy_diff")
+    want = fn(logits, num_classes=4) if reject else fn(logits[:, :4])
+    assert torch.equal(net.score_logits(logits, score), want)
+
+
 # ---------------------------------------------------------------------------------------
 # Named inputs: a tiny Hugging Face BERT end to end. RejectHead forward / ood_score /
 # predict / calibrate / fit_temperature take a dict of named tensors or keyword arguments;
