@@ -1,4 +1,5 @@
-"""Reading the batches that users' data loaders yield, and the inputs models take.
+"""Reading the batches that users' data loaders yield, the inputs models take and
+the logits they give back (:func:`call_model`, :func:`extract_logits`).
 
 **The one rule.** A model input (:data:`Inputs`) is either one tensor, passed as
 ``model(x)``, or a mapping of named tensors, passed as keyword arguments
@@ -44,8 +45,10 @@ __all__ = [
     "call_model",
     "cat_inputs",
     "check_keys",
+    "extract_logits",
     "input_names",
     "inputs_to",
+    "logits_of",
     "pad_values_for",
     "split_batch",
     "split_inputs",
@@ -440,3 +443,49 @@ def _unknown_arguments(model: Any, x: Mapping[str, Any]) -> list[str]:
         return []
     names = {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
     return [k for k in x if k not in names]
+
+
+def extract_logits(output: Any) -> torch.Tensor:
+    """Return the logits tensor inside a model output.
+
+    Accepts a tensor, a mapping with a ``"logits"`` key, an object with a ``.logits``
+    attribute (Hugging Face ``ModelOutput``), or a tuple/list whose first item is the
+    logits tensor.
+
+    Raises:
+        TypeError: If no logits tensor can be found.
+
+    Example:
+        >>> import torch
+        >>> extract_logits({"logits": torch.zeros(2, 3)}).shape
+        torch.Size([2, 3])
+    """
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping) and "logits" in output:
+        found = output["logits"]
+    elif hasattr(output, "logits"):
+        found = output.logits
+    elif isinstance(output, (tuple, list)) and output:
+        found = output[0]
+    else:
+        found = None
+    if not isinstance(found, torch.Tensor):
+        raise TypeError(
+            "the model returned a "
+            f"{type(output).__name__}; rejectnet needs a logits tensor, a dict with a 'logits' "
+            "key, an object with a .logits attribute, or a tuple whose first item is the logits"
+        )
+    return found
+
+
+def logits_of(model: nn.Module | Any, x: Inputs) -> torch.Tensor:
+    """``model``'s logits on ``x``: :func:`call_model`, then :func:`extract_logits`.
+
+    Example:
+        >>> import torch
+        >>> logits_of(torch.nn.Identity(), {"input": torch.ones(1, 2)}).shape
+        torch.Size([1, 2])
+    """
+    out = model(x) if type(x) is torch.Tensor else call_model(model, x)
+    return out if type(out) is torch.Tensor else extract_logits(out)

@@ -1,4 +1,4 @@
-"""Running a model over a data loader and collecting its outputs."""
+"""Running a model for inference: one checked batch, or a whole loader, in eval mode."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from rejectnet._batches import BatchKeys, inputs_to, split_inputs
+from rejectnet._batches import BatchKeys, Inputs, inputs_to, logits_of, split_inputs
+from rejectnet._validation import check_finite_inputs, check_finite_logits, check_logits_width
+from rejectnet.input_spec import ModelInput
 
-__all__ = ["collect_logits", "eval_mode", "module_device"]
+__all__ = ["checked_logits", "collect_logits", "eval_mode", "module_device"]
 
 
 def module_device(module: nn.Module) -> torch.device:
@@ -99,3 +101,31 @@ def collect_logits(
         raise ValueError(f"{name} yielded no batches; it needs at least one sample")
     y_all = torch.cat(ys) if ys and len(ys) == len(outs) else None
     return torch.cat(outs), y_all
+
+
+def checked_logits(
+    net: nn.Module, model: nn.Module, x: Inputs, rule: ModelInput, width: int, head_path: str
+) -> torch.Tensor:
+    """The logits of one batch for a decision: checked, computed in eval mode, checked.
+
+    The path of an input through :meth:`~rejectnet.RejectHead.predict` and
+    :meth:`~rejectnet.RejectHead.ood_score`, in one place and in order: the batch
+    against ``rule`` (form, rank, dtype, the recorded spec), its finiteness, the
+    wrapped ``model`` (every submodule of ``net`` in eval mode, each one's mode restored
+    after), and the logits' shape and finiteness.
+
+    Raises:
+        TypeError, ValueError: As :meth:`ModelInput.check`, or for NaN or infinite
+            inputs or logits (naming the rows).
+        RuntimeError: If the logits are not ``(N, width)``.
+    """
+    rule.check(x)
+    check_finite_inputs(x, "x")
+    if any(m.training for m in net.modules()):
+        with eval_mode(net):
+            logits = logits_of(model, x)
+    else:
+        logits = logits_of(model, x)
+    check_logits_width(logits, width, head_path)
+    check_finite_logits(logits, "x")
+    return logits

@@ -35,12 +35,15 @@ __all__ = [
     "all_finite",
     "MAX_SEED",
     "check_reject_weights",
+    "integer_or_none",
     "as_bool_array",
     "as_device",
     "as_logits",
     "as_score_array",
     "check_dtype",
+    "check_finite_inputs",
     "check_finite_logits",
+    "check_logits_width",
     "check_finite_rows",
     "check_flag",
     "check_fraction",
@@ -318,6 +321,40 @@ def check_finite_rows(bad: torch.Tensor, name: str) -> None:
         )
 
 
+def check_finite_inputs(x: torch.Tensor | dict[str, torch.Tensor], name: str) -> None:
+    """Refuse a model input (one tensor, or named tensors) holding NaN or infinity.
+
+    Raises:
+        ValueError: Naming ``name`` (``name[key]`` for a named input) and the rows.
+
+    Example:
+        >>> check_finite_inputs({"ids": torch.zeros(2, 3)}, "x")
+    """
+    if type(x) is dict:
+        for key, t in x.items():
+            if not all_finite(t):
+                check_finite_rows(nonfinite_rows(t), f"{name}[{key!r}]")
+    elif not all_finite(x):  # type: ignore[arg-type]
+        check_finite_rows(nonfinite_rows(x), name)  # type: ignore[arg-type]
+
+
+def check_logits_width(logits: torch.Tensor, width: int, head_path: str) -> None:
+    """Refuse a wrapped model's output that is not ``(N, C + k)`` logits.
+
+    Raises:
+        RuntimeError: The widened layer at ``head_path`` is not the model's final layer.
+
+    Example:
+        >>> check_logits_width(torch.zeros(2, 5), 5, "fc")
+    """
+    if logits.ndim != 2 or logits.shape[-1] != width:
+        raise RuntimeError(
+            f"the wrapped model returned logits of shape {tuple(logits.shape)}, expected "
+            f"(N, {width}) = (N, C + k); the layer at head={head_path!r} is probably "
+            "not the model's final layer. Pass head='dotted.path' of the last nn.Linear"
+        )
+
+
 def check_finite_logits(logits: torch.Tensor, name: str) -> None:
     """Refuse a model's logits on input ``name`` if any is NaN or infinite.
 
@@ -385,14 +422,10 @@ def check_num_classes(num_classes: Any, width: int, *, allow_all: bool = False) 
         >>> check_num_classes(3, 5)
         3
     """
-    if isinstance(num_classes, bool):
-        raise TypeError(f"num_classes must be an integer, got {num_classes!r}")
-    try:
-        c = operator.index(num_classes)
-    except TypeError:
-        raise TypeError(
-            f"num_classes must be an integer, got {type(num_classes).__name__}"
-        ) from None
+    c = integer_or_none(num_classes)
+    if c is None:
+        got = repr(num_classes) if isinstance(num_classes, bool) else type(num_classes).__name__
+        raise TypeError(f"num_classes must be an integer, got {got}")
     if allow_all:
         if not 1 <= c <= width:
             raise ValueError(
@@ -449,6 +482,24 @@ def check_dtype(value: Any, name: str = "dtype", *, floating: bool = False) -> t
     return value
 
 
+def integer_or_none(value: Any) -> int | None:
+    """``value`` as a Python int if it is an integer (Python or numpy; not a bool), else None.
+
+    The one test of "is an int" behind :func:`check_int`, :func:`check_num_classes` and
+    the input spec's shape entries.
+
+    Example:
+        >>> integer_or_none(3), integer_or_none(True), integer_or_none(2.0)
+        (3, None, None)
+    """
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def check_int(
     value: Any,
     name: str,
@@ -477,15 +528,12 @@ def check_int(
     what = "a positive int (>= 1)" if minimum == 1 else f"an int >= {minimum}"
     if maximum is not None:
         what = f"an int in [{minimum}, {maximum}]"
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        v = operator.index(value)
-    except TypeError:
+    v = integer_or_none(value)
+    if v is None:
         raise TypeError(
             f"{name} must be {what}{' or None' if allow_none else ''}, got "
             f"{type(value).__name__} {value!r:.60}"
-        ) from None
+        )
     if v < minimum or (maximum is not None and v > maximum):
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return v

@@ -123,34 +123,40 @@ def load_npz(
         >>> arrays["x_test"].shape, arrays["y_test"].tolist()
         ((2, 28, 28), [3, 7])
     """
-    import zipfile
-    import zlib
-
-    from rejectnet._safeio import open_regular
+    from rejectnet.files.bounded_reads import open_regular
 
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"path {str(p)!r} does not exist")
-    arrays: dict[str, npt.NDArray[Any]] = {}
     with open_regular(p, max_bytes=max_bytes, what=".npz file") as bf, bf.fileobj() as fh:
-        try:
-            with zipfile.ZipFile(fh) as zf:
-                budget = max_bytes
-                for info in zf.infolist():
-                    if not info.filename.endswith(".npy"):
-                        continue
-                    arr = _read_member(zf, info, p, budget)
-                    budget -= arr.nbytes
-                    arrays[info.filename.removesuffix(".npy")] = arr
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
-            raise _npz_error(p, str(err) or type(err).__name__) from None
-        except ValueError as err:
-            if str(p) in str(err):
-                raise
-            raise _npz_error(p, str(err)) from None
+        arrays = _read_archive(fh, p, max_bytes)
     missing = [k for k in keys if k not in arrays]
     if missing:
         raise ValueError(f"{str(p)!r} lacks {missing}; it has {sorted(arrays)}")
+    return arrays
+
+
+def _read_archive(fh: Any, p: Path, max_bytes: int) -> dict[str, npt.NDArray[Any]]:
+    """Every ``.npy`` member of the open archive ``fh``, within ``max_bytes`` in total."""
+    import zipfile
+    import zlib
+
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    try:
+        with zipfile.ZipFile(fh) as zf:
+            budget = max_bytes
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                arr = _read_member(zf, info, p, budget)
+                budget -= arr.nbytes
+                arrays[info.filename.removesuffix(".npy")] = arr
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+        raise _npz_error(p, str(err) or type(err).__name__) from None
+    except ValueError as err:
+        if str(p) in str(err):
+            raise
+        raise _npz_error(p, str(err)) from None
     return arrays
 
 
@@ -328,17 +334,9 @@ def rendered_letters(
         >>> clean.shape
         torch.Size([2, 1, 28, 28])
     """
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import ImageFont
 
-    if not isinstance(letters, str) or not letters:
-        raise ValueError(f"letters must be a non-empty string, got {letters!r}")
-    if fonts is not None and len(fonts) == 0:
-        raise ValueError("fonts must be None (Pillow's built-in font) or a non-empty list of files")
-    lo_s, hi_s = stroke
-    if not (0 <= lo_s <= hi_s):
-        raise ValueError(f"stroke must be a range (lo, hi) with 0 <= lo <= hi, got {stroke!r}")
-    if fit_box is not None and not (1 <= fit_box <= size):
-        raise ValueError(f"fit_box must be None or in [1, size={size}], got {fit_box!r}")
+    _check_letter_options(letters, fonts, stroke, fit_box, size)
     canvas = 4 * size
     font_px = int(canvas * 1.1) if fit_box is None else int(canvas * 0.7)
     loaded: list[Any]
@@ -348,28 +346,52 @@ def rendered_letters(
         loaded = [ImageFont.truetype(str(f), size=font_px) for f in fonts]
     out = torch.empty(n, 1, size, size)
     for i in range(n):
-        im = Image.new("L", (canvas, canvas), 0)
-        draw = ImageDraw.Draw(im)
         ch = letters[int(rng.integers(len(letters)))]
         font = loaded[0] if fonts is None else loaded[int(rng.integers(len(loaded)))]
-        width = 0 if hi_s == 0 else int(rng.integers(lo_s, hi_s + 1))
+        width = 0 if stroke[1] == 0 else int(rng.integers(stroke[0], stroke[1] + 1))
         dx, dy = (int(v) for v in rng.integers(-4, 5, size=2))
-        draw.text(
-            (canvas / 2 + dx, canvas / 2 + dy),
-            ch,
-            fill=255,
-            font=font,
-            anchor="mm",
-            stroke_width=width,
-            stroke_fill=255,
-        )
-        t = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)
+        t = _draw_glyph(ch, font, width, (dx, dy), canvas)
         if fit_box is not None:
             out[i, 0] = _fit_to_box(t, fit_box, size)
             continue
         small = F.interpolate(t[None, None], size=(size, size), mode="area")[0]
         out[i] = small / small.max().clamp_min(1e-8)
     return out
+
+
+def _check_letter_options(
+    letters: Any, fonts: Sequence[str | Path] | None, stroke: Any, fit_box: Any, size: int
+) -> None:
+    """The keyword arguments of :func:`rendered_letters` (ValueError naming the bad one)."""
+    if not isinstance(letters, str) or not letters:
+        raise ValueError(f"letters must be a non-empty string, got {letters!r}")
+    if fonts is not None and len(fonts) == 0:
+        raise ValueError("fonts must be None (Pillow's built-in font) or a non-empty list of files")
+    lo_s, hi_s = stroke
+    if not (0 <= lo_s <= hi_s):
+        raise ValueError(f"stroke must be a range (lo, hi) with 0 <= lo <= hi, got {stroke!r}")
+    if fit_box is not None and not (1 <= fit_box <= size):
+        raise ValueError(f"fit_box must be None or in [1, size={size}], got {fit_box!r}")
+
+
+def _draw_glyph(
+    ch: str, font: Any, width: int, shift: tuple[int, int], canvas: int
+) -> torch.Tensor:
+    """One character drawn white on a black ``canvas`` square, shifted from the centre;
+    ``(canvas, canvas)`` float32 in ``[0, 1]``."""
+    from PIL import Image, ImageDraw
+
+    im = Image.new("L", (canvas, canvas), 0)
+    ImageDraw.Draw(im).text(
+        (canvas / 2 + shift[0], canvas / 2 + shift[1]),
+        ch,
+        fill=255,
+        font=font,
+        anchor="mm",
+        stroke_width=width,
+        stroke_fill=255,
+    )
+    return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)
 
 
 def letter_dev_sets(n: int, size: int = 28, seed: int = 123) -> dict[str, torch.Tensor]:

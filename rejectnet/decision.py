@@ -2,7 +2,7 @@
 
 One implementation serves :meth:`rejectnet.RejectHead.predict`,
 :meth:`~rejectnet.RejectHead.ood_score`, :meth:`~rejectnet.RejectHead.calibrate`,
-:class:`rejectnet.export.DeployedModel` and the ONNX graph, so that the three paths give
+:class:`rejectnet.deployed.DeployedModel` and the ONNX graph, so that the three paths give
 the same scores and decisions by construction. The functions here do no argument checks
 and no host synchronisation (the callers check once), so they trace into
 ``torch.compile`` / ``torch.export`` / ONNX graphs and cost a few microseconds at batch 1.
@@ -409,7 +409,7 @@ class Decision(nn.Module):
 
     The one implementation of the decision. :meth:`rejectnet.RejectHead.predict` and
     :meth:`~rejectnet.RejectHead.ood_score` score and decide with the head's current
-    :class:`Decision`; :class:`rejectnet.export.DeployedModel` holds a frozen one and
+    :class:`Decision`; :class:`rejectnet.deployed.DeployedModel` holds a frozen one and
     calls :meth:`forward` (eager and traced), and so do :func:`rejectnet.export_onnx` and
     :func:`rejectnet.export_aoti`, which trace that module. The constants are buffers:
     the threshold in float64 and rounded down to float32 (:func:`threshold_for`), the

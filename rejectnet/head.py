@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -21,27 +21,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from rejectnet import decision
-from rejectnet._batches import BatchKeys, Inputs, batch_size, call_model, check_keys
-from rejectnet._inference import collect_logits, eval_mode, module_device
+from rejectnet._batches import BatchKeys, Inputs, check_keys, logits_of
+from rejectnet._inference import checked_logits, collect_logits, eval_mode, module_device
 from rejectnet._locate import find_head, replace_module
-from rejectnet._outputs import extract_logits
 from rejectnet._validation import (
     all_finite,
     check_finite_logits,
     check_finite_rows,
     check_fraction,
+    check_logits_width,
     check_real,
     nonfinite_rows,
 )
-from rejectnet.export import DeployedModel
-from rejectnet.input_spec import (
-    AnySpec,
-    InputSpec,
-    NamedInputSpec,
-    check_input_against_spec,
-    missing_dim_hint,
-    spec_of,
-)
+from rejectnet.deployed import DeployedModel
+from rejectnet.input_spec import AnySpec, InputSpec, ModelInput, NamedInputSpec, spec_of
 from rejectnet.prediction import Prediction
 from rejectnet.scores import registry
 from rejectnet.scores.thresholds import ThresholdResult, threshold_for_coverage
@@ -163,10 +156,6 @@ def _float_dtype(model: nn.Module) -> torch.dtype | None:
         if p.is_floating_point():
             return p.dtype
     return None
-
-
-def _autocasting() -> bool:
-    return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
 
 
 def _encode_name(name: str) -> torch.Tensor:
@@ -387,66 +376,24 @@ class RejectHead(nn.Module):
         self._input_spec = spec
 
     # ------------------------------------------------------------------ forward
-    def _check_input(self, x: Any) -> None:
-        if isinstance(x, dict):
-            self._check_named(x)
-            return
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(
-                "x must be a torch.Tensor batch or a dict of named tensors (or pass the "
-                f"inputs as keyword arguments, net(input_ids=..., ...)), got {type(x).__name__}"
+    def _input_rule(self) -> ModelInput:
+        """The :class:`~rejectnet.input_spec.ModelInput` every batch is checked against
+        (built again when the recorded spec or the model's dtype changed)."""
+        rule: ModelInput | None = self.__dict__.get("_rule")
+        if (
+            rule is None
+            or rule.spec is not self._input_spec
+            or rule.dtype is not self._param_dtype
+            or rule.ndim != self.expected_input_ndim
+        ):
+            rule = self.__dict__["_rule"] = ModelInput(
+                self._input_spec,
+                self.expected_input_ndim,
+                self._in_channels,
+                self._param_dtype,
+                self._takes_integers,
             )
-        spec = self._input_spec
-        if isinstance(spec, NamedInputSpec):
-            raise TypeError(
-                f"x must be a dict of named tensors ({spec.describe()}; net.input_spec, "
-                "recorded by calibrate), got one tensor"
-            )
-        exp = len(spec.shape) + 1 if spec is not None else self.expected_input_ndim
-        if x.ndim < 2 or (exp is not None and x.ndim != exp):
-            want = (
-                f"{exp}-D {spec.describe().rsplit(' ', 1)[0]}"
-                if spec is not None
-                else f"{exp}-D (batch, channels, ...)"
-                if exp is not None
-                else "at least 2-D"
-            )
-            hint = ""
-            if exp is not None and x.ndim == exp - 1:
-                hint = missing_dim_hint(
-                    tuple(x.shape), spec.shape if spec is not None else (), self._in_channels
-                )
-            raise ValueError(f"x must be {want}, got shape {tuple(x.shape)}{hint}")
-        want_dtype = spec.dtype if spec is not None else self._param_dtype
-        if want_dtype is None or x.dtype == want_dtype:
-            return
-        if x.is_floating_point() and want_dtype.is_floating_point and _autocasting():
-            return  # autocast converts floating inputs
-        if not x.is_floating_point() and spec is None and self._takes_integers:
-            return  # token ids for an embedding layer
-        raise TypeError(
-            f"x has dtype {str(x.dtype).removeprefix('torch.')} but the model expects "
-            f"{str(want_dtype).removeprefix('torch.')}; convert it first (e.g. "
-            f"x.to(torch.{str(want_dtype).removeprefix('torch.')}), scaled as the training "
-            "data were, e.g. uint8 images / 255)"
-        )
-
-    def _check_named(self, x: dict[str, Any]) -> None:
-        """Checks of named inputs: tensors, one batch size, the recorded spec if any."""
-        if not x:
-            raise ValueError("x holds no inputs; pass at least one named tensor")
-        for key, t in x.items():
-            if not isinstance(t, torch.Tensor):
-                raise TypeError(f"x[{key!r}] must be a torch.Tensor, got {type(t).__name__}")
-            if t.ndim < 1:
-                raise ValueError(f"x[{key!r}] must have a batch dimension, got a 0-d tensor")
-        batch_size(x, "x")
-        spec = self._input_spec
-        if isinstance(spec, InputSpec):
-            raise TypeError(
-                f"x must be one tensor of shape {spec.describe()} (net.input_spec, recorded "
-                f"by calibrate), got a dict of {list(x)}"
-            )
+        return rule
 
     def forward(self, x: Inputs | None = None, /, **inputs: torch.Tensor) -> torch.Tensor:
         """Return the ``(N, C + k)`` logits: C class logits, then k reject logits.
@@ -472,19 +419,12 @@ class RejectHead(nn.Module):
                 i.e. the widened layer is not the model's final layer.
         """
         x = _one_input(x, inputs)
-        self._check_input(x)
+        self._input_rule().check(x, match_spec=False)
         return self._logits(x)
 
     def _logits(self, x: Inputs) -> torch.Tensor:
-        out = self.model(x) if type(x) is torch.Tensor else call_model(self.model, x)
-        logits = out if type(out) is torch.Tensor else extract_logits(out)
-        width = self.num_classes + self.k
-        if logits.ndim != 2 or logits.shape[-1] != width:
-            raise RuntimeError(
-                f"the wrapped model returned logits of shape {tuple(logits.shape)}, expected "
-                f"(N, {width}) = (N, C + k); the layer at head={self.head_path!r} is probably "
-                "not the model's final layer. Pass head='dotted.path' of the last nn.Linear"
-            )
+        logits = logits_of(self.model, x)
+        check_logits_width(logits, self.num_classes + self.k, self.head_path)
         return logits
 
     def _apply(self, fn: Any, recurse: bool = True) -> RejectHead:
@@ -550,8 +490,8 @@ class RejectHead(nn.Module):
 
         The score is computed on ``logits / temperature`` (see :meth:`fit_temperature`),
         by the same function :meth:`predict` and :meth:`deployable` use
-        (:func:`rejectnet.decision.compute_score`); it agrees with the functions of
-        :mod:`rejectnet.scores` to float32 rounding.
+        (:func:`rejectnet.decision.compute_score`); at temperature 1 it equals the
+        functions of :mod:`rejectnet.scores` bit for bit (they call the same kernels).
 
         Args:
             logits: Output of ``self(x)``.
@@ -591,25 +531,8 @@ class RejectHead(nn.Module):
 
     def _infer(self, x: Any) -> torch.Tensor:
         """Logits of ``x`` in eval mode, after checking the input and its finiteness."""
-        self._check_input(x)
-        spec = self._input_spec
-        if isinstance(spec, NamedInputSpec):
-            spec.check(x, "x")
-        elif spec is not None:
-            check_input_against_spec(x, spec, "x")
-        if type(x) is dict:
-            for key, t in x.items():
-                if not all_finite(t):
-                    check_finite_rows(nonfinite_rows(t), f"x[{key!r}]")
-        elif not all_finite(x):
-            check_finite_rows(nonfinite_rows(x), "x")
-        if any(m.training for m in self.modules()):
-            with eval_mode(self):
-                logits = self._logits(x)
-        else:
-            logits = self._logits(x)
-        check_finite_logits(logits, "x")
-        return logits
+        width = self.num_classes + self.k
+        return checked_logits(self, self.model, x, self._input_rule(), width, self.head_path)
 
     def ood_score(
         self, x: Inputs | None = None, /, score: str | None = None, **inputs: torch.Tensor
@@ -738,19 +661,25 @@ class RejectHead(nn.Module):
         check_fraction(coverage, "coverage")
         keys = check_keys(keys)
         _check_loader(loader)
+        logits, merged = self._calibration_logits(loader, keys)
+        scores = self._score(logits, name)
+        result = threshold_for_coverage(scores, coverage=coverage)
+        self.set_threshold(result.value, name)
+        self._input_spec = merged
+        return result
+
+    def _calibration_logits(
+        self, loader: Iterable[Any], keys: BatchKeys | None
+    ) -> tuple[torch.Tensor, AnySpec]:
+        """The finite logits of every calibration sample, and the spec of their inputs."""
         specs: list[AnySpec] = []
         bad_inputs: list[torch.Tensor] = []
 
-        def forward(x: Inputs) -> torch.Tensor:
+        def seen(x: Inputs) -> None:
             specs.append(spec_of(x))
             bad_inputs.append(_bad_rows(x))
-            self._check_input_basic(x)
-            return self._logits(x)
 
-        with eval_mode(self):
-            logits, _ = collect_logits(
-                forward, loader, self.device, name="loader", keys=keys, labels=False
-            )
+        logits, _ = self._loader_logits(loader, keys, labels=False, seen=seen)
         if logits.shape[0] == 0:
             raise ValueError(
                 "loader yielded only empty batches (0 samples); it needs at least one "
@@ -758,20 +687,33 @@ class RejectHead(nn.Module):
             )
         check_finite_rows(torch.cat(bad_inputs), "loader")
         check_finite_logits(logits, "loader")
-        merged = _merged(specs)
-        scores = self._score(logits, name)
-        result = threshold_for_coverage(scores, coverage=coverage)
-        self.set_threshold(result.value, name)
-        self._input_spec = merged
-        return result
+        return logits, _merged(specs)
 
-    def _check_input_basic(self, x: Inputs) -> None:
-        """Type, rank and dtype checks, ignoring the recorded input spec."""
-        spec, self._input_spec = self._input_spec, None
-        try:
-            self._check_input(x)
-        finally:
-            self._input_spec = spec
+    def _loader_logits(
+        self,
+        loader: Iterable[Any],
+        keys: BatchKeys | None,
+        *,
+        labels: bool = True,
+        seen: Callable[[Inputs], None] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (and labels) of every batch of ``loader``, in eval mode.
+
+        Each batch is checked by type, rank and dtype, ignoring the recorded input spec
+        (calibration records a new one), and shown to ``seen`` first when given.
+        """
+        rule = self._input_rule().without_spec()
+
+        def forward(x: Inputs) -> torch.Tensor:
+            if seen is not None:
+                seen(x)
+            rule.check(x, match_spec=False)
+            return self._logits(x)
+
+        with eval_mode(self):
+            return collect_logits(
+                forward, loader, self.device, name="loader", keys=keys, labels=labels
+            )
 
     def predict(self, x: Inputs | None = None, /, **inputs: torch.Tensor) -> Prediction:
         """Classify a batch, rejecting inputs whose OOD score exceeds the threshold.
@@ -811,12 +753,7 @@ class RejectHead(nn.Module):
             >>> pred.labels.tolist(), pred.probs.shape
             ([-1, -1, -1, -1], torch.Size([4, 3]))
         """
-        thr = float(self.threshold)
-        if math.isnan(thr):
-            raise RuntimeError(
-                "no threshold set: call net.calibrate(id_val_loader, coverage=0.95) on "
-                "held-out in-distribution data, or net.set_threshold(value, score) first"
-            )
+        thr = self._threshold_value()
         name = self.calibrated_score or DEFAULT_SCORE
         x = _one_input(x, inputs)
         with torch.no_grad():
@@ -836,6 +773,16 @@ class RejectHead(nn.Module):
             class_logits=logits.narrow(1, 0, self.num_classes),
             temperature=float(self.temperature),
         )
+
+    def _threshold_value(self) -> float:
+        """The threshold as a float (RuntimeError before one is set)."""
+        thr = float(self.threshold)
+        if math.isnan(thr):
+            raise RuntimeError(
+                "no threshold set: call net.calibrate(id_val_loader, coverage=0.95) on "
+                "held-out in-distribution data, or net.set_threshold(value, score) first"
+            )
+        return thr
 
     # ------------------------------------------------------------------ temperature
     def set_temperature(self, value: float) -> None:
@@ -922,13 +869,7 @@ class RejectHead(nn.Module):
         """
         keys = check_keys(keys)
         _check_loader(loader)
-
-        def forward(x: Inputs) -> torch.Tensor:
-            self._check_input_basic(x)
-            return self._logits(x)
-
-        with eval_mode(self):
-            logits, y = collect_logits(forward, loader, self.device, name="loader", keys=keys)
+        logits, y = self._loader_logits(loader, keys)
         if y is None:
             raise ValueError(
                 "loader batches carry no labels; fit_temperature needs (x, y) batches of "
@@ -953,7 +894,7 @@ class RejectHead(nn.Module):
         infinite inputs: those rows get a NaN score and are rejected.
 
         Returns:
-            A :class:`rejectnet.export.DeployedModel`.
+            A :class:`rejectnet.deployed.DeployedModel`.
 
         Raises:
             RuntimeError: If no threshold has been set (call :meth:`calibrate` first).

@@ -13,16 +13,19 @@ part of ``state_dict()``; :func:`rejectnet.save` writes it in the file's metadat
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
+from rejectnet._batches import batch_size
+from rejectnet._validation import integer_or_none
+
 __all__ = [
     "AnySpec",
     "InputSpec",
+    "ModelInput",
     "NamedInputSpec",
     "check_input_against_spec",
     "missing_dim_hint",
@@ -157,14 +160,9 @@ class InputSpec:
             if d is None:
                 dims.append(None)
                 continue
-            if isinstance(d, bool):
-                raise ValueError(f"input_spec shape entries must be ints or None, got {d!r}")
-            try:
-                v = operator.index(d)
-            except TypeError:
-                raise ValueError(
-                    f"input_spec shape entries must be ints or None, got {d!r:.50}"
-                ) from None
+            v = integer_or_none(d)
+            if v is None:  # a file's value, not an argument: ValueError
+                raise ValueError(f"input_spec shape entries must be ints or None, got {d!r:.50}")
             if not 0 <= v < 2**31:
                 raise ValueError(f"input_spec shape entries must be in [0, 2**31), got {v}")
             dims.append(v)
@@ -390,6 +388,123 @@ class NamedInputSpec:
 
 AnySpec = InputSpec | NamedInputSpec
 """What ``net.input_spec`` holds: one tensor's spec, or one per named input."""
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What a wrapped model takes: its recorded spec, and what the model itself tells.
+
+    :class:`~rejectnet.RejectHead` checks every batch with :meth:`check` before the
+    model sees it: the form (one tensor or named tensors), the rank, the dtype and,
+    once calibrated, the recorded spec.
+
+    Attributes:
+        spec: The recorded input spec (``None`` before calibration).
+        ndim: The rank the model's first convolution needs (``None``: no convolution).
+        channels: Its input channels, for the hint when a dimension is missing.
+        dtype: The dtype of the model's floating parameters.
+        takes_integers: Whether the model embeds integer ids (``nn.Embedding``).
+
+    Example:
+        >>> import torch
+        >>> rule = ModelInput(ndim=4, channels=1, dtype=torch.float32)
+        >>> try:
+        ...     rule.check(torch.zeros(2, 28, 28))
+        ... except ValueError as err:
+        ...     print(str(err).split("; ")[0])
+        x must be 4-D (batch, channels, ...), got shape (2, 28, 28)
+    """
+
+    spec: AnySpec | None = None
+    ndim: int | None = None
+    channels: int | None = None
+    dtype: torch.dtype | None = None
+    takes_integers: bool = False
+
+    def without_spec(self) -> ModelInput:
+        """This rule before calibration (what ``calibrate`` checks its batches with)."""
+        return self if self.spec is None else replace(self, spec=None)
+
+    def check(self, x: Any, *, match_spec: bool = True) -> None:
+        """Raise a clear error unless ``x`` is a batch the model takes.
+
+        Args:
+            x: The batch: a tensor, or a dict of named tensors.
+            match_spec: Also compare every size with the recorded spec (``predict``,
+                ``ood_score``); ``forward`` checks only the form, rank and dtype.
+
+        Raises:
+            TypeError: Not a tensor or dict of tensors, or the wrong dtype.
+            ValueError: The wrong rank or shape, or named tensors of different sizes.
+        """
+        spec = self.spec
+        if isinstance(x, dict):
+            self._check_named(x)
+            if match_spec and isinstance(spec, NamedInputSpec):
+                spec.check(x, "x")
+            return
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(
+                "x must be a torch.Tensor batch or a dict of named tensors (or pass the "
+                f"inputs as keyword arguments, net(input_ids=..., ...)), got {type(x).__name__}"
+            )
+        if isinstance(spec, NamedInputSpec):
+            raise TypeError(
+                f"x must be a dict of named tensors ({spec.describe()}; net.input_spec, "
+                "recorded by calibrate), got one tensor"
+            )
+        exp = len(spec.shape) + 1 if spec is not None else self.ndim
+        if x.ndim < 2 or (exp is not None and x.ndim != exp):
+            self._refuse_rank(x, spec, exp)
+        want = spec.dtype if spec is not None else self.dtype
+        if want is not None and x.dtype != want:
+            self._check_dtype(x, spec, want)
+        if match_spec and spec is not None:
+            check_input_against_spec(x, spec, "x")
+
+    def _check_named(self, x: dict[str, Any]) -> None:
+        """Named inputs: tensors of one batch size, and no single-tensor spec recorded."""
+        if not x:
+            raise ValueError("x holds no inputs; pass at least one named tensor")
+        batch_size(x, "x")
+        if isinstance(self.spec, InputSpec):
+            raise TypeError(
+                f"x must be one tensor of shape {self.spec.describe()} (net.input_spec, "
+                f"recorded by calibrate), got a dict of {list(x)}"
+            )
+
+    def _refuse_rank(self, x: torch.Tensor, spec: InputSpec | None, exp: int | None) -> None:
+        """``x`` has not the rank ``exp`` (at least 2): a ValueError with a hint where clear."""
+        want = (
+            f"{exp}-D {spec.describe().rsplit(' ', 1)[0]}"
+            if spec is not None
+            else f"{exp}-D (batch, channels, ...)"
+            if exp is not None
+            else "at least 2-D"
+        )
+        hint = ""
+        if exp is not None and x.ndim == exp - 1:
+            hint = missing_dim_hint(
+                tuple(x.shape), spec.shape if spec is not None else (), self.channels
+            )
+        raise ValueError(f"x must be {want}, got shape {tuple(x.shape)}{hint}")
+
+    def _check_dtype(self, x: torch.Tensor, spec: InputSpec | None, want: torch.dtype) -> None:
+        """``x`` is not of dtype ``want``: fine under autocast or for token ids, else refused."""
+        if x.is_floating_point() and want.is_floating_point and _autocasting():
+            return  # autocast converts floating inputs
+        if not x.is_floating_point() and spec is None and self.takes_integers:
+            return  # token ids for an embedding layer
+        raise TypeError(
+            f"x has dtype {_dtype_name(x.dtype)} but the model expects "
+            f"{_dtype_name(want)}; convert it first (e.g. "
+            f"x.to(torch.{_dtype_name(want)}), scaled as the training "
+            "data were, e.g. uint8 images / 255)"
+        )
+
+
+def _autocasting() -> bool:
+    return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
 
 
 def spec_from_dict(data: Any) -> AnySpec:

@@ -67,6 +67,15 @@ def fit_temperature_to(logits: torch.Tensor, labels: torch.Tensor, num_classes: 
         >>> 2.5 < fit_temperature_to(z, y, 4) < 3.6
         True
     """
+    labels = _class_labels(logits, labels, num_classes)
+    z = logits.detach().to("cpu", torch.float64)
+    z = z - z.amax(dim=1, keepdim=True)
+    picked = z.gather(1, labels.view(-1, 1)).squeeze(1)
+    return _bisect(z, picked)
+
+
+def _class_labels(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``labels`` as ``(N,)`` int64 class indices in ``[0, num_classes)``, one per row."""
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         if labels.is_floating_point() and bool((labels == labels.round()).all()):
             labels = labels.long()
@@ -88,9 +97,11 @@ def fit_temperature_to(logits: torch.Tensor, labels: torch.Tensor, num_classes: 
             f"loader labels must be class indices in [0, {num_classes}), got values in "
             f"[{lo_y}, {hi_y}]"
         )
-    z = logits.detach().to("cpu", torch.float64)
-    z = z - z.amax(dim=1, keepdim=True)
-    picked = z.gather(1, labels.view(-1, 1)).squeeze(1)
+    return labels
+
+
+def _bisect(z: torch.Tensor, picked: torch.Tensor) -> float:
+    """The temperature where the NLL's slope changes sign (bisection on ``log(1 / T)``)."""
     lo, hi = math.log(1.0 / T_MAX), math.log(1.0 / T_MIN)  # bisection on log(1 / T)
     if _slope(z, picked, math.exp(lo)) >= 0.0:
         return T_MAX

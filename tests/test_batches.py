@@ -11,8 +11,10 @@ from rejectnet._batches import (
     call_model,
     cat_inputs,
     check_keys,
+    extract_logits,
     input_names,
     inputs_to,
+    logits_of,
     pad_values_for,
     split_batch,
     split_inputs,
@@ -144,3 +146,23 @@ def test_pad_values_follow_the_model_config() -> None:
     m = nn.Linear(1, 1)
     m.config = Cfg()  # type: ignore[assignment]
     assert pad_values_for(m)["input_ids"] == 7 and pad_values_for(m)["attention_mask"] == 0
+
+
+def test_extract_logits_and_logits_of_read_every_output_form() -> None:
+    z = torch.randn(2, 3)
+
+    class Out:
+        logits = z
+
+    for out in (z, {"logits": z}, Out(), (z, "hidden")):
+        assert extract_logits(out) is z
+    with pytest.raises(TypeError, match="rejectnet needs a logits tensor"):
+        extract_logits({"scores": z})
+
+    class Named(nn.Module):
+        def forward(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"logits": input_ids.float() * 2}
+
+    ids = torch.ones(2, 3, dtype=torch.long)
+    assert torch.equal(logits_of(Named(), {"input_ids": ids}), ids.float() * 2)
+    assert torch.equal(logits_of(nn.Identity(), z), z)

@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 from torch import nn
 
 from rejectnet import RejectHead
-from rejectnet.input_spec import InputSpec, check_input_against_spec, missing_dim_hint
+from rejectnet.input_spec import (
+    InputSpec,
+    ModelInput,
+    NamedInputSpec,
+    check_input_against_spec,
+    missing_dim_hint,
+)
 from rejectnet.models import SmallCNN
 
 
@@ -215,3 +221,39 @@ def test_check_input_against_spec_accepts_wildcards() -> None:
     check_input_against_spec(torch.zeros(2, 3, 5, 9), spec)
     with pytest.raises(ValueError, match=r"\(N, 3, \*, \*\)"):
         check_input_against_spec(torch.zeros(2, 1, 5, 9), spec)
+
+
+def test_model_input_checks_form_rank_and_dtype_before_any_spec() -> None:
+    rule = ModelInput(ndim=4, channels=1, dtype=torch.float32)
+    rule.check(torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"x must be 4-D \(batch, channels, \.\.\.\), got shape"):
+        rule.check(torch.zeros(2, 8, 8))
+    with pytest.raises(TypeError, match="x has dtype float64 but the model expects float32"):
+        rule.check(torch.zeros(2, 1, 8, 8, dtype=torch.float64))
+    with pytest.raises(TypeError, match="x must be a torch.Tensor batch or a dict"):
+        rule.check([1.0, 2.0])
+    with pytest.raises(ValueError, match="x holds no inputs"):
+        rule.check({})
+    with pytest.raises(ValueError, match="disagree on the batch size"):
+        rule.check({"a": torch.zeros(2, 3), "b": torch.zeros(3, 3)})
+    ids = torch.zeros(2, 5, dtype=torch.long)
+    with pytest.raises(TypeError, match="int64"):
+        ModelInput(dtype=torch.float32).check(ids)
+    ModelInput(dtype=torch.float32, takes_integers=True).check(ids)  # token ids
+
+
+def test_model_input_matches_the_recorded_spec_only_when_asked() -> None:
+    rule = ModelInput(spec=InputSpec((1, 8, 8), torch.float32))
+    wrong_size = torch.zeros(2, 1, 9, 9)
+    rule.check(wrong_size, match_spec=False)  # forward: rank and dtype only
+    with pytest.raises(ValueError, match="net.input_spec"):
+        rule.check(wrong_size)
+    with pytest.raises(TypeError, match="one tensor of shape"):
+        rule.check({"x": wrong_size})
+    assert rule.without_spec().spec is None
+    assert ModelInput().without_spec() == ModelInput()
+    named = ModelInput(spec=NamedInputSpec.of({"ids": torch.zeros(2, 4, dtype=torch.long)}))
+    with pytest.raises(TypeError, match="dict of named tensors"):
+        named.check(torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="missing"):
+        named.check({"other": torch.zeros(2, 4, dtype=torch.long)})

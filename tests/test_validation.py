@@ -68,3 +68,28 @@ def test_finiteness_is_exact_past_float_overflow() -> None:
     assert not v.all_finite(big)
     assert v.nonfinite_rows(big).tolist() == [False, True, False]
     assert v.all_finite(torch.tensor([1, 2]))  # integers are always finite
+
+
+def test_integer_or_none_accepts_ints_only() -> None:
+    assert v.integer_or_none(3) == 3
+    assert v.integer_or_none(np.int64(7)) == 7
+    for bad in (True, 2.0, "3", None, torch.tensor([1, 2])):
+        assert v.integer_or_none(bad) is None
+
+
+def test_check_finite_inputs_names_the_input_and_rows() -> None:
+    v.check_finite_inputs(torch.zeros(3, 2), "x")
+    x = torch.zeros(3, 2)
+    x[1, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"x holds NaN or infinite values for 1 of 3 .*rows 1\)"):
+        v.check_finite_inputs(x, "x")
+    with pytest.raises(ValueError, match=r"x\['b'\] holds NaN"):
+        v.check_finite_inputs({"a": torch.zeros(3, 2), "b": x}, "x")
+
+
+def test_check_logits_width_names_the_head() -> None:
+    v.check_logits_width(torch.zeros(2, 5), 5, "fc")
+    with pytest.raises(RuntimeError, match=r"expected \(N, 5\).*head='fc'"):
+        v.check_logits_width(torch.zeros(2, 4), 5, "fc")
+    with pytest.raises(RuntimeError, match="shape \\(2, 5, 1\\)"):
+        v.check_logits_width(torch.zeros(2, 5, 1), 5, "fc")

@@ -268,32 +268,13 @@ def threshold_for_risk(
     target = check_fraction(target_risk, "target_risk", low_open=True, high_open=True)
     conf = check_fraction(delta, "delta", low_open=True, high_open=True)
     n = int(s.shape[0])
-
     order = np.argsort(s, kind="stable")
     sorted_s = s[order]
     cum_errors: npt.NDArray[np.int64] = np.cumsum(~ok[order], dtype=np.int64)
     values = np.unique(sorted_s)
     # number accepted when thresholding at values[i]: count of scores <= values[i]
     n_acc = np.searchsorted(sorted_s, values, side="right")
-    u = int(values.shape[0])
-    n_tests = _num_tests(u)
-    delta_test = conf / n_tests
-
-    lo, hi = -1, u - 1  # lo = best feasible index so far (-1: reject everything)
-    best_bound = 1.0
-    lo_bound = math.inf
-    for _ in range(n_tests):
-        if lo >= hi:
-            break
-        mid = (lo + hi + 1) // 2
-        acc = int(n_acc[mid])
-        err = int(cum_errors[acc - 1])
-        bound = _risk_bound(err, acc, delta_test)
-        best_bound = min(best_bound, bound)
-        if bound <= target:
-            lo, lo_bound = mid, bound
-        else:
-            hi = mid - 1
+    lo, lo_bound, best_bound = _sgr_search(n_acc, cum_errors, target, conf)
     if lo < 0:
         raise ValueError(
             f"target_risk={target} is not achievable with {n} samples at delta={conf}: "
@@ -311,3 +292,32 @@ def threshold_for_risk(
         risk_bound=lo_bound,
         delta=conf,
     )
+
+
+def _sgr_search(
+    n_acc: npt.NDArray[Any], cum_errors: npt.NDArray[np.int64], target: float, delta: float
+) -> tuple[int, float, float]:
+    """SGR's binary search over the distinct thresholds (``n_acc[i]`` accepted at the i-th).
+
+    Returns the index of the feasible threshold with the largest coverage (-1: none),
+    its risk bound, and the lowest bound found (for the message when none is feasible).
+    """
+    u = int(n_acc.shape[0])
+    n_tests = _num_tests(u)
+    delta_test = delta / n_tests
+    lo, hi = -1, u - 1  # lo = best feasible index so far (-1: reject everything)
+    best_bound = 1.0
+    lo_bound = math.inf
+    for _ in range(n_tests):
+        if lo >= hi:
+            break
+        mid = (lo + hi + 1) // 2
+        acc = int(n_acc[mid])
+        err = int(cum_errors[acc - 1])
+        bound = _risk_bound(err, acc, delta_test)
+        best_bound = min(best_bound, bound)
+        if bound <= target:
+            lo, lo_bound = mid, bound
+        else:
+            hi = mid - 1
+    return lo, lo_bound, best_bound

@@ -93,6 +93,19 @@ def fit_reject_weights(
         >>> w.shape, float(w.sum())
         (torch.Size([2]), 2.0)
     """
+    z_in, z_out, c = _check_logit_pair(logits_in, logits_out, num_classes)
+    n_rounds = check_int(rounds, "rounds", minimum=0)
+    factors = _check_grid(grid)
+    probs = np.concatenate([_reject_probs(z_in, c), _reject_probs(z_out, c)], axis=0)
+    labels = np.concatenate([np.zeros(z_in.shape[0]), np.ones(z_out.shape[0])])
+    weights = _coordinate_ascent(probs, labels, n_rounds, factors)
+    return torch.as_tensor(weights, dtype=torch.float32)
+
+
+def _check_logit_pair(
+    logits_in: Any, logits_out: Any, num_classes: Any
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Both logit sets as ``(N, C + k)`` tensors of one width, non-empty; and C."""
     z_in = as_logits(logits_in, "logits_in")
     z_out = as_logits(logits_out, "logits_out")
     if z_in.shape[1] != z_out.shape[1]:
@@ -103,21 +116,22 @@ def fit_reject_weights(
     for name, z in (("logits_in", z_in), ("logits_out", z_out)):
         if z.shape[0] == 0:
             raise ValueError(f"{name} is empty; it needs at least one sample")
-    width = int(z_in.shape[1])
-    c = check_num_classes(num_classes, width)
-    n_rounds = check_int(rounds, "rounds", minimum=0)
-    factors = _check_grid(grid)
+    return z_in, z_out, check_num_classes(num_classes, int(z_in.shape[1]))
 
-    k = width - c
-    probs = np.concatenate([_reject_probs(z_in, c), _reject_probs(z_out, c)], axis=0)
-    labels = np.concatenate([np.zeros(z_in.shape[0]), np.ones(z_out.shape[0])])
+
+def _coordinate_ascent(
+    probs: npt.NDArray[Any], labels: npt.NDArray[Any], rounds: int, factors: tuple[float, ...]
+) -> npt.NDArray[np.float64]:
+    """The greedy search of :func:`fit_reject_weights` on ``(N, k)`` reject probabilities;
+    the weights rescaled to sum to k."""
+    k = probs.shape[1]
 
     def auroc(w: npt.NDArray[np.float64]) -> float:
         return float(roc_auc_score(labels, probs @ w))
 
     weights = np.ones(k, dtype=np.float64)
     best = auroc(weights)
-    for _ in range(n_rounds):
+    for _ in range(rounds):
         changed = False
         for j in range(k):
             best_candidate: npt.NDArray[np.float64] | None = None
@@ -136,4 +150,4 @@ def fit_reject_weights(
         if not changed:
             break
     weights *= k / weights.sum()
-    return torch.as_tensor(weights, dtype=torch.float32)
+    return weights

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from rejectnet._safeio import BoundedFile
+from rejectnet.files.bounded_reads import BoundedFile
 
 __all__ = [
     "MAX_HEADER_BYTES",

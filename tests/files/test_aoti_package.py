@@ -12,7 +12,7 @@ from torch import nn
 
 import rejectnet
 from rejectnet import RejectHead
-from rejectnet.aoti import _find_compiler
+from rejectnet.files.aoti_package import _find_compiler
 from rejectnet.input_spec import InputSpec
 from rejectnet.models import SmallCNN
 

@@ -1,4 +1,4 @@
-"""predict / ood_score on a model in training mode (issue 12 item 6).
+"""Inference runs in eval mode (predict / ood_score on a training model; `eval_mode`).
 
 The policy: inference always runs every submodule in eval mode and restores each
 submodule's own mode afterwards; batch-norm running statistics never change, and an
@@ -7,11 +7,13 @@ input's decision never depends on the rest of the batch.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from rejectnet import RejectHead
-from rejectnet._inference import eval_mode
+from rejectnet._inference import checked_logits, eval_mode
+from rejectnet.input_spec import ModelInput
 
 
 class BNCNN(nn.Module):
@@ -102,3 +104,21 @@ def test_forward_still_runs_in_the_current_mode() -> None:
     before = _bn_state(net)
     net(torch.randn(8, 1, 8, 8))  # a training step's forward updates the statistics
     assert not torch.equal(before[0], _bn_state(net)[0])
+
+
+def test_checked_logits_checks_runs_in_eval_mode_and_restores_modes() -> None:
+    model = nn.Sequential(nn.Linear(4, 5), nn.Dropout(0.9))
+    model.train()
+    rule = ModelInput(dtype=torch.float32)
+    x = torch.randn(3, 4)
+    logits = checked_logits(model, model, x, rule, 5, "0")
+    assert torch.equal(logits, model[0](x))  # dropout off
+    assert all(m.training for m in model.modules())  # modes restored
+    with pytest.raises(RuntimeError, match=r"expected \(N, 6\)"):
+        checked_logits(model, model, x, rule, 6, "0")
+    bad = x.clone()
+    bad[2, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"\(rows 2\)"):
+        checked_logits(model, model, bad, rule, 5, "0")
+    with pytest.raises(TypeError, match="float64"):
+        checked_logits(model, model, x.double(), rule, 5, "0")
