@@ -126,9 +126,13 @@ def main() -> None:
     # 2. Wrap: k reject classes; 3. fine-tune on dict batches (the outlier pool has no labels).
     net = rejectnet.RejectHead.wrap(model, k=5)
     ft = rejectnet.SelfSupervisedOODFinetuner(
-        net, epochs=1 if big else 2, optimizer=adamw(1e-4), seed=0, progress=big
+        net,
+        epochs=1 if big else 2,
+        optimizer=adamw(RECIPE.finetune_lr if big else 1e-4),
+        seed=0,
+        progress=big,
     )
-    ft.fit(loader(train, 64, shuffle=True), loader(pool, 320, shuffle=True))
+    ft.fit(loader(train, batch, shuffle=True), loader(pool, 5 * batch, shuffle=True))
     net.eval()
 
     # 4. Calibrate on held-out in-scope utterances only (95% of them accepted).
