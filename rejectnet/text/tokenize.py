@@ -62,21 +62,17 @@ def train_tokenizer(
 ) -> Tokenizer:
     """Train a lower-casing tokenizer on ``texts`` (nothing is downloaded).
 
-    ``"wordpiece"`` (the default) is deterministic: the same texts give the same
-    vocabulary and ids in every process. Its vocabulary is the special tokens, every
-    character of the texts (alone and as a ``##`` continuation, most frequent first),
-    then whole words by frequency (ties in alphabetical order) up to ``vocab_size``;
-    a word outside it is split into the longest known pieces, down to characters.
-    ``"bpe"`` is the ``tokenizers`` library's BPE trainer, which breaks ties between
-    equally frequent merges differently from one process to the next (the same texts
-    can give another vocabulary).
+    ``"wordpiece"`` is deterministic (the same vocabulary and ids in every process):
+    the special tokens, every character (alone, then as a ``##`` piece; most frequent
+    first), then whole words by count (ties alphabetical) up to ``vocab_size``; other
+    words split into the longest known pieces. ``"bpe"`` is the ``tokenizers`` BPE
+    trainer, whose ties can break differently in another process.
 
     Args:
         texts: Training texts (e.g. the training utterances only, never test data).
         vocab_size: The largest vocabulary, special tokens included (the result may be
             smaller when the texts hold fewer distinct pieces).
-        model: ``"wordpiece"`` (BERT's tokenization, the vocabulary counted as above) or
-            ``"bpe"``.
+        model: ``"wordpiece"`` (BERT's tokenization) or ``"bpe"``.
         min_frequency: Words (or BPE pieces) seen fewer times are not added.
 
     Returns:
@@ -84,8 +80,7 @@ def train_tokenizer(
 
     Raises:
         TypeError: If ``texts`` is not a sequence of str or a count is not an int.
-        ValueError: If ``texts`` is empty, ``vocab_size`` is below 16, or ``model`` is
-            neither name.
+        ValueError: If ``texts`` is empty, ``vocab_size`` < 16, or ``model`` unknown.
 
     Example:
         >>> tok = train_tokenizer(["book a flight", "play some jazz"] * 5, vocab_size=100)
@@ -102,23 +97,17 @@ def train_tokenizer(
     check_int(min_frequency, "min_frequency")
     if model not in ("wordpiece", "bpe"):
         raise ValueError(f"model must be 'wordpiece' or 'bpe', got {model!r}")
-    normalizer = normalizers.BertNormalizer(lowercase=True)
-    pre = pre_tokenizers.BertPreTokenizer()
+    norm, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
     if model == "wordpiece":
-        vocab = _wordpiece_vocab(data, normalizer, pre, vocab_size, min_frequency)
+        vocab = _wordpiece_vocab(data, norm, pre, vocab_size, min_frequency)
         tok = _Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-        tok.decoder = decoders.WordPiece()
+        tok.normalizer, tok.pre_tokenizer, tok.decoder = norm, pre, decoders.WordPiece()
     else:
         tok = _Tokenizer(models.BPE(unk_token="[UNK]"))
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            special_tokens=list(SPECIAL_TOKENS),
-            show_progress=False,
-        )
-    tok.normalizer, tok.pre_tokenizer = normalizer, pre
-    if model == "bpe":
-        tok.train_from_iterator(data, trainer)
+        tok.normalizer, tok.pre_tokenizer = norm, pre
+        tok.train_from_iterator(data, trainers.BpeTrainer(vocab_size=vocab_size,
+            min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS),
+            show_progress=False))  # fmt: skip
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]

@@ -127,13 +127,16 @@ def _oe(ctx: Context, name: str) -> list[Report]:
     return [model_report(ctx, model, name, "msp")]
 
 
-def _reject(ctx: Context, name: str, signal: Any, labels: str, lam: float = 5.0) -> list[Report]:
-    """Wrap a copy with k reject classes, fine-tune, calibrate on val, evaluate."""
+def _reject(
+    ctx: Context, name: str, signal: Any, lam: float = 5.0, lr: float | None = None
+) -> list[Report]:
+    """Wrap a copy with k reject classes, fine-tune (random pseudo-labels), calibrate on
+    val, evaluate."""
     net = RejectHead.wrap(ctx.model, k=ctx.recipe.k)
-    opts = finetune_options(ctx)
+    opts = finetune_options(ctx, lr)
     if signal is not None:
         opts["outlier_signal"] = signal
-    trainer = SelfSupervisedOODFinetuner(net, lam=lam, pseudo_labels=labels, **opts)
+    trainer = SelfSupervisedOODFinetuner(net, lam=lam, pseudo_labels="random", **opts)
     fit_stage_two(ctx, trainer, with_pool=signal is None or signal.uses_pool)
     net.eval()
     net.calibrate(loader(ctx.data.val), coverage=ctx.recipe.coverage, score="sum_reject")
@@ -144,7 +147,7 @@ def _rejectnet_paper(ctx: Context, name: str) -> list[Report]:
     """Algorithm 1 exactly: the pool as it is, random pseudo-labels, lam 5, ratio 5."""
     if not _needs_pool(ctx, name):
         return []
-    return _reject(ctx, name, None, "random")
+    return _reject(ctx, name, None)
 
 
 def _rejectnet(ctx: Context, name: str) -> list[Report]:
@@ -157,7 +160,7 @@ def _rejectnet(ctx: Context, name: str) -> list[Report]:
         return []
     if ctx.data.pool is None:
         ctx.notes[name] = "no outlier pool: outliers synthesised from in-scope utterances"
-    return _reject(ctx, name, signal, "random", lam=ctx.recipe.lam)
+    return _reject(ctx, name, signal, lam=ctx.recipe.lam, lr=ctx.recipe.rejectnet_lr)
 
 
 RUNNERS: dict[str, Callable[[Context, str], list[Report]]] = {

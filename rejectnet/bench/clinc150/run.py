@@ -134,7 +134,22 @@ def run_clinc150(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     opts = {"t0": t0, "progress": progress, "device": dev, "bars": progress and _tty()}
     per_method, last, seconds, notes = _run_seeds(data, recipe, seeds, names, opts)
-    meta = {
+    meta = _meta(recipe, seeds, outliers, data, notes, seconds, t0, dev)
+    return _write(out_dir, per_method, last, meta, progress)
+
+
+def _meta(
+    recipe: TextRecipe,
+    seeds: int,
+    outliers: str,
+    data: TextData,
+    notes: dict[str, str],
+    seconds: dict[str, float],
+    t0: float,
+    device: torch.device,
+) -> dict[str, Any]:
+    """``results.json``'s ``_meta``: the settings, notes, timings and the machine."""
+    return {
         "benchmark": "clinc150",
         "recipe": asdict(recipe),
         "seeds": seeds,
@@ -143,11 +158,10 @@ def run_clinc150(
         "notes": notes,
         "method_seconds": {k: round(v, 1) for k, v in seconds.items()},
         "seconds": round(time.perf_counter() - t0, 1),
-        "device": str(dev),
+        "device": str(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-    return _write(out_dir, per_method, last, meta, progress)
 
 
 def _tty() -> bool:

@@ -86,12 +86,13 @@ def train_stage_one(
     return model, (hist[-1].val_accuracy if hist else None)
 
 
-def finetune_options(ctx: Context) -> dict[str, Any]:
-    """The fine-tuner keywords every stage-two method shares (AdamW, cosine, ratio, seed)."""
+def finetune_options(ctx: Context, lr: float | None = None) -> dict[str, Any]:
+    """The fine-tuner keywords every stage-two method shares (AdamW, cosine, ratio, seed);
+    ``lr`` replaces ``recipe.finetune_lr``."""
     r = ctx.recipe
     return dict(
         epochs=r.finetune_epochs,
-        optimizer=adamw(r.finetune_lr, r.weight_decay),
+        optimizer=adamw(r.finetune_lr if lr is None else lr, r.weight_decay),
         scheduler="cosine",
         outlier_ratio=r.outlier_ratio,
         seed=ctx.seed,
