@@ -50,10 +50,8 @@ class TextRecipe:
         outlier_ratio: Outlier batch over in-scope batch in stage two (the paper's 5).
         n_runs: Equal-size subsamples per out-of-scope set in :func:`rejectnet.evaluate`.
         coverage: Share of in-scope ``val`` accepted by the calibrated threshold.
-        outlier_shares: ``rejectnet``'s outlier batch: shares of pool sentences, span
-            shuffles, mixed utterances and random-token utterances
-            (:func:`~rejectnet.bench.clinc150.text_outlier_signal`).
-        lam: ``rejectnet``'s outlier-loss weight (``rejectnet-paper`` keeps the paper's 5).
+        lam: ``rejectnet``'s outlier-loss weight (its outliers:
+            :func:`rejectnet.outliers.text_recipe`) (``rejectnet-paper`` keeps the paper's 5).
         rejectnet_lr: ``rejectnet``'s stage-two learning rate (the largest tried on dev
             that kept its in-scope val accuracy within a point of stage one's).
 
@@ -79,7 +77,6 @@ class TextRecipe:
     outlier_ratio: float = 5.0
     n_runs: int = 10
     coverage: float = 0.95
-    outlier_shares: tuple[float, float, float, float] = (0.5, 0.0, 0.0, 0.5)
     lam: float = 2.0
     rejectnet_lr: float = 1.5e-5
 

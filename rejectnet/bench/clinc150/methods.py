@@ -8,12 +8,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rejectnet import peers
-from rejectnet.bench.clinc150.data import RECIPE, Context, loader
+from rejectnet.bench.clinc150.data import Context, loader
 from rejectnet.bench.clinc150.metric import model_report, with_metric
 from rejectnet.bench.clinc150.training import finetune_options, fit_stage_two
 from rejectnet.evaluation import Report, evaluate
 from rejectnet.finetune import OutlierExposureFinetuner, SelfSupervisedOODFinetuner
 from rejectnet.head import RejectHead
+from rejectnet.outliers import text_recipe
+from rejectnet.text import SPECIAL_TOKENS
 
 __all__ = ["CLINC150_METHODS", "POOL_METHODS", "RUNNERS", "check_methods", "text_outlier_signal"]
 
@@ -64,51 +66,20 @@ def _peer(ctx: Context, name: str) -> list[Report]:
     return [with_metric(ctx, report, sc["val"].scores.double().numpy())]
 
 
-def text_outlier_signal(
-    tokenizer: Any,
-    *,
-    pool: bool,
-    shares: tuple[float, float, float, float] | None = None,
-) -> Any:
-    """The ``rejectnet`` recipe's outlier signal for text, or ``None`` where
-    :mod:`rejectnet.outliers.text` is not available.
+def text_outlier_signal(tokenizer: Any, *, pool: bool) -> Any:
+    """``rejectnet``'s outlier signal for ``tokenizer``: the signal of
+    :func:`rejectnet.outliers.text_recipe` (with a pool: half pool sentences, half
+    in-scope utterances with half their tokens random; without: random-token utterances
+    alone; no ``[MASK]`` outliers, a token real queries never hold).
 
-    Each outlier batch is split by ``shares`` between pool sentences and outliers made
-    from the step's in-scope utterances by span shuffling, by mixing two utterances of
-    different intents, and by replacing half of the tokens with random vocabulary ids
-    (without a pool, the pool's share goes to the others). Mask-token outliers are left
-    out (a ``[MASK]`` token never occurs in real queries, so the model could learn it as
-    a shortcut).
-
-    Args:
-        tokenizer: The tokenizer of the model (its special ids are never changed and its
-            vocabulary size bounds the random tokens).
-        pool: Whether the fine-tuning has an outlier pool.
-        shares: ``(pool, span_shuffle, mix_utterances, random_tokens)``; default
-            ``RECIPE.outlier_shares``.
-
-    Returns:
-        A :class:`rejectnet.outliers.ComposedSignal`, or ``None``.
+    Example:
+        >>> from rejectnet.text import train_tokenizer
+        >>> sig = text_outlier_signal(train_tokenizer(["a b c"], vocab_size=40), pool=True)
+        >>> [type(s).__name__ for s, _ in sig.parts]
+        ['PoolRows', 'RandomTokens']
     """
-    import importlib
-
-    from rejectnet.outliers import ComposedSignal, PoolRows
-    from rejectnet.text import SPECIAL_TOKENS
-
-    try:
-        text = importlib.import_module("rejectnet.outliers.text")
-    except ImportError:
-        return None
-    p_pool, p_span, p_mix, p_rand = shares or RECIPE.outlier_shares
     special = [int(tokenizer.token_to_id(t)) for t in SPECIAL_TOKENS]
-    parts: list[tuple[Any, float]] = [
-        (text.SpanShuffle(special), p_span),
-        (text.MixUtterances(special), p_mix),
-        (text.RandomTokens(special, tokenizer.get_vocab_size(), 0.5), p_rand),
-    ]
-    if pool:
-        parts.insert(0, (PoolRows(), p_pool))
-    return ComposedSignal([(src, share) for src, share in parts if share > 0])
+    return text_recipe(special, tokenizer.get_vocab_size(), pool=pool).signal
 
 
 def _needs_pool(ctx: Context, name: str) -> bool:
@@ -152,12 +123,7 @@ def _rejectnet_paper(ctx: Context, name: str) -> list[Report]:
 
 def _rejectnet(ctx: Context, name: str) -> list[Report]:
     """The recipe: the pool (when there is one) plus token-level synthesised outliers."""
-    signal = text_outlier_signal(
-        ctx.data.tokenizer, pool=ctx.data.pool is not None, shares=ctx.recipe.outlier_shares
-    )
-    if signal is None:
-        ctx.notes[name] = "skipped: rejectnet.outliers.text (text outlier synthesis) is missing"
-        return []
+    signal = text_outlier_signal(ctx.data.tokenizer, pool=ctx.data.pool is not None)
     if ctx.data.pool is None:
         ctx.notes[name] = "no outlier pool: outliers synthesised from in-scope utterances"
     return _reject(ctx, name, signal, lam=ctx.recipe.lam, lr=ctx.recipe.rejectnet_lr)

@@ -37,15 +37,21 @@ def adamw(lr: float, weight_decay: float) -> Callable[[Any], torch.optim.Optimiz
 def warmup_linear(optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
     """10% linear warm-up to the optimizer's lr, then linear decay to 0 (stage one).
 
+    The schedule spans at least 20 steps (``OneCycleLR`` divides by zero when 10% of the
+    run is a single step); a shorter run stops before the decay ends.
+
     Example:
         >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-        >>> sched = warmup_linear(opt, 10)
-        >>> round(opt.param_groups[0]["lr"], 3)
-        0.04
+        >>> sched = warmup_linear(opt, 100)
+        >>> for _ in range(9):
+        ...     opt.step(); sched.step()
+        >>> round(opt.param_groups[0]["lr"], 3)  # the peak after 10% of the run
+        1.0
+        >>> _ = warmup_linear(opt, 10)  # short runs too
     """
     lr = optimizer.param_groups[0]["lr"]
     return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=max(total_steps, 2), pct_start=0.1,
+        optimizer, max_lr=lr, total_steps=max(total_steps, 20), pct_start=0.1,
         anneal_strategy="linear",
     )  # fmt: skip
 
