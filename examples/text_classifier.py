@@ -27,7 +27,15 @@ import torch
 from torch.utils.data import DataLoader
 
 import rejectnet
-from rejectnet.text import TextDataset, encode, save_tokenizer, small_bert, train_tokenizer
+from rejectnet.outliers import text_recipe
+from rejectnet.text import (
+    SPECIAL_TOKENS,
+    TextDataset,
+    encode,
+    save_tokenizer,
+    small_bert,
+    train_tokenizer,
+)
 
 WORDS = {
     "play_music": ["play", "song", "music", "jazz", "rock", "album", "radio"],
@@ -124,11 +132,16 @@ def main() -> None:
     report(model, loader(test, 256), loader(oos, 256), "stage one, max-softmax")
 
     # 2. Wrap: k reject classes; 3. fine-tune on dict batches (the outlier pool has no labels).
+    # The outliers: half pool sentences, half utterances with random tokens (text_recipe).
     net = rejectnet.RejectHead.wrap(model, k=5)
+    special = [tok.token_to_id(t) for t in SPECIAL_TOKENS]
+    outliers = text_recipe(special, tok.get_vocab_size(), pool=True)
     ft = rejectnet.SelfSupervisedOODFinetuner(
         net,
         epochs=1 if big else 2,
-        optimizer=adamw(RECIPE.finetune_lr if big else 1e-4),
+        lam=RECIPE.lam,
+        optimizer=adamw(RECIPE.rejectnet_lr if big else 1e-4),
+        outlier_signal=outliers.signal,
         seed=0,
         progress=big,
     )
