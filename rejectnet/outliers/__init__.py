@@ -16,10 +16,10 @@ out-of-distribution inputs (see the how-to "When your outliers are not like your
 
 :class:`ComposedSignal` mixes them behind the :class:`OutlierSignal` protocol the
 fine-tuners accept (``outlier_signal=``); :func:`recommended` returns the dev-chosen
-recipe for images, :func:`text_recipe` a starting mix for text; :func:`fingerprint`
-describes any of them by every option's value. Everything runs on the data's device,
-in the step's one forward pass, draws from torch's RNG (or a given generator), and
-leaves the caller's tensors alone.
+recipe for images, :func:`text_recipe` the one for text (chosen on CLINC150 dev);
+:func:`fingerprint` describes any of them by every option's value. Everything runs on
+the data's device, in the step's one forward pass, draws from torch's RNG (or a given
+generator), and leaves the caller's tensors alone.
 """
 
 from rejectnet.outliers._base import OutlierSource

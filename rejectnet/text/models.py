@@ -23,14 +23,11 @@ def small_bert(
     pad_token_id: int = 0,
     dropout: float = 0.1,
 ) -> nn.Module:
-    """A ``transformers.BertForSequenceClassification`` from a ``BertConfig``, randomly
-    initialised, to train from scratch.
-
-    Its forward takes ``input_ids`` and ``attention_mask`` (and optionally
-    ``token_type_ids``) as keyword arguments and returns an output whose ``logits`` are
-    ``(N, num_labels)``; its last layer, ``classifier``, is the ``nn.Linear`` that
-    :meth:`rejectnet.RejectHead.wrap` widens, and the pooled ``[CLS]`` vector is its input
-    (the feature of the post-hoc peers).
+    """A ``transformers.BertForSequenceClassification`` from a ``BertConfig`` (random
+    weights, to train from scratch): its forward takes ``input_ids`` and
+    ``attention_mask`` as keywords and returns ``(N, num_labels)`` ``logits``; its last
+    layer, ``classifier``, is what :meth:`rejectnet.RejectHead.wrap` widens, and its
+    input, the pooled ``[CLS]`` vector, is the post-hoc peers' feature.
 
     Args:
         num_labels: Classes.
@@ -60,35 +57,35 @@ def small_bert(
     """
     from transformers import BertConfig, BertForSequenceClassification
 
-    for name, v in (
-        ("num_labels", num_labels),
-        ("vocab_size", vocab_size),
-        ("hidden_size", hidden_size),
-        ("num_layers", num_layers),
-        ("num_heads", num_heads),
-        ("max_length", max_length),
-    ):
+    counts = dict(num_labels=num_labels, vocab_size=vocab_size, hidden_size=hidden_size,
+                  num_layers=num_layers, num_heads=num_heads, max_length=max_length)  # fmt: skip
+    p = _check_settings(counts, intermediate_size, pad_token_id, dropout)
+    settings: dict[str, Any] = dict(
+        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
+        num_attention_heads=num_heads, intermediate_size=intermediate_size or 4 * hidden_size,
+        max_position_embeddings=max_length, hidden_dropout_prob=p,
+        attention_probs_dropout_prob=p, num_labels=num_labels, pad_token_id=pad_token_id,
+    )  # fmt: skip
+    model: nn.Module = BertForSequenceClassification(BertConfig(**settings))
+    return model
+
+
+def _check_settings(
+    counts: dict[str, int], intermediate_size: int | None, pad_token_id: int, dropout: float
+) -> float:
+    """Check :func:`small_bert`'s arguments (raising as it documents); return the dropout."""
+    for name, v in counts.items():
         check_int(v, name)
     check_int(intermediate_size, "intermediate_size", allow_none=True)
     check_int(pad_token_id, "pad_token_id", minimum=0)
     p = check_number(dropout, "dropout")
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-    if hidden_size % num_heads:
-        raise ValueError(f"hidden_size={hidden_size} must be a multiple of num_heads={num_heads}")
-    if pad_token_id >= vocab_size:
-        raise ValueError(f"pad_token_id={pad_token_id} must be below vocab_size={vocab_size}")
-    settings: dict[str, Any] = dict(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        intermediate_size=intermediate_size or 4 * hidden_size,
-        max_position_embeddings=max_length,
-        hidden_dropout_prob=p,
-        attention_probs_dropout_prob=p,
-        num_labels=num_labels,
-        pad_token_id=pad_token_id,
-    )
-    model: nn.Module = BertForSequenceClassification(BertConfig(**settings))
-    return model
+    hidden, heads = counts["hidden_size"], counts["num_heads"]
+    if hidden % heads:
+        raise ValueError(f"hidden_size={hidden} must be a multiple of num_heads={heads}")
+    if pad_token_id >= counts["vocab_size"]:
+        raise ValueError(
+            f"pad_token_id={pad_token_id} must be below vocab_size={counts['vocab_size']}"
+        )
+    return p

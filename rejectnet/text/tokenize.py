@@ -1,9 +1,10 @@
 """Tokenizers trained on your own utterances, and batches of token ids for a model.
 
-Nothing is downloaded: :func:`train_tokenizer` trains a lower-casing WordPiece (or BPE)
-tokenizer with the `tokenizers <https://huggingface.co/docs/tokenizers>`_ library on the
-texts you give it, with the special tokens ``[PAD]`` (id 0), ``[UNK]``, ``[CLS]``,
-``[SEP]`` and ``[MASK]`` (ids 1-4), and wraps every text as ``[CLS] ... [SEP]``. It is
+Nothing is downloaded: :func:`train_tokenizer` builds a lower-casing WordPiece tokenizer
+(its vocabulary counted on the texts you give it, the same in every process) or trains a
+BPE one, with the `tokenizers <https://huggingface.co/docs/tokenizers>`_ library and the
+special tokens ``[PAD]`` (id 0), ``[UNK]``, ``[CLS]``, ``[SEP]`` and ``[MASK]`` (ids
+1-4), and wraps every text as ``[CLS] ... [SEP]``. It is
 saved and loaded as the library's JSON file (never a pickle). :func:`encode` turns texts
 into the two named tensors a Hugging Face encoder takes, ``input_ids`` and
 ``attention_mask`` (int64, right-padded with the pad id to the longest text of the
@@ -14,6 +15,7 @@ that counts the texts it cut.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -60,20 +62,25 @@ def train_tokenizer(
 ) -> Tokenizer:
     """Train a lower-casing tokenizer on ``texts`` (nothing is downloaded).
 
+    ``"wordpiece"`` is deterministic (the same vocabulary and ids in every process):
+    the special tokens, every character (alone, then as a ``##`` piece; most frequent
+    first), then whole words by count (ties alphabetical) up to ``vocab_size``; other
+    words split into the longest known pieces. ``"bpe"`` is the ``tokenizers`` BPE
+    trainer, whose ties can break differently in another process.
+
     Args:
         texts: Training texts (e.g. the training utterances only, never test data).
         vocab_size: The largest vocabulary, special tokens included (the result may be
             smaller when the texts hold fewer distinct pieces).
-        model: ``"wordpiece"`` (BERT's) or ``"bpe"``.
-        min_frequency: Pieces seen fewer times are not added.
+        model: ``"wordpiece"`` (BERT's tokenization) or ``"bpe"``.
+        min_frequency: Words (or BPE pieces) seen fewer times are not added.
 
     Returns:
         A ``tokenizers.Tokenizer`` whose ``encode`` wraps a text as ``[CLS] ... [SEP]``.
 
     Raises:
         TypeError: If ``texts`` is not a sequence of str or a count is not an int.
-        ValueError: If ``texts`` is empty, ``vocab_size`` is below 16, or ``model`` is
-            neither name.
+        ValueError: If ``texts`` is empty, ``vocab_size`` < 16, or ``model`` unknown.
 
     Example:
         >>> tok = train_tokenizer(["book a flight", "play some jazz"] * 5, vocab_size=100)
@@ -88,34 +95,47 @@ def train_tokenizer(
         raise ValueError("texts is empty; train the tokenizer on at least one text")
     check_int(vocab_size, "vocab_size", minimum=16)
     check_int(min_frequency, "min_frequency")
-    specials = list(SPECIAL_TOKENS)
-    if model == "wordpiece":
-        tok = _Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        trainer: Any = trainers.WordPieceTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            special_tokens=specials,
-            show_progress=False,
-        )
-        tok.decoder = decoders.WordPiece()
-    elif model == "bpe":
-        tok = _Tokenizer(models.BPE(unk_token="[UNK]"))
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            special_tokens=specials,
-            show_progress=False,
-        )
-    else:
+    if model not in ("wordpiece", "bpe"):
         raise ValueError(f"model must be 'wordpiece' or 'bpe', got {model!r}")
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(data, trainer)
+    norm, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    if model == "wordpiece":
+        vocab = _wordpiece_vocab(data, norm, pre, vocab_size, min_frequency)
+        tok = _Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+        tok.normalizer, tok.pre_tokenizer, tok.decoder = norm, pre, decoders.WordPiece()
+    else:
+        tok = _Tokenizer(models.BPE(unk_token="[UNK]"))
+        tok.normalizer, tok.pre_tokenizer = norm, pre
+        tok.train_from_iterator(data, trainers.BpeTrainer(vocab_size=vocab_size,
+            min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS),
+            show_progress=False))  # fmt: skip
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
     )
     return tok
+
+
+def _wordpiece_vocab(
+    texts: list[str], normalizer: Any, pre: Any, vocab_size: int, min_frequency: int
+) -> dict[str, int]:
+    """Specials, characters (alone, then as ``##`` pieces; most frequent first), then
+    words by count (ties alphabetical), cut at ``vocab_size``: the same for the same texts."""
+    words: Counter[str] = Counter()
+    for text in texts:
+        words.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars: Counter[str] = Counter()
+    for w, n in words.items():
+        for c in w:
+            chars[c] += n
+    alphabet = sorted(chars, key=lambda c: (-chars[c], c))
+    pieces = [*SPECIAL_TOKENS, *alphabet, *(f"##{c}" for c in alphabet)]
+    known = set(pieces)
+    frequent = sorted(
+        (w for w, n in words.items() if n >= min_frequency and w not in known),
+        key=lambda w: (-words[w], w),
+    )
+    ordered = (pieces + frequent)[:vocab_size]
+    return {t: i for i, t in enumerate(ordered)}
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: str | Path) -> Path:

@@ -39,6 +39,32 @@ def test_specials_have_fixed_ids_and_texts_are_wrapped(model):
     assert ids[0] == 2 and ids[-1] == 3 and len(ids) > 2
 
 
+def test_wordpiece_is_the_same_in_every_process():
+    import subprocess
+    import sys
+
+    code = (
+        "import json; from rejectnet.text import train_tokenizer; "
+        f"t = train_tokenizer({TEXTS!r} + ['zz yy xx ww'] * 2, vocab_size=60); "
+        "print(json.dumps(sorted(t.get_vocab().items())))"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        for _ in range(2)
+    ]
+    assert runs[0].stdout == runs[1].stdout and runs[0].stdout.strip()
+
+
+def test_wordpiece_vocab_order_and_fallback_to_characters():
+    t = train_tokenizer(["b a", "a c", "a b", "zebra"], vocab_size=100)
+    vocab = t.get_vocab()
+    assert vocab["a"] < vocab["b"] < vocab["##a"]  # characters by count, then "##" pieces
+    assert vocab["zebra"] > vocab["##z"]  # whole words after every character piece
+    assert t.encode("bac").tokens == ["[CLS]", "b", "##a", "##c", "[SEP]"]
+    cut = train_tokenizer(["b a", "a c", "a b", "zebra", "zebra"], vocab_size=16)
+    assert len(cut.get_vocab()) == 16 and "zebra" not in cut.get_vocab()
+
+
 def test_lower_cases(tok):
     assert tok.encode("PLAY Some JAZZ").ids == tok.encode("play some jazz").ids
 
