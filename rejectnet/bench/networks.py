@@ -197,7 +197,7 @@ def _load_weights(model: nn.Module, path: Path, name: str) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    from rejectnet._safeio import read_bounded
+    from rejectnet.files.bounded_reads import read_bounded
 
     try:
         blob = read_bounded(path, max_bytes=MAX_WEIGHTS_BYTES, what="[model] weights")

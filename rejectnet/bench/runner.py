@@ -25,7 +25,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from rejectnet._safeio import UnsafeFileError, check_output_path, write_atomic
 from rejectnet.bench.augment import AugmentCollate, SeededShuffle, channel_stats
 from rejectnet.bench.config import BenchConfig, check_device
 from rejectnet.bench.errors import BenchError
@@ -35,6 +34,8 @@ from rejectnet.bench.presets import TrainPreset
 from rejectnet.bench.progress import StageProgress
 from rejectnet.bench.sources import InDistribution, load_in_distribution, load_unlabeled
 from rejectnet.bench.tables import seeds_markdown, summary_table
+from rejectnet.files.atomic_writes import check_output_path, write_atomic
+from rejectnet.files.bounded_reads import UnsafeFileError
 from rejectnet.finetune import train_classifier
 from rejectnet.finetune.rng import seed_everything
 from rejectnet.peers import PEER_NAMES, TUNED_PEER_NAMES

@@ -233,7 +233,7 @@ def _read_exact(f: Any, n: int, path: Path, what: str) -> bytes:
 
 def _read_idx(path: Path) -> npt.NDArray[np.uint8]:
     """An IDX file of unsigned bytes (optionally gzipped), bounded by its own header."""
-    from rejectnet._safeio import open_regular
+    from rejectnet.files.bounded_reads import open_regular
 
     limit = MAX_IDX_BYTES if path.suffix != ".gz" else 2**31
     with open_regular(path, max_bytes=limit, what="IDX file") as bf, bf.fileobj() as raw:
@@ -306,7 +306,7 @@ def _open(path: Path, where: str) -> Any:
     """Open an image file, bounded: regular file, size limit, pixel limit before decoding."""
     from PIL import Image, UnidentifiedImageError
 
-    from rejectnet._safeio import read_bounded
+    from rejectnet.files.bounded_reads import read_bounded
 
     try:
         data = read_bounded(path, max_bytes=MAX_IMAGE_FILE_BYTES, what="image file")

@@ -6,8 +6,8 @@ same folder, is flushed to disk, and replaces the current checkpoint with an ato
 rename; the previous checkpoint is kept as ``checkpoint.prev.pt``. Reading verifies the
 checksum before deserialising, and deserialises with ``torch.load(weights_only=True)``,
 which refuses arbitrary pickled objects. Files are read with the bounded, regular-file-only
-reader of :mod:`rejectnet._safeio`: a symlink to ``/dev/zero``, a FIFO, a folder or a file
-over :data:`MAX_CHECKPOINT_BYTES` is refused without being read (and never blocks).
+reader of :mod:`rejectnet.files.bounded_reads`: a symlink to ``/dev/zero``, a FIFO, a folder
+or a file over :data:`MAX_CHECKPOINT_BYTES` is refused without being read (and never blocks).
 
 After the checksum, the contents are checked (:func:`check_contents`): the ``format``
 field is read and a format this rejectnet does not know is refused, and every field the
@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from rejectnet._safeio import UnsafeFileError, open_regular
+from rejectnet.files.bounded_reads import UnsafeFileError, open_regular
 
 __all__ = [
     "CHECKPOINT_FORMAT",

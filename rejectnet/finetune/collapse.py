@@ -36,9 +36,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from rejectnet._batches import BatchKeys, call_model, inputs_to, split_inputs
+from rejectnet._batches import BatchKeys, call_model, extract_logits, inputs_to, split_inputs
 from rejectnet._inference import eval_mode, module_device
-from rejectnet._outputs import extract_logits
 
 __all__ = ["ACC_DROP", "ACC_KEEP", "CollapseWarning", "CollapseWatch", "Measure", "measure"]
 

@@ -14,12 +14,12 @@ from rejectnet._batches import (
     BatchKeys,
     Inputs,
     call_model,
+    extract_logits,
     inputs_to,
     split_inputs,
     take_rows,
 )
 from rejectnet._inference import eval_mode
-from rejectnet._outputs import extract_logits
 from rejectnet.finetune.batching import (
     check_all_rows,
     check_outlier_bound,

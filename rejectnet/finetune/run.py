@@ -46,8 +46,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from rejectnet._batches import Inputs, call_model
-from rejectnet._outputs import extract_logits
+from rejectnet._batches import Inputs, call_model, extract_logits
 from rejectnet.finetune import distributed as dist_utils
 from rejectnet.finetune.callbacks import FitView, StopTraining
 from rejectnet.finetune.checkpoint import write_checkpoint

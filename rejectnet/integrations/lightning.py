@@ -36,8 +36,14 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from rejectnet._batches import Inputs, batch_size, call_model, check_keys, split_inputs
-from rejectnet._outputs import extract_logits
+from rejectnet._batches import (
+    Inputs,
+    batch_size,
+    call_model,
+    check_keys,
+    extract_logits,
+    split_inputs,
+)
 from rejectnet._validation import check_fraction
 from rejectnet.finetune.batching import check_reiterable, pad_values_of
 from rejectnet.finetune.optim import choose_optimizer, cosine_schedule

@@ -16,10 +16,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from rejectnet._batches import Inputs, batch_size, call_model, inputs_to, split_inputs, take_rows
+from rejectnet._batches import (
+    Inputs,
+    batch_size,
+    call_model,
+    extract_logits,
+    inputs_to,
+    split_inputs,
+    take_rows,
+)
 from rejectnet._inference import module_device
 from rejectnet._locate import find_head
-from rejectnet._outputs import extract_logits
 from rejectnet.head import RejectHead
 
 __all__ = ["ClassifierTap", "FeatureModule", "LogitsModule", "collect_outputs"]

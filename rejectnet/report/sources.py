@@ -19,9 +19,8 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from rejectnet._batches import Inputs, batch_size, call_model, split_inputs
+from rejectnet._batches import Inputs, batch_size, call_model, extract_logits, split_inputs
 from rejectnet._inference import collect_logits, eval_mode, module_device
-from rejectnet._outputs import extract_logits
 from rejectnet._validation import as_score_array
 from rejectnet.head import RejectHead
 from rejectnet.scores import registry

@@ -1,7 +1,7 @@
 """Readers for text data: CLINC150, utterance lists (OOD sets), a sentence pool.
 
 Every read is bounded (a regular file of at most ``max_bytes``; see
-:mod:`rejectnet._safeio`), parses JSON or plain text only (never a pickle), and fails
+:mod:`rejectnet.files.bounded_reads`), parses JSON or plain text only (never a pickle), and fails
 with a message naming the file and what is wrong in it.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from rejectnet._safeio import read_bounded
+from rejectnet.files.bounded_reads import read_bounded
 
 __all__ = [
     "CLINC150_FILE",

@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 import torch
 
-from rejectnet._safeio import read_bounded
 from rejectnet._validation import check_int
+from rejectnet.files.bounded_reads import read_bounded
 
 __all__ = [
     "MAX_TOKENIZER_BYTES",

@@ -22,11 +22,12 @@ import numpy as np
 import pytest
 import torch
 
-from rejectnet._safeio import UnsafeFileError, write_atomic
 from rejectnet.bench import BenchError, convert, load_in_distribution, load_unlabeled
 from rejectnet.bench.sources import to_unit_range
 from rejectnet.cli import main
 from rejectnet.data import load_npz
+from rejectnet.files.atomic_writes import write_atomic
+from rejectnet.files.bounded_reads import UnsafeFileError
 from tests.bench.conftest import write_tiny_npz
 from tests.conftest import ReliabilityCounts
 
