@@ -110,9 +110,10 @@ def checked_logits(
 
     The path of an input through :meth:`~rejectnet.RejectHead.predict` and
     :meth:`~rejectnet.RejectHead.ood_score`, in one place and in order: the batch
-    against ``rule`` (form, rank, dtype, the recorded spec), its finiteness, the
-    wrapped ``model`` (every submodule of ``net`` in eval mode, each one's mode restored
-    after), and the logits' shape and finiteness.
+    against ``rule`` (form, rank, dtype, the recorded spec), the wrapped ``model`` (every
+    submodule of ``net`` in eval mode, each one's mode restored after), then the batch's
+    finiteness (a row with NaN or infinity is refused, naming it, before any decision)
+    and the logits' shape and finiteness.
 
     Raises:
         TypeError, ValueError: As :meth:`ModelInput.check`, or for NaN or infinite
@@ -120,12 +121,12 @@ def checked_logits(
         RuntimeError: If the logits are not ``(N, width)``.
     """
     rule.check(x)
-    check_finite_inputs(x, "x")
     if any(m.training for m in net.modules()):
         with eval_mode(net):
             logits = logits_of(model, x)
     else:
         logits = logits_of(model, x)
+    check_finite_inputs(x, "x")  # after the one model call: the path never climbs back
     check_logits_width(logits, width, head_path)
     check_finite_logits(logits, "x")
     return logits

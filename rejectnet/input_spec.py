@@ -437,17 +437,19 @@ class ModelInput:
             TypeError: Not a tensor or dict of tensors, or the wrong dtype.
             ValueError: The wrong rank or shape, or named tensors of different sizes.
         """
-        spec = self.spec
-        if isinstance(x, dict):
-            self._check_named(x)
-            if match_spec and isinstance(spec, NamedInputSpec):
-                spec.check(x, "x")
-            return
-        if not isinstance(x, torch.Tensor):
+        if isinstance(x, torch.Tensor):
+            self._check_tensor(x, match_spec)
+        elif isinstance(x, dict):
+            self._check_named(x, match_spec)
+        else:
             raise TypeError(
                 "x must be a torch.Tensor batch or a dict of named tensors (or pass the "
                 f"inputs as keyword arguments, net(input_ids=..., ...)), got {type(x).__name__}"
             )
+
+    def _check_tensor(self, x: torch.Tensor, match_spec: bool) -> None:
+        """One tensor: no named spec recorded, then its rank, dtype and (optionally) sizes."""
+        spec = self.spec
         if isinstance(spec, NamedInputSpec):
             raise TypeError(
                 f"x must be a dict of named tensors ({spec.describe()}; net.input_spec, "
@@ -462,16 +464,19 @@ class ModelInput:
         if match_spec and spec is not None:
             check_input_against_spec(x, spec, "x")
 
-    def _check_named(self, x: dict[str, Any]) -> None:
-        """Named inputs: tensors of one batch size, and no single-tensor spec recorded."""
+    def _check_named(self, x: dict[str, Any], match_spec: bool) -> None:
+        """Named inputs: no single-tensor spec recorded, the recorded names and sizes, then
+        tensors of one batch size."""
         if not x:
             raise ValueError("x holds no inputs; pass at least one named tensor")
-        batch_size(x, "x")
         if isinstance(self.spec, InputSpec):
             raise TypeError(
                 f"x must be one tensor of shape {self.spec.describe()} (net.input_spec, "
                 f"recorded by calibrate), got a dict of {list(x)}"
             )
+        if match_spec and isinstance(self.spec, NamedInputSpec):
+            self.spec.check(x, "x")
+        batch_size(x, "x")
 
     def _refuse_rank(self, x: torch.Tensor, spec: InputSpec | None, exp: int | None) -> None:
         """``x`` has not the rank ``exp`` (at least 2): a ValueError with a hint where clear."""
