@@ -52,8 +52,12 @@ class TextRecipe:
         coverage: Share of in-scope ``val`` accepted by the calibrated threshold.
         lam: ``rejectnet``'s outlier-loss weight (its outliers:
             :func:`rejectnet.outliers.text_recipe`) (``rejectnet-paper`` keeps the paper's 5).
-        rejectnet_lr: ``rejectnet``'s stage-two learning rate (the largest tried on dev
-            that kept its in-scope val accuracy within a point of stage one's).
+        rejectnet_lr: ``rejectnet``'s stage-two learning rate (dev: of 1e-5, 1.25e-5 and
+            1.5e-5, the one that met the out-of-scope targets with the smallest loss of
+            in-scope val accuracy, 0.1 point).
+        rejectnet_score: ``rejectnet``'s score on the fine-tuned model (dev: ``energy``
+            over the C in-scope logits beat ``sum_reject``, ``max_reject``,
+            ``weighted_reject`` and ``entropy_reject`` on FPR95 at every lr tried).
 
     Example:
         >>> from dataclasses import replace
@@ -78,7 +82,8 @@ class TextRecipe:
     n_runs: int = 10
     coverage: float = 0.95
     lam: float = 2.0
-    rejectnet_lr: float = 1.5e-5
+    rejectnet_lr: float = 1.25e-5
+    rejectnet_score: str = "energy"
 
 
 RECIPE = TextRecipe()

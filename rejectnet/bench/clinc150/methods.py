@@ -99,10 +99,15 @@ def _oe(ctx: Context, name: str) -> list[Report]:
 
 
 def _reject(
-    ctx: Context, name: str, signal: Any, lam: float = 5.0, lr: float | None = None
+    ctx: Context,
+    name: str,
+    signal: Any,
+    lam: float = 5.0,
+    lr: float | None = None,
+    score: str = "sum_reject",
 ) -> list[Report]:
-    """Wrap a copy with k reject classes, fine-tune (random pseudo-labels), calibrate on
-    val, evaluate."""
+    """Wrap a copy with k reject classes, fine-tune (random pseudo-labels), calibrate
+    ``score`` on val, evaluate."""
     net = RejectHead.wrap(ctx.model, k=ctx.recipe.k)
     opts = finetune_options(ctx, lr)
     if signal is not None:
@@ -110,12 +115,13 @@ def _reject(
     trainer = SelfSupervisedOODFinetuner(net, lam=lam, pseudo_labels="random", **opts)
     fit_stage_two(ctx, trainer, with_pool=signal is None or signal.uses_pool)
     net.eval()
-    net.calibrate(loader(ctx.data.val), coverage=ctx.recipe.coverage, score="sum_reject")
-    return [model_report(ctx, net, name, "sum_reject")]
+    net.calibrate(loader(ctx.data.val), coverage=ctx.recipe.coverage, score=score)
+    return [model_report(ctx, net, name, score)]
 
 
 def _rejectnet_paper(ctx: Context, name: str) -> list[Report]:
-    """Algorithm 1 exactly: the pool as it is, random pseudo-labels, lam 5, ratio 5."""
+    """Algorithm 1 exactly: the pool as it is, random pseudo-labels, lam 5, ratio 5,
+    the ``sum_reject`` score."""
     if not _needs_pool(ctx, name):
         return []
     return _reject(ctx, name, None)
@@ -126,7 +132,8 @@ def _rejectnet(ctx: Context, name: str) -> list[Report]:
     signal = text_outlier_signal(ctx.data.tokenizer, pool=ctx.data.pool is not None)
     if ctx.data.pool is None:
         ctx.notes[name] = "no outlier pool: outliers synthesised from in-scope utterances"
-    return _reject(ctx, name, signal, lam=ctx.recipe.lam, lr=ctx.recipe.rejectnet_lr)
+    r = ctx.recipe
+    return _reject(ctx, name, signal, lam=r.lam, lr=r.rejectnet_lr, score=r.rejectnet_score)
 
 
 RUNNERS: dict[str, Callable[[Context, str], list[Report]]] = {

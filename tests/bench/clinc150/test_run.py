@@ -62,6 +62,9 @@ def test_whole_run_on_tiny_data(clinc_dir, tmp_path):
     drop = res["msp"]["id_accuracy"] - res["rejectnet"]["id_accuracy"]
     assert res["rejectnet"]["id_acc_drop"] == pytest.approx(drop, abs=1e-6)
     assert "id_acc_drop" not in res["msp"]  # stage one itself
+    # the recipe's score on its fine-tuned model; rejectnet-paper keeps Algorithm 1's
+    assert res["rejectnet"]["score"] == TINY.rejectnet_score == "energy"
+    assert res["rejectnet-paper"]["score"] == "sum_reject"
     for f in ("results.json", "results.md", "report.html"):
         assert (tmp_path / "out" / f).stat().st_size > 0
     on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
