@@ -6,6 +6,8 @@ compares (weights, history, sharding facts) to ``out_dir / f"rank{rank}.pt"``.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +131,6 @@ def run(rank: int, world: int, init: str, out_dir: str, scenario: str) -> None:
     the trainers create the process group themselves; ``"cuda"`` runs the resume
     scenario on the GPU(s) in a gloo group (which lets two ranks share one GPU).
     """
-    import os
-
     torch.set_num_threads(1)
     if scenario in ("equivalence", "cuda"):
         dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
@@ -152,6 +152,14 @@ def run(rank: int, world: int, init: str, out_dir: str, scenario: str) -> None:
             res = resume_runs(Path(out_dir) / "ckpt", stop_step=9)
             res["backend"] = dist.get_backend() if dist.is_initialized() else None
         torch.save(res, Path(out_dir) / f"rank{rank}.pt")
+        if dist.is_initialized():
+            dist.barrier()  # no rank tears down while the other still talks to it
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    # The results are on disk. Leave without interpreter finalization: gloo's worker threads
+    # can still hold work objects then and abort the process ("terminate called without an
+    # active exception", seen once in CI), which would fail a run whose results are complete.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -21,6 +21,8 @@ from rejectnet.bench.methods import method_seed
 from rejectnet.bench.runner import _flag_drops, _json_safe, _mean_reports, _write_one
 from rejectnet.bench.tables import seeds_markdown, summary_table
 from rejectnet.evaluation import Report, reports_to_markdown
+from rejectnet.finetune.progress import is_terminal
+from rejectnet.finetune.rng import seed_everything
 
 __all__ = ["add_clinc150_parser", "run_clinc150", "run_clinc150_command"]
 
@@ -50,7 +52,7 @@ def _run_seed(
     for m in methods:
         started = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(method_seed(seed, m))
+            seed_everything(method_seed(seed, m))
             rows = RUNNERS[m](ctx, m)
         seconds[m] = time.perf_counter() - started
         reports.extend(rows)
@@ -132,7 +134,12 @@ def run_clinc150(
     data = prepare_data(data_dir, recipe, outliers=outliers, ood=ood)
     _log(progress, t0, f"data ready: {len(data.train)} train, {len(data.test)} test utterances")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    opts = {"t0": t0, "progress": progress, "device": dev, "bars": progress and _tty()}
+    opts = {
+        "t0": t0,
+        "progress": progress,
+        "device": dev,
+        "bars": progress and is_terminal(sys.stderr),
+    }
     per_method, last, seconds, notes = _run_seeds(data, recipe, seeds, names, opts)
     meta = _meta(recipe, seeds, outliers, data, notes, seconds, t0, dev)
     return _write(out_dir, per_method, last, meta, progress)
@@ -162,10 +169,6 @@ def _meta(
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-
-
-def _tty() -> bool:
-    return sys.stderr.isatty()
 
 
 def _markdown(results: Mapping[str, Any], last: list[Report], meta: Mapping[str, Any]) -> str:
