@@ -47,6 +47,27 @@ def _npz_error(p: Path, why: str) -> ValueError:
     return ValueError(f"{str(p)!r} is not a readable .npz of plain arrays: {why}")
 
 
+_ZIP_MAGIC = b"PK\x03\x04"
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _not_a_zip_reason(fh: Any, err: Exception) -> str:
+    """Why an archive did not open, from its first bytes: truncated, a lone ``.npy``, other."""
+    try:
+        fh.seek(0)
+        head = fh.read(len(_NPY_MAGIC))
+    except OSError:
+        return str(err)
+    if head.startswith(_ZIP_MAGIC):
+        return (
+            f"{err}: it starts like a zip archive but its end is missing or damaged "
+            "(a truncated copy or download?)"
+        )
+    if head == _NPY_MAGIC:
+        return f"{err}: it is a single .npy array; an .npz is what numpy.savez writes"
+    return f"{err}: it does not start like a zip archive (an .npz is what numpy.savez writes)"
+
+
 def _read_member(zf: Any, info: Any, p: Path, budget: int) -> npt.NDArray[Any]:
     """One ``.npy`` member, its header checked against its size before any allocation."""
     from numpy.lib import format as npy
@@ -151,7 +172,9 @@ def _read_archive(fh: Any, p: Path, max_bytes: int) -> dict[str, npt.NDArray[Any
                 arr = _read_member(zf, info, p, budget)
                 budget -= arr.nbytes
                 arrays[info.filename.removesuffix(".npy")] = arr
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+    except zipfile.BadZipFile as err:
+        raise _npz_error(p, _not_a_zip_reason(fh, err)) from None
+    except (zlib.error, EOFError, OSError) as err:
         raise _npz_error(p, str(err) or type(err).__name__) from None
     except ValueError as err:
         if str(p) in str(err):

@@ -30,6 +30,31 @@ def test_load_npz_refuses_object_arrays(tmp_path: Path) -> None:
         load_npz(path)
 
 
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [
+        ("truncated", "truncated copy or download"),
+        ("npy", "a single .npy array"),
+        ("text", "does not start like a zip archive"),
+    ],
+)
+def test_load_npz_says_why_a_file_is_not_an_archive(tmp_path: Path, kind: str, says: str) -> None:
+    whole = tmp_path / "whole.npz"
+    np.savez(whole, x_test=np.zeros((50, 8, 8), np.uint8))
+    path = tmp_path / f"{kind}.npz"
+    if kind == "truncated":
+        path.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    elif kind == "npy":
+        with path.open("wb") as f:
+            np.save(f, np.zeros(3))
+    else:
+        path.write_text("x_test,y_test\n")
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=f"{kind}.npz.*not a readable .npz.*{says}"):
+        load_npz(path)
+    assert path.read_bytes() == before
+
+
 def test_images_to_tensor() -> None:
     x = np.full((2, 4, 4), 255, dtype=np.uint8)
     t = images_to_tensor(x)
