@@ -40,7 +40,11 @@ class SmallCNN(nn.Module):
         super().__init__()
         check_int(hidden, "hidden")
         check_number(dropout, "dropout", maximum=1.0)
-        c1, c2 = channels
+        if not isinstance(channels, (tuple, list)) or len(channels) != 2:
+            raise TypeError(
+                f"channels must be the two convolutions' widths, e.g. (32, 64); got {channels!r}"
+            )
+        c1, c2 = (check_int(c, f"channels[{i}]") for i, c in enumerate(channels))
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, c1, 3, padding=1),
             nn.ReLU(inplace=True),

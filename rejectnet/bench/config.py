@@ -63,7 +63,9 @@ FIELDS: dict[str, dict[str, str]] = {
         "weights": "a .safetensors state dict loaded into the model (then stage one is "
         "skipped unless [train] stage_one_epochs says otherwise)",
         "kwargs": "table of keyword arguments for the model constructor or your function "
-        "(cifar_resnet: depth, width; wide_resnet: depth, widen_factor, dropout)",
+        "(small_cnn: channels = [c1, c2], hidden, dropout; cifar_resnet: depth, width; "
+        "wide_resnet: depth, widen_factor, dropout); classes, image channels and size come "
+        "from the data, never from kwargs",
         "normalize": "normalise every input per channel inside the model, with the mean and "
         "std of the training images (saved with the weights; default false; true in the "
         "cifar presets)",

@@ -98,7 +98,7 @@ class CifarResNet(nn.Module):
         return logits
 
 
-def _small_cnn(num_classes: int, channels: int, image_size: int, **kw: Any) -> nn.Module:
+def _small_cnn(num_classes: int, channels: int, image_size: int, /, **kw: Any) -> nn.Module:
     return SmallCNN(
         num_classes=num_classes,
         in_channels=channels,
@@ -107,11 +107,11 @@ def _small_cnn(num_classes: int, channels: int, image_size: int, **kw: Any) -> n
     )
 
 
-def _wide_resnet(num_classes: int, channels: int, image_size: int, **kw: Any) -> nn.Module:
+def _wide_resnet(num_classes: int, channels: int, image_size: int, /, **kw: Any) -> nn.Module:
     return WideResNet(num_classes=num_classes, in_channels=channels, **kw)
 
 
-def _resnet(num_classes: int, channels: int, image_size: int, **kw: Any) -> nn.Module:
+def _resnet(num_classes: int, channels: int, image_size: int, /, **kw: Any) -> nn.Module:
     try:
         return CifarResNet(num_classes=num_classes, in_channels=channels, **kw)
     except ValueError as err:
@@ -144,11 +144,30 @@ def _entry_point(name: str, base_dir: Path) -> Callable[..., Any]:
     return fn  # type: ignore[no-any-return]
 
 
+SET_FROM_DATA = ("num_classes", "in_channels", "in_chans", "image_size")
+"""Constructor arguments of the built-in and timm networks that the data decide."""
+
+
+def _check_kwargs_leave_data_alone(cfg: ModelConfig) -> None:
+    """Refuse ``[model] kwargs`` that would override what the data decide (built-ins, timm)."""
+    if cfg.is_entry_point:
+        return  # the user's own function: its kwargs win, as documented
+    taken = [k for k in SET_FROM_DATA if k in cfg.kwargs]
+    if taken:
+        one = len(taken) == 1
+        raise BenchError(
+            f"[model] kwargs: {', '.join(taken)} {'comes' if one else 'come'} from the data "
+            f"(classes, image channels and size are read from the in-distribution set); "
+            f"remove {'it' if one else 'them'} from [model] kwargs"
+        )
+
+
 def _construct(
     cfg: ModelConfig, num_classes: int, channels: int, image_size: int, base_dir: Path
 ) -> nn.Module:
     """The network of ``cfg.name``, untrained."""
     name = cfg.name
+    _check_kwargs_leave_data_alone(cfg)
     try:
         if name in BUILTIN_MODELS:
             model: Any = BUILTIN_MODELS[name](num_classes, channels, image_size, **cfg.kwargs)

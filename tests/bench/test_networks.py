@@ -18,6 +18,21 @@ def test_builtin_models_fit_the_data() -> None:
     assert wrn(torch.zeros(2, 1, 8, 8)).shape == (2, 4)
 
 
+def test_small_cnn_widths_come_from_kwargs() -> None:
+    net = build_model(ModelConfig("small_cnn", kwargs={"channels": [4, 6]}), 3, 1, 8, Path("."))
+    assert [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)] == [4, 6]
+    assert net(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
+    for bad, says in (([4], "two convolutions' widths"), ([4, 0], r"channels\[1\]")):
+        with pytest.raises(BenchError, match=f"cannot build 'small_cnn'.*{says}"):
+            build_model(ModelConfig("small_cnn", kwargs={"channels": bad}), 3, 1, 8, Path("."))
+
+
+@pytest.mark.parametrize("key", ["num_classes", "in_channels", "image_size"])
+def test_kwargs_never_override_what_the_data_decide(key: str) -> None:
+    with pytest.raises(BenchError, match=f"\\[model\\] kwargs: {key} comes from the data"):
+        build_model(ModelConfig("small_cnn", kwargs={key: 5}), 3, 1, 8, Path("."))
+
+
 def test_timm_model_by_name_random_init() -> None:
     pytest.importorskip("timm")
     net = build_model(ModelConfig("timm:resnet18"), 5, 1, 32, Path("."))
